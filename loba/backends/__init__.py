@@ -1,0 +1,1 @@
+"""Model backends: the small interface the trainer talks to, and its implementations."""
