@@ -1,0 +1,165 @@
+"""Prompt files: sd-scripts LECO TOML (both formats) plus LOBA's extensions, as TOML or JSON.
+
+Format A: `[[prompts]]`; top-level prompt keys are defaults; an entry with target_class is a slider.
+Format B: `[[targets]]` at top level or under `[slider]` (or that table alone is one entry); the
+first target decides whether all are plain pairs (`target`) or sliders (`target_class`).
+LOBA adds `[[anchors]]`, per-entry `mask` / `mask_box`, and `neutrals` / `resolutions` on plain
+entries. Unknown keys are errors, except top-level training options (`loba train CONFIG.toml`
+keeps prompts and training options in one file; loba.config reads those).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from pathlib import Path
+from typing import Any, Union
+
+from ..config import SECTIONS, TrainConfig
+from ..errors import SpecError
+from .checks import require
+from .entries import (
+    EXTRA_KEYS,
+    PLAIN_ENTRY_KEYS,
+    PROMPT_KEYS,
+    SLIDER_ENTRY_KEYS,
+    anchor_prompts,
+    check_keys,
+    plain_pairs,
+    require_table,
+    shared_neutrals,
+    slider_target,
+)
+from .promptset import PromptSet
+
+TRAINING_NOTE = "; training options (network_dim, learning_rate, [optimizer], ...) are allowed at the top level too"
+
+
+def training_option_keys() -> set[str]:
+    """Every TrainConfig field and section name: tolerated at a prompt file's top level."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for section in SECTIONS.values():
+        names |= {f.name for f in dataclasses.fields(section)}
+    return names
+
+
+def load_prompt_file(path: Union[str, Path]) -> PromptSet:
+    """Read a .toml or .json prompt file; relative files inside it are found next to it."""
+    path = Path(path)
+    return prompt_set_from_dict(read_prompt_table(path), path.parent, path.name)
+
+
+def read_prompt_table(path: Path) -> dict:
+    suffix = path.suffix.lower()
+    require(suffix in (".toml", ".json"), path.name, "file", f"unsupported extension {suffix!r}; use a .toml or .json prompt file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(path.name, "file", f"cannot read {path}: {error.strerror or error}") from None
+    data = _parse_toml(text, path.name) if suffix == ".toml" else _parse_json(text, path.name)
+    require(isinstance(data, dict), path.name, "file", "must hold a table (JSON object) at the top level")
+    return data
+
+
+def _parse_toml(text: str, source: str) -> Any:
+    from ..toml_compat import TOMLDecodeError, loads
+
+    try:
+        return loads(text)
+    except TOMLDecodeError as error:
+        raise SpecError(source, "file", f"is not valid TOML: {error}") from None
+
+
+def _parse_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(source, "file", f"is not valid JSON: {error}") from None
+
+
+def prompt_set_from_dict(data: Mapping, base_dir: Union[str, Path] = ".", source_name: str = "prompt spec") -> PromptSet:
+    """Build a PromptSet from a parsed prompt file (TOML tables or the same schema in JSON)."""
+    require(isinstance(data, Mapping) and data, source_name, "prompts",
+            "the prompt file is empty; add [[prompts]] (target = ...) or [[targets]] (target_class = ...) entries")
+    base_dir = Path(base_dir)
+    if "prompts" in data:
+        entries = _prompts_format(data, base_dir, source_name)
+    else:
+        entries = _targets_format(data, base_dir, source_name)
+    return PromptSet(tuple(entries), tuple(_anchors(data, source_name)))
+
+
+def _prompts_format(data: Mapping, base_dir: Path, source: str) -> list:
+    """Format A: [[prompts]]; top-level prompt keys are every entry's defaults."""
+    for key in ("targets", "slider"):
+        require(key not in data, source, key,
+                "a file with [[prompts]] cannot also have [[targets]] or [slider] (sd-scripts would ignore them); "
+                "put slider entries (target_class = ...) into [[prompts]]")
+    check_keys(data, PROMPT_KEYS | EXTRA_KEYS | {"prompts", "anchors"}, source, training_option_keys(), TRAINING_NOTE)
+    items = data["prompts"]
+    require(isinstance(items, list) and items, source, "prompts", "must be a non-empty list of [[prompts]] tables")
+    defaults = {key: value for key, value in data.items() if key in PROMPT_KEYS | EXTRA_KEYS}
+    shared = shared_neutrals(defaults, source, base_dir)
+    entries: list = []
+    for i, item in enumerate(items):
+        name = f"prompts[{i}]"
+        if isinstance(item, Mapping) and "target_class" in item:
+            # sd-scripts gives a slider inside [[prompts]] only its own neutral, never the top-level ones.
+            entries.append(slider_target(item, defaults, name, base_dir, None))
+        else:
+            entries.extend(plain_pairs(item, defaults, name, base_dir, shared))
+    return entries
+
+
+def _targets_format(data: Mapping, base_dir: Path, source: str) -> list:
+    """Format B: [[targets]] at the top level or under [slider], or that table alone as one entry."""
+    container, where = _slider_container(data, source)
+    tolerated = training_option_keys() if container is data else set()
+    targets = container.get("targets")
+    if targets is None and "target" not in container and "target_class" not in container:
+        require("anchors" in data or "anchors" in container, source, "prompts",
+                "no [[prompts]], [[targets]] or [slider] entries found; add e.g. [[prompts]] target = \"van gogh\"")
+        check_keys(container, frozenset({"anchors"}), where, tolerated, TRAINING_NOTE if tolerated else "")
+        return []
+    if targets is None:
+        return _single_entry(container, where, base_dir, tolerated)
+    require(isinstance(targets, list) and targets, where, "targets", "must be a non-empty list of [[targets]] tables")
+    plain = isinstance(targets[0], Mapping) and "target" in targets[0]
+    known = PLAIN_ENTRY_KEYS if plain else SLIDER_ENTRY_KEYS
+    check_keys(container, known | {"targets", "anchors"}, where, tolerated, TRAINING_NOTE if tolerated else "")
+    defaults = {key: value for key, value in container.items() if key in known}
+    shared = shared_neutrals(defaults, where, base_dir)
+    entries: list = []
+    for i, item in enumerate(targets):
+        if plain:
+            entries.extend(plain_pairs(item, defaults, f"targets[{i}]", base_dir, shared))
+        else:
+            entries.append(slider_target(item, defaults, f"targets[{i}]", base_dir, shared))
+    return entries
+
+
+def _slider_container(data: Mapping, source: str) -> tuple[Mapping, str]:
+    """sd-scripts reads `data.get("slider", data)`; with [slider], prompt keys outside it would be lost."""
+    if "slider" not in data:
+        return data, source
+    check_keys(data, frozenset({"slider", "anchors"}), source, training_option_keys(),
+               "; with a [slider] table, put prompt keys such as guidance_scale inside it" + TRAINING_NOTE)
+    return require_table(data["slider"], source, "slider"), "slider"
+
+
+def _single_entry(table: Mapping, where: str, base_dir: Path, tolerated: AbstractSet[str]) -> list:
+    """A table without [[targets]] that has target or target_class is itself the one entry."""
+    entry = {key: value for key, value in table.items() if key != "anchors" and key not in tolerated}
+    if "target" in entry:
+        return plain_pairs(entry, {}, where, base_dir, None)
+    return [slider_target(entry, {}, where, base_dir, None)]
+
+
+def _anchors(data: Mapping, source: str) -> list:
+    anchors = anchor_prompts(data["anchors"], source) if "anchors" in data else []
+    slider = data.get("slider")
+    if isinstance(slider, Mapping) and "anchors" in slider:
+        anchors += anchor_prompts(slider["anchors"], "slider")
+    return anchors

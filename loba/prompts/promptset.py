@@ -1,0 +1,71 @@
+"""PromptSet: the immutable bundle of prompt entries and anchors that nodes chain and the trainer consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from ..errors import SpecError
+from .checks import require, set_field
+from .slider import SliderTarget
+from .spec import AnchorPrompt, PromptPair, distinct
+
+Entry = Union[PromptPair, SliderTarget]
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    entries: tuple[Entry, ...] = ()
+    anchors: tuple[AnchorPrompt, ...] = ()
+
+    def __post_init__(self):
+        entries, anchors = tuple(self.entries), tuple(self.anchors)
+        for i, entry in enumerate(entries):
+            require(isinstance(entry, (PromptPair, SliderTarget)), f"entries[{i}]", "type",
+                    f"expected a PromptPair or SliderTarget, got {type(entry).__name__}")
+        for i, anchor in enumerate(anchors):
+            require(isinstance(anchor, AnchorPrompt), f"anchors[{i}]", "type",
+                    f"expected an AnchorPrompt, got {type(anchor).__name__}")
+        set_field(self, "entries", entries)
+        set_field(self, "anchors", anchors)
+
+    def pairs(self) -> list[PromptPair]:
+        """Every training pair, sliders expanded (in entry order)."""
+        pairs: list[PromptPair] = []
+        for entry in self.entries:
+            pairs.extend(entry.expand() if isinstance(entry, SliderTarget) else [entry])
+        return pairs
+
+    def all_prompts(self) -> list[str]:
+        """Every distinct prompt of the pairs and anchors, so each is encoded once."""
+        prompts = [p for pair in self.pairs() for p in pair.prompts()]
+        return distinct(prompts + [anchor.prompt for anchor in self.anchors])
+
+    def extended(self, *items: Entry | AnchorPrompt | PromptSet) -> PromptSet:
+        """A new set with the items appended (another PromptSet is merged); this one is never changed."""
+        entries, anchors = list(self.entries), list(self.anchors)
+        for item in items:
+            if isinstance(item, PromptSet):
+                entries += item.entries
+                anchors += item.anchors
+            elif isinstance(item, AnchorPrompt):
+                anchors.append(item)
+            elif isinstance(item, (PromptPair, SliderTarget)):
+                entries.append(item)
+            else:
+                raise SpecError("PromptSet.extended", "items",
+                                f"cannot add a {type(item).__name__}; add PromptPair, SliderTarget, AnchorPrompt or PromptSet")
+        return PromptSet(tuple(entries), tuple(anchors))
+
+    def validate(self) -> None:
+        """Raise SpecError when the set cannot train anything."""
+        pairs = self.pairs()
+        require(pairs, "prompt set", "entries",
+                "has no prompt pairs: add a [[prompts]] / [[targets]] entry or a prompt/slider node")
+        require(any(pair.weight > 0 for pair in pairs), "prompt set", "weight",
+                "every pair has weight 0, so nothing would train; give at least one pair a weight > 0")
+
+    def to_dict(self) -> dict:
+        """JSON-safe summary for file metadata, in LOBA's own file schema (masks only summarized)."""
+        return {"prompts": [entry.to_dict() for entry in self.entries],
+                "anchors": [anchor.to_dict() for anchor in self.anchors]}

@@ -1,0 +1,153 @@
+"""PromptPair and AnchorPrompt: the units of training the trainer consumes.
+
+A PromptPair carries the sd-scripts/LECO prompt settings: the student sees `target` at the pair's
+`multiplier` and is pulled toward eps(neutral) -/+ guidance_scale * (eps(positive) - eps(unconditional))
+for action erase/enhance. Defaults follow sd-scripts: positive = target, neutral = unconditional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from .checks import (
+    Resolution,
+    as_count,
+    as_flag,
+    as_number,
+    as_text,
+    check_mask,
+    mask_summary,
+    normalize_resolutions,
+    require,
+    set_field,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+ACTIONS = ("erase", "enhance")
+
+
+def distinct(items) -> list:
+    """Items without repeats, first occurrence order kept (prompts are encoded once each)."""
+    return list(dict.fromkeys(items))
+
+
+def random_bucket_resolution(size: int, generator: Optional[torch.Generator] = None) -> Resolution:
+    """sd-scripts' dynamic_resolution bucket: height and width drawn independently as multiples of
+    64 between size//2 and size. Below 128 the step is 8 so that tiny test resolutions still vary."""
+    import torch
+
+    step = 64 if size >= 128 else 8
+    low, high = max((size // 2) // step, 1), max(size // step, 1)
+    device = generator.device if generator is not None else None
+    height = int(torch.randint(low, high + 1, (1,), generator=generator, device=device)) * step
+    width = int(torch.randint(low, high + 1, (1,), generator=generator, device=device)) * step
+    return height, width
+
+
+@dataclass(frozen=True)
+class PromptPair:
+    target: str
+    positive: Optional[str] = None  # None -> target
+    unconditional: str = ""  # also the CFG negative of the partial denoise
+    neutral: Optional[str] = None  # None -> unconditional
+    action: str = "erase"
+    guidance_scale: float = 1.0
+    resolutions: tuple[Resolution, ...] = ((512, 512),)  # (height, width)
+    dynamic_resolution: bool = False
+    dynamic_crops: bool = False
+    batch_size: int = 1
+    multiplier: float = 1.0
+    weight: float = 1.0
+    mask: Optional[torch.Tensor] = field(default=None, compare=False)  # [H, W] in 0..1, white = train
+    name: str = ""  # label for error messages, e.g. "prompts[2]"
+
+    def __post_init__(self):
+        entry = self.name or "prompt pair"
+        self._normalize_prompts(entry)
+        require(self.action in ACTIONS, entry, "action", f"unknown action {self.action!r}; use one of: {', '.join(ACTIONS)}")
+        set_field(self, "guidance_scale", as_number(self.guidance_scale, entry, "guidance_scale"))
+        set_field(self, "resolutions", normalize_resolutions(self.resolutions, entry, "resolutions"))
+        set_field(self, "dynamic_resolution", as_flag(self.dynamic_resolution, entry, "dynamic_resolution"))
+        set_field(self, "dynamic_crops", as_flag(self.dynamic_crops, entry, "dynamic_crops"))
+        set_field(self, "batch_size", as_count(self.batch_size, entry, "batch_size"))
+        set_field(self, "multiplier", check_multiplier(self.multiplier, entry))
+        set_field(self, "weight", check_weight(self.weight, entry))
+        set_field(self, "mask", check_mask(self.mask, entry))
+        set_field(self, "name", as_text(self.name, entry, "name"))
+
+    def _normalize_prompts(self, entry: str) -> None:
+        target = as_text(self.target, entry, "target")
+        positive = target if self.positive is None else as_text(self.positive, entry, "positive")
+        # An empty target with the default positive gives a zero offset: the pair would train nothing.
+        # An empty target with its own positive is a real pair (sd-scripts' `target_class = ""` sliders).
+        require(target.strip() or positive.strip(), entry, "target",
+                'is empty: name the concept to erase or enhance, e.g. target = "van gogh"')
+        unconditional = as_text(self.unconditional, entry, "unconditional")
+        neutral = unconditional if self.neutral is None else as_text(self.neutral, entry, "neutral")
+        set_field(self, "positive", positive)
+        set_field(self, "neutral", neutral)
+
+    def prompts(self) -> tuple[str, ...]:
+        """The distinct prompts this pair needs encoded, in a stable order."""
+        return tuple(distinct((self.target, self.positive, self.unconditional, self.neutral)))
+
+    def sample_resolution(self, generator: Optional[torch.Generator] = None) -> Resolution:
+        """(height, width) for one step: uniform over `resolutions`, then sd-scripts' bucket when dynamic."""
+        height, width = self.resolutions[0]
+        if len(self.resolutions) > 1:
+            import torch
+
+            device = generator.device if generator is not None else None
+            height, width = self.resolutions[int(torch.randint(len(self.resolutions), (1,), generator=generator, device=device))]
+        if self.dynamic_resolution and height == width:
+            return random_bucket_resolution(height, generator)
+        return height, width
+
+    def to_dict(self) -> dict:
+        """JSON-safe and readable back by prompt_set_from_dict (masks only summarized)."""
+        return {"target": self.target, "positive": self.positive, "unconditional": self.unconditional,
+                "neutral": self.neutral, "action": self.action, **common_fields(self)}
+
+
+@dataclass(frozen=True)
+class AnchorPrompt:
+    """A preservation prompt: the student's output for it must not move."""
+
+    prompt: str
+    weight: float = 1.0
+    name: str = ""
+
+    def __post_init__(self):
+        entry = self.name or "anchor"
+        as_text(self.prompt, entry, "prompt")
+        set_field(self, "weight", check_weight(self.weight, entry))
+        as_text(self.name, entry, "name")
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "weight": self.weight}
+
+
+def check_multiplier(value: Any, entry: str) -> float:
+    multiplier = as_number(value, entry, "multiplier")
+    require(multiplier != 0, entry, "multiplier", "must not be 0: at 0 the adapter is off and nothing trains; use e.g. 1.0")
+    return multiplier
+
+
+def check_weight(value: Any, entry: str) -> float:
+    weight = as_number(value, entry, "weight")
+    # A negative loss weight makes the loss unbounded below: training would diverge, not erase.
+    require(weight >= 0, entry, "weight", f"must be >= 0 (a loss weight), got {weight}")
+    return weight
+
+
+def common_fields(entry: Any) -> dict:
+    """The settings PromptPair and SliderTarget share, as file keys."""
+    data = {"guidance_scale": entry.guidance_scale, "resolutions": [list(r) for r in entry.resolutions],
+            "dynamic_resolution": entry.dynamic_resolution, "dynamic_crops": entry.dynamic_crops,
+            "batch_size": entry.batch_size, "multiplier": entry.multiplier, "weight": entry.weight}
+    if entry.mask is not None:
+        data["mask"] = mask_summary(entry.mask)
+    return data

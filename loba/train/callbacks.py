@@ -1,0 +1,52 @@
+"""How a host follows and steers training: progress, checkpoints, stop requests.
+
+The CLI prints a progress bar from these; the ComfyUI seam turns them into progress, previews and
+websocket events and polls cancel through should_stop().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class TrainStart:
+    total_steps: int
+    start_step: int
+    num_modules: int
+    num_parameters: int
+    num_pairs: int
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: int  # 1-based count of optimizer steps done
+    total_steps: int
+    loss: float
+    main_loss: float
+    preservation_loss: float
+    learning_rate: float
+    timestep: int
+    pair_index: int
+    seconds: float  # wall time of this step
+
+
+class TrainCallbacks:
+    """No-op base: override what you need."""
+
+    def on_start(self, start: TrainStart) -> None:
+        pass
+
+    def on_step(self, report: StepReport, network) -> None:
+        pass
+
+    def on_checkpoint(self, path: Path, step: int) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def on_end(self, steps_done: int, stopped: bool, error: Optional[BaseException]) -> None:
+        pass

@@ -1,0 +1,169 @@
+"""One LECO-style training step: partial denoise -> batched teachers -> student -> loss.
+
+Costs per step: k CFG forwards without grad (the denoise), ONE batched forward without grad for
+every prompt the pair and the preservation anchors need (no unconditional halves), and ONE batched
+student forward with grad for the target prompt and the anchors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..backends.base import Conditioning, ModelBackend, SizeConditioning
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..losses import compute_loss
+from ..noise import initial_noise
+from ..noise_schedule import NoiseSchedule
+from ..objectives import OBJECTIVES
+from ..prompts import PromptPair, PromptSet
+from ..prompts.masks import mask_to_latent
+
+
+@dataclass
+class StepPlan:
+    """The random draws of one step, all from the trainer's own generator (so resume is exact)."""
+
+    pair_index: int
+    pair: PromptPair
+    height: int
+    width: int
+    k: int
+    timestep: int
+    noise: torch.Tensor
+    size: Optional[SizeConditioning]
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor
+    main_loss: float
+    preservation_loss: float
+    timestep: int
+    pair_index: int
+
+
+class SliderStep:
+    def __init__(self, backend: ModelBackend, network, prompts: PromptSet, config: TrainConfig,
+                 embeddings: dict[str, Conditioning]):
+        self.backend = backend
+        self.network = network
+        self.config = config
+        self.embeddings = embeddings
+        self.pairs = prompts.pairs()
+        self.anchors = tuple(prompts.anchors)
+        self.schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
+        sampling = config.sampling
+        self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps)
+        self.allowed_k = [k for k in range(1, len(self.grid))
+                          if sampling.min_timestep <= int(self.grid[k]) < sampling.max_timestep]
+        if not self.allowed_k:
+            raise ConfigError("min_timestep", f"no timestep of the {len(self.grid)}-step denoise grid lies in "
+                              f"[{sampling.min_timestep}, {sampling.max_timestep}); widen the range")
+        self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
+
+    # -- drawing -----------------------------------------------------------------------------
+    def plan(self, generator: torch.Generator) -> StepPlan:
+        index = int(torch.randint(len(self.pairs), (1,), generator=generator))
+        pair = self.pairs[index]
+        height, width = pair.sample_resolution(generator)
+        k = self.allowed_k[int(torch.randint(len(self.allowed_k), (1,), generator=generator))]
+        scale = self.backend.vae_scale_factor
+        shape = (pair.batch_size, self.backend.latent_channels, height // scale, width // scale)
+        noise = initial_noise(shape, generator, self.config.noise, self.backend.device, self.backend.dtype)
+        size = self._size_conditioning(pair, height, width, generator)
+        return StepPlan(index, pair, height, width, k, int(self.grid[k]), noise, size)
+
+    def _size_conditioning(self, pair: PromptPair, height: int, width: int, generator) -> Optional[SizeConditioning]:
+        if self.backend.family != "sdxl":
+            return None
+        if not pair.dynamic_crops:
+            return SizeConditioning.plain(height, width)
+        # sd-scripts' rule: pretend the image was 1-3x larger and cropped at a random corner.
+        scale = float(torch.rand(1, generator=generator)) * 2 + 1
+        original = (int(height * scale), int(width * scale))
+        top = int(torch.randint(max(original[0] - height, 1), (1,), generator=generator))
+        left = int(torch.randint(max(original[1] - width, 1), (1,), generator=generator))
+        return SizeConditioning(original, (top, left), (height, width))
+
+    # -- model calls ---------------------------------------------------------------------------
+    def _autocast(self):
+        mode = self.config.mixed_precision
+        if mode == "no":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if mode == "fp16" else torch.bfloat16
+        return torch.autocast(self.backend.device.type, dtype=dtype)
+
+    def _batched(self, prompts: list[str], x: torch.Tensor) -> tuple[torch.Tensor, Conditioning]:
+        cond = Conditioning.cat([self.embeddings[p].repeat(x.shape[0]) for p in prompts])
+        return x.repeat(len(prompts), 1, 1, 1), cond
+
+    def _predict(self, x: torch.Tensor, timestep: int, cond: Conditioning, size) -> torch.Tensor:
+        t = torch.full((x.shape[0],), timestep, dtype=torch.long, device=x.device)
+        with self._autocast():
+            return self.backend.predict(x, t, cond, size).float()
+
+    @torch.no_grad()
+    def denoise(self, plan: StepPlan) -> torch.Tensor:
+        """x at grid[k]: k DDIM steps from noise with CFG; no gradient ever flows through here."""
+        sampling = self.config.sampling
+        self.network.multiplier = plan.pair.multiplier if sampling.denoise_with_adapter else 0.0
+        x = plan.noise
+        prompts = [plan.pair.unconditional, plan.pair.target]
+        for i in range(plan.k):
+            t, t_next = int(self.grid[i]), int(self.grid[i + 1])
+            x_in, cond = self._batched(prompts, x)
+            uncond, text = self._predict(x_in, t, cond, plan.size).chunk(2)
+            guided = uncond + sampling.leco_denoise_guidance_scale * (text - uncond)
+            x = self.schedule.ddim_step(guided, x.float(), t, t_next).to(x.dtype)
+        return x
+
+    @torch.no_grad()
+    def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch."""
+        prompts = list(dict.fromkeys(OBJECTIVES.get(plan.pair.action).teacher_prompts(plan.pair)
+                                     + tuple(a.prompt for a in self.anchors)))
+        self.network.multiplier = 0.0
+        x_in, cond = self._batched(prompts, x_t)
+        out = self._predict(x_in, plan.timestep, cond, plan.size).chunk(len(prompts))
+        return dict(zip(prompts, out))
+
+    def student(self, plan: StepPlan, x_t: torch.Tensor) -> list[torch.Tensor]:
+        """The model with the adapter at the pair's multiplier, for the target and every anchor."""
+        prompts = [plan.pair.target] + [a.prompt for a in self.anchors]
+        self.network.multiplier = plan.pair.multiplier
+        x_in, cond = self._batched(prompts, x_t)
+        return list(self._predict(x_in, plan.timestep, cond, plan.size).chunk(len(prompts)))
+
+    # -- loss ----------------------------------------------------------------------------------
+    def latent_mask(self, plan: StepPlan, latent_hw: tuple[int, int]) -> Optional[torch.Tensor]:
+        if plan.pair.mask is None:
+            return None
+        key = (plan.pair_index, *latent_hw)
+        if key not in self._latent_masks:
+            self._latent_masks[key] = mask_to_latent(plan.pair.mask, latent_hw).to(self.backend.device, torch.float32)
+        return self._latent_masks[key]
+
+    def run(self, plan: StepPlan) -> StepResult:
+        x_t = self.denoise(plan)
+        teacher = self.teachers(plan, x_t)
+        target = OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher)
+        predictions = self.student(plan, x_t)
+        timesteps = torch.full((x_t.shape[0],), plan.timestep, dtype=torch.long)
+        loss_cfg = self.config.loss
+        mask = self.latent_mask(plan, tuple(x_t.shape[-2:]))
+        main = compute_loss(predictions[0], target, cfg=loss_cfg, timesteps=timesteps, schedule=self.schedule,
+                            mask=mask, weight=plan.pair.weight)
+        preservation = torch.zeros((), device=main.device)
+        for anchor, prediction in zip(self.anchors, predictions[1:]):
+            preservation = preservation + compute_loss(prediction, teacher[anchor.prompt], cfg=loss_cfg,
+                                                       timesteps=timesteps, schedule=self.schedule, weight=anchor.weight)
+        if self.anchors:
+            # Mean over anchors so that adding anchors does not change the loss scale.
+            preservation = loss_cfg.preservation_weight * preservation / len(self.anchors)
+        total = main + preservation
+        return StepResult(total, float(main.detach()), float(preservation.detach()), plan.timestep, plan.pair_index)

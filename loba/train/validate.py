@@ -1,0 +1,22 @@
+"""Checks that run before any model work, so bad input fails fast with a clear message."""
+
+from __future__ import annotations
+
+from ..config import TrainConfig
+from ..errors import SpecError
+from ..losses import LOSSES
+from ..objectives import OBJECTIVES
+from ..optim import validate_names
+from ..prompts import PromptSet
+from ..targeting import TARGETING_PRESETS
+
+
+def validate_before_model_work(prompts: PromptSet, config: TrainConfig) -> None:
+    prompts.validate()
+    validate_names(config.optimizer)
+    LOSSES.get(config.loss.loss_type)
+    TARGETING_PRESETS.get(config.network.preset)
+    for pair in prompts.pairs():
+        if pair.action not in OBJECTIVES:
+            raise SpecError(pair.name or "prompt pair", "action",
+                            f"unknown action '{pair.action}'; use one of {', '.join(OBJECTIVES.names())}")

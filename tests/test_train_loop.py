@@ -1,0 +1,106 @@
+"""The loop: it learns, it leaves the model exactly as it was, and resume continues exactly."""
+
+import pytest
+import torch
+
+import loba.train.step as step_module
+from loba.config import TrainConfig
+from loba.errors import TrainingAborted
+from loba.prompts import AnchorPrompt, PromptPair, PromptSet, SliderTarget
+from loba.train.callbacks import TrainCallbacks
+from loba.train.loop import train
+
+from .conftest import assert_bit_identical, snapshot
+
+PROMPTS = PromptSet(
+    entries=(PromptPair(target="a red circle", positive="red", resolutions=((64, 64),)),
+             SliderTarget(target_class="a circle", positive="large", negative="small", resolutions=((64, 64),))),
+    anchors=(AnchorPrompt("a blue square"),),
+)
+FAST = TrainConfig().replace(max_denoising_steps=4, max_train_steps=6, learning_rate=1e-3, seed=11)
+
+
+def fixed_eval_loss(backend, result, seed=123, n=6) -> float:
+    from loba.train.step import SliderStep
+
+    step = SliderStep(backend, result.network, PROMPTS, FAST, backend.encode_prompts(PROMPTS.all_prompts()))
+    gen, total = torch.Generator().manual_seed(seed), 0.0
+    with result.network.attached(backend.unet), torch.no_grad():
+        for _ in range(n):
+            total += step.run(step.plan(gen)).loss.item()
+    return total / n
+
+
+def test_a_short_run_lowers_the_loss(sd1_backend):
+    config = FAST.replace(max_train_steps=1)
+    untrained = train(sd1_backend, PROMPTS, config)
+    with torch.no_grad():
+        for p in untrained.network.parameters():
+            p.zero_()  # exactly the base model: up weights 0
+    before = fixed_eval_loss(sd1_backend, untrained)
+    trained = train(sd1_backend, PROMPTS, FAST.replace(max_train_steps=40, learning_rate=3e-3))
+    after = fixed_eval_loss(sd1_backend, trained)
+    assert after < 0.9 * before, (before, after)
+
+
+def test_the_model_is_bit_identical_after_training(sd1_backend):
+    before = snapshot(sd1_backend.unet)
+    result = train(sd1_backend, PROMPTS, FAST)
+    assert result.steps_done == FAST.max_train_steps and len(result.losses) == FAST.max_train_steps
+    assert_bit_identical(sd1_backend.unet, before)
+
+
+class FailingCallbacks(TrainCallbacks):
+    def on_step(self, report, network):
+        if report.step == 2:
+            raise RuntimeError("callback failed")
+
+
+def test_the_model_is_bit_identical_after_a_callback_exception(sd1_backend):
+    before = snapshot(sd1_backend.unet)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        train(sd1_backend, PROMPTS, FAST, callbacks=FailingCallbacks())
+    assert_bit_identical(sd1_backend.unet, before)
+
+
+def test_a_nan_loss_aborts_and_leaves_the_model_untouched(sd1_backend, monkeypatch):
+    real = step_module.compute_loss
+    monkeypatch.setattr(step_module, "compute_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    before = snapshot(sd1_backend.unet)
+    with pytest.raises(TrainingAborted, match="learning_rate"):
+        train(sd1_backend, PROMPTS, FAST)
+    assert_bit_identical(sd1_backend.unet, before)
+
+
+class StopAfter(TrainCallbacks):
+    def __init__(self, steps):
+        self.steps, self.seen = steps, 0
+
+    def on_step(self, report, network):
+        self.seen = report.step
+
+    def should_stop(self):
+        return self.seen >= self.steps
+
+
+def test_stop_request_keeps_the_partial_result(sd1_backend):
+    before = snapshot(sd1_backend.unet)
+    result = train(sd1_backend, PROMPTS, FAST, callbacks=StopAfter(2))
+    assert result.stopped and result.steps_done == 2
+    assert_bit_identical(sd1_backend.unet, before)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(sd1_backend, tmp_path):
+    config = FAST.replace(save_every_n_steps=3, optimizer="adamw", lr_scheduler="cosine", lr_warmup_steps=2,
+                          noise_offset=0.05)
+    full = train(sd1_backend, PROMPTS, config, out_dir=tmp_path / "full")
+    checkpoint = tmp_path / "full" / "checkpoints" / "step-000003.pt"
+    assert checkpoint.is_file() and full.checkpoints == [checkpoint]
+    torch.manual_seed(999)  # the global RNG must not matter: training draws from its own generator
+    resumed = train(sd1_backend, PROMPTS, config, out_dir=tmp_path / "resumed", resume=checkpoint)
+    assert resumed.steps_done == config.max_train_steps
+    assert resumed.losses == full.losses[3:]
+    full_state, resumed_state = full.network.module_state(), resumed.network.module_state()
+    for name in full_state:
+        for key in full_state[name]:
+            assert torch.equal(full_state[name][key], resumed_state[name][key]), (name, key)
