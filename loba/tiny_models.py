@@ -40,7 +40,7 @@ def tiny_tokenizer(folder: Path):
     vocab["<|endoftext|>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
 
 
 def tiny_text_encoder(hidden: int = 32, with_projection: bool = False, seed: int = 0):

@@ -254,3 +254,18 @@ def test_load_module_state_refuses_other_shapes_and_names(unet):
         network.load_module_state(bad)
     with pytest.raises(AdapterFileError, match="missing"):
         network.load_module_state({k: v for k, v in state.items() if k != name})
+
+
+def test_multiplier_zero_skips_the_adapter_compute():
+    root = nn.Sequential(nn.Linear(4, 4))
+    network = AdapterNetwork([TargetSpec("0", "lora", 2, 1.0)], root)
+
+    def fail(x):
+        raise AssertionError("adapter computed at multiplier 0")
+
+    network.lora("0").delta_float = fail
+    network.multiplier = 0
+    with network.attached(root), torch.no_grad():
+        root(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="finite"):
+        network.multiplier = float("nan")

@@ -38,7 +38,7 @@ def spy_on_predict(backend, network, monkeypatch) -> list:
 def test_only_the_student_forward_tracks_gradients(sd1_backend, monkeypatch):
     step, network = make_step(sd1_backend, erase_set(anchors=[AnchorPrompt("a blue square")]))
     calls = spy_on_predict(sd1_backend, network, monkeypatch)
-    with network.attached(sd1_backend.unet):
+    with sd1_backend.training_session(), network.attached(sd1_backend.unet):
         plan = step.plan(torch.Generator().manual_seed(0))
         x_t = step.denoise(plan)
         assert not x_t.requires_grad
@@ -58,7 +58,7 @@ def test_denoise_without_adapter_option(sd1_backend, monkeypatch):
     config = CONFIG.replace(denoise_with_adapter=False)
     step, network = make_step(sd1_backend, erase_set(), config)
     calls = spy_on_predict(sd1_backend, network, monkeypatch)
-    with network.attached(sd1_backend.unet):
+    with sd1_backend.training_session(), network.attached(sd1_backend.unet):
         plan = step.plan(torch.Generator().manual_seed(1))
         step.denoise(plan)
     assert len(calls) == plan.k and all(c["multiplier"] == 0.0 for c in calls)
@@ -85,7 +85,7 @@ class VFromEps:
 def _loss_and_grads(backend, config, seed=5):
     torch.manual_seed(0)
     step, network = make_step(backend, erase_set(anchors=[AnchorPrompt("a blue square", 0.5)]), config)
-    with network.attached(backend.unet):
+    with backend.training_session(), network.attached(backend.unet):
         with torch.no_grad():  # give the adapter non-zero up weights so the student differs from the teacher
             for p in network.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
@@ -123,7 +123,7 @@ def test_full_mask_equals_no_mask_and_half_mask_differs(sd1_backend):
     for label, mask in {"none": None, "ones": torch.ones(64, 64), "half": torch.cat([torch.ones(64, 32), torch.zeros(64, 32)], 1)}.items():
         torch.manual_seed(0)
         step, network = make_step(sd1_backend, erase_set(mask=mask))
-        with network.attached(sd1_backend.unet), torch.no_grad():
+        with sd1_backend.training_session(), network.attached(sd1_backend.unet), torch.no_grad():
             for p in network.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
             losses[label] = step.run(step.plan(torch.Generator().manual_seed(2))).main_loss
@@ -134,7 +134,7 @@ def test_full_mask_equals_no_mask_and_half_mask_differs(sd1_backend):
 def test_sdxl_step_runs_with_pooled_and_size_conditioning(sdxl_backend):
     prompts = PromptSet(entries=(PromptPair(target="a red circle", positive="red", resolutions=((64, 64),), dynamic_crops=True),))
     step, network = make_step(sdxl_backend, prompts)
-    with network.attached(sdxl_backend.unet):
+    with sdxl_backend.training_session(), network.attached(sdxl_backend.unet):
         plan = step.plan(torch.Generator().manual_seed(0))
         assert plan.size is not None and plan.size.target == (64, 64)
         result = step.run(plan)

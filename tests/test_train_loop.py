@@ -20,27 +20,33 @@ PROMPTS = PromptSet(
 FAST = TrainConfig().replace(max_denoising_steps=4, max_train_steps=6, learning_rate=1e-3, seed=11)
 
 
-def fixed_eval_loss(backend, result, seed=123, n=6) -> float:
+STRONG = PromptSet(entries=(
+    PromptPair(target="a red circle", positive="red", guidance_scale=8.0, resolutions=((64, 64),)),
+    SliderTarget(target_class="a circle", positive="large", negative="small", guidance_scale=8.0, resolutions=((64, 64),)),
+))
+
+
+def fixed_eval_loss(backend, network, config, seed=123, n=8) -> float:
+    """Mean loss over a fixed set of draws, x_t produced without the adapter so it is the same before and after."""
     from loba.train.step import SliderStep
 
-    step = SliderStep(backend, result.network, PROMPTS, FAST, backend.encode_prompts(PROMPTS.all_prompts()))
+    step = SliderStep(backend, network, STRONG, config, backend.encode_prompts(STRONG.all_prompts()))
     gen, total = torch.Generator().manual_seed(seed), 0.0
-    with result.network.attached(backend.unet), torch.no_grad():
+    with network.attached(backend.unet), torch.no_grad():
         for _ in range(n):
             total += step.run(step.plan(gen)).loss.item()
     return total / n
 
 
 def test_a_short_run_lowers_the_loss(sd1_backend):
-    config = FAST.replace(max_train_steps=1)
-    untrained = train(sd1_backend, PROMPTS, config)
+    config = FAST.replace(denoise_with_adapter=False, network_alpha=4.0, learning_rate=2e-3, max_train_steps=40)
+    trained = train(sd1_backend, STRONG, config)
+    after = fixed_eval_loss(sd1_backend, trained.network, config)
     with torch.no_grad():
-        for p in untrained.network.parameters():
-            p.zero_()  # exactly the base model: up weights 0
-    before = fixed_eval_loss(sd1_backend, untrained)
-    trained = train(sd1_backend, PROMPTS, FAST.replace(max_train_steps=40, learning_rate=3e-3))
-    after = fixed_eval_loss(sd1_backend, trained)
-    assert after < 0.9 * before, (before, after)
+        for _, lora in trained.network.items():
+            lora.lora_up.weight.zero_()  # up = 0: exactly the base model
+    before = fixed_eval_loss(sd1_backend, trained.network, config)
+    assert after < 0.75 * before, (before, after)
 
 
 def test_the_model_is_bit_identical_after_training(sd1_backend):

@@ -43,7 +43,10 @@ class AdapterNetwork(nn.Module):
             if spec.name in self.lr_multipliers:
                 raise ValueError(f"module '{spec.name}' is targeted twice")
             base = _find(root, spec.name)
-            self.loras[_key(spec.name)] = ADAPTERS.get(spec.kind)(base, spec.rank, spec.alpha)
+            lora = ADAPTERS.get(spec.kind)(base, spec.rank, spec.alpha)  # initialized on CPU: same seed, same slider
+            # Live on the model's device from the start, so an optimizer (or a resumed optimizer state)
+            # created before attach() sees the parameters where they will be used.
+            self.loras[_key(spec.name)] = lora.to(_device_of(base))
             self.targets.append(spec)
             self.names.append(spec.name)
             self.lr_multipliers[spec.name] = float(spec.lr_multiplier)

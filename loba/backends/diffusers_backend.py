@@ -42,8 +42,7 @@ class DiffusersBackend(ModelBackend):
         self.latent_channels = int(unet.config.in_channels)
         if self.family == "sdxl" and len(self.text_encoders) != 2:
             raise UnsupportedModelError("an SDXL UNet needs two text encoders (text_encoder and text_encoder_2)")
-        self._kohya_index: Optional[dict[str, str]] = None
-        self._module_to_kohya: Optional[dict[str, str]] = None
+        self._kohya_names = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -107,7 +106,9 @@ class DiffusersBackend(ModelBackend):
             return {}
         contexts, pooled = [], None
         for index, (encoder, tokenizer) in enumerate(zip(self.text_encoders, self.tokenizers)):
-            ids = tokenizer(distinct, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+            # Tokenizers saved without model_max_length report a huge sentinel; the encoder knows its length.
+            length = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
+            ids = tokenizer(distinct, padding="max_length", max_length=length, truncation=True,
                             return_tensors="pt").input_ids.to(encoder.device)
             if self.family == "sdxl":
                 out = encoder(ids, output_hidden_states=True)
@@ -132,22 +133,18 @@ class DiffusersBackend(ModelBackend):
             added = {"text_embeds": cond.pooled, "time_ids": ids.expand(x.shape[0], -1)}
         return self.unet(x, timesteps.to(x.device), encoder_hidden_states=cond.context, added_cond_kwargs=added).sample
 
-    def _index(self) -> dict[str, str]:
-        if self._kohya_index is None:
-            from ..naming import kohya_index
+    def _names(self):
+        if self._kohya_names is None:
+            from ..naming import KohyaNames
 
-            self._kohya_index = kohya_index(self.unet, self.family)
-        return self._kohya_index
+            self._kohya_names = KohyaNames(self.unet, self.family)
+        return self._kohya_names
 
     def kohya_name(self, module_name: str) -> str:
-        if self._module_to_kohya is None:
-            self._module_to_kohya = {name: stem for stem, name in self._index().items()}
-        if module_name not in self._module_to_kohya:
-            raise KeyError(f"module '{module_name}' has no kohya name in this {self.family} UNet")
-        return self._module_to_kohya[module_name]
+        return self._names().kohya_name(module_name)
 
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
-        return self._index().get(kohya_key)
+        return self._names().module_name_from_kohya(kohya_key)
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         if enabled:

@@ -47,7 +47,7 @@ class _Trainer:
         plan = self.step.plan(self.generator)
         result = self.step.run(plan)
         if not torch.isfinite(result.loss):
-            raise TrainingAborted(f"the loss became {float(result.loss)} at timestep {plan.timestep} "
+            raise TrainingAborted(f"the loss became {float(result.loss.detach())} at timestep {plan.timestep} "
                                   f"(pair {plan.pair.name or plan.pair_index}); lower learning_rate or guidance_scale")
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
