@@ -3,13 +3,15 @@
 Nothing here imports ComfyUI at import time: test modules may import this one without a ComfyUI on
 the machine. A ComfyUI test module does
 
-    from .comfy_support import COMFY_MARKS, comfy_fixture  # noqa: F401  (registers the "comfy" fixture)
+    from .comfy_support import COMFY_MARKS, comfy_fixture, require_comfyui  # noqa: F401 (the fixture)
+    require_comfyui()
     pytestmark = COMFY_MARKS
 
-and every test in it is marked "comfy" and skipped, with one loud reason line, when no ComfyUI is
-found. The session fixture `comfy` (defined as comfy_fixture, so that test arguments named comfy do
-not shadow an import) puts ComfyUI on sys.path (first, as main.py has it), forces CPU
-mode before comfy.model_management is imported, and returns a namespace of the imported modules.
+Every test in it is then marked "comfy", and the whole module is skipped with one loud reason line
+when no ComfyUI is found. The session fixture `comfy` (defined as comfy_fixture, so that test
+arguments named comfy do not shadow an import; it also skips without ComfyUI) puts ComfyUI on
+sys.path (first, as main.py has it), forces CPU mode before comfy.model_management is imported, and
+returns a namespace of the imported modules.
 
 Tiny models: `comfy_model_from_diffusers` turns a (tiny) diffusers UNet2DConditionModel into a
 ComfyUI ModelPatcher holding the SAME weights: a supported model config (SD15 / SD20 / SDXL)
@@ -65,8 +67,15 @@ def comfyui_skip_reason() -> str:
 
 
 COMFYUI = find_comfyui()
-# pytestmark of every ComfyUI test module: the "comfy" marker, and one skip reason when none is found.
-COMFY_MARKS = [pytest.mark.comfy, pytest.mark.skipif(COMFYUI is None, reason=comfyui_skip_reason())]
+# pytestmark of every ComfyUI test module.
+COMFY_MARKS = [pytest.mark.comfy]
+
+
+def require_comfyui() -> None:
+    """Call at the top of a ComfyUI test module: without ComfyUI the whole module is skipped, reported by
+    pytest -ra as ONE line (a skipif mark or a fixture skip would give one line per test function)."""
+    if COMFYUI is None:
+        pytest.skip(comfyui_skip_reason(), allow_module_level=True)
 
 
 # -- importing it ---------------------------------------------------------------------------------

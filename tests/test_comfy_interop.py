@@ -12,11 +12,14 @@ import logging
 
 import pytest
 import torch
+from torch import nn
 
 from loba.backends.base import Conditioning
+from loba.backends.diffusers_backend import DiffusersBackend
 from loba.config import TrainConfig
 from loba.export import save_trained_slider
 from loba.prompts import PromptPair, PromptSet
+from loba.tiny_models import sd_alphas_cumprod, tiny_text_encoder
 from loba.train.loop import build_network
 
 from .comfy_support import (
@@ -27,17 +30,52 @@ from .comfy_support import (
     comfy_model_from_diffusers,
     comfy_unet_config,
     diffusers_to_comfy_keys,
+    require_comfyui,
 )
 from .conftest import make_backend
 
+require_comfyui()
 pytestmark = COMFY_MARKS
 
-KINDS = ["sd1", "sd2", "sdxl"]
-# fp32 bounds. Same weights, two UNet implementations (diffusers vs ComfyUI's LDM code): measured <= 1e-6.
+# LOBA's tiny UNets (2 levels, 1 layer per block), and UNets with the block layout of the real SD1.5 and
+# SDXL at tiny width ("-layout": 4 / 3 levels, 2 layers per block, SDXL transformer depths 0/2/3).
+KINDS = ["sd1", "sd2", "sdxl", "sd1-layout", "sdxl-layout"]
+# fp32 bounds. Same weights, two UNet implementations (diffusers vs ComfyUI's LDM code): measured <= 1.0e-6.
 MODEL_TOLERANCE = 1e-4
-# Hooked adapters (LOBA) vs weights merged by ComfyUI's LoRA patcher: measured <= 2e-6 (float rounding).
+# LOBA's hooked adapters on diffusers vs ComfyUI's LoRA patcher merging the file into its weights:
+# measured <= 1.5e-6 at strengths 1, 0.5 and -1 (float rounding of the merge plus the 1e-6 above).
 LORA_TOLERANCE = 1e-5
 STRENGTHS = (1.0, 0.5, -1.0)
+
+
+def _layout_unet(family: str, seed: int = 0):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    common = dict(sample_size=8, layers_per_block=2, norm_num_groups=8, attention_head_dim=8)
+    if family == "sdxl":
+        unet = UNet2DConditionModel(**common, block_out_channels=(32, 64, 64), cross_attention_dim=64, use_linear_projection=True,
+                                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                                    transformer_layers_per_block=(1, 2, 3), addition_embed_type="text_time",
+                                    addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8)
+    else:
+        unet = UNet2DConditionModel(**common, block_out_channels=(32, 64, 64, 64), cross_attention_dim=32)
+    with torch.no_grad():  # non-zero everywhere (diffusers zero-initializes some output layers)
+        gen = torch.Generator().manual_seed(seed)
+        for param in unet.parameters():
+            param.add_(torch.randn(param.shape, generator=gen) * 0.02)
+    return unet.eval()
+
+
+def _backend(tokenizer, kind: str) -> DiffusersBackend:
+    if not kind.endswith("-layout"):
+        return make_backend(tokenizer, kind)
+    family = kind.removesuffix("-layout")
+    if family == "sdxl":
+        encoders = [tiny_text_encoder(32), tiny_text_encoder(32, with_projection=True, seed=1)]
+        return DiffusersBackend(_layout_unet(family), encoders, [tokenizer, tokenizer], sd_alphas_cumprod(), "epsilon")
+    return DiffusersBackend(_layout_unet(family), [tiny_text_encoder(32)], [tokenizer], sd_alphas_cumprod(), "epsilon")
 
 
 def _inputs(backend, seed: int = 0):
@@ -70,7 +108,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_comfy_model_reproduces_the_diffusers_unet(comfy, tokenizer, kind):
-    backend = make_backend(tokenizer, kind)
+    backend = _backend(tokenizer, kind)
     patcher = comfy_model_from_diffusers(comfy, backend.unet)
     x, timesteps, cond = _inputs(backend)
     with torch.no_grad():
@@ -84,8 +122,34 @@ def test_comfy_model_reproduces_the_diffusers_unet(comfy, tokenizer, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_every_kohya_stem_names_the_same_comfy_layer(comfy, tokenizer, kind):
+    """All Linear/Conv2d layers, targeted by a preset or not: LOBA's kohya stem resolves, through ComfyUI's
+    lora key map, to the ComfyUI weight that holds that layer (ComfyUI's own diffusers -> LDM key map)."""
+    backend = _backend(tokenizer, kind)
+    patcher = comfy_model_from_diffusers(comfy, backend.unet)
+    key_map = comfy.lora.model_lora_keys_unet(patcher.model, {})
+    names = [name for name, module in backend.unet.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    unet_config, _ = comfy_unet_config(backend.unet.config)
+    to_comfy = diffusers_to_comfy_keys(comfy, unet_config, [f"{name}.weight" for name in names])
+    stems = {name: backend.kohya_name(name) for name in names}
+    assert len(set(stems.values())) == len(names)
+    # SDXL files use LDM names, SD1/SD2 files diffusers names (what kohya's sd-scripts writes).
+    ldm_names = {stem.startswith(("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_"))
+                 for name, stem in stems.items() if "blocks" in name or "mid_block" in name}
+    assert ldm_names == {kind.startswith("sdxl")}
+    if kind == "sdxl-layout":  # stems of the real SDXL base (same block layout)
+        known = {"down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k": "input_blocks_4_1_transformer_blocks_0_attn2_to_k",
+                 "up_blocks.0.upsamplers.0.conv": "output_blocks_2_2_conv",
+                 "up_blocks.1.resnets.2.conv_shortcut": "output_blocks_5_0_skip_connection"}
+        assert {name: stems[name] for name in known} == {name: f"lora_unet_{stem}" for name, stem in known.items()}
+    wrong = {name: (stem, key_map.get(stem)) for name, stem in stems.items()
+             if key_map.get(stem) != f"diffusion_model.{to_comfy[name + '.weight']}"}
+    assert not wrong, f"{len(wrong)} of {len(names)} kohya stems name another ComfyUI layer (or none), e.g. {list(wrong.items())[:3]}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_loba_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer, tmp_path, caplog, kind):
-    backend = make_backend(tokenizer, kind)
+    backend = _backend(tokenizer, kind)
     base = comfy_model_from_diffusers(comfy, backend.unet)
     x, timesteps, cond = _inputs(backend)
     context, y = _comfy_side(backend, base, x, timesteps, cond)
@@ -108,18 +172,13 @@ def test_loba_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer, t
     stems = {key.rsplit(".", 2)[0] if key.endswith(".weight") else key.rsplit(".", 1)[0] for key in lora_sd}
     assert len(stems) == len(network.names) and all(stem.startswith("lora_unet_") for stem in stems)
 
-    # Each stem names, in ComfyUI, the very layer LOBA trained (ComfyUI's own diffusers -> LDM map).
+    # Every stem is a layer ComfyUI knows (which layer exactly: test_every_kohya_stem_names_the_same_comfy_layer).
     key_map = comfy.lora.model_lora_keys_unet(base.model, {})
-    unet_config, _ = comfy_unet_config(backend.unet.config)
-    to_comfy = diffusers_to_comfy_keys(comfy, unet_config, [f"{name}.weight" for name in network.names])
-    wrong = {name: (backend.kohya_name(name), key_map.get(backend.kohya_name(name)))
-             for name in network.names if key_map.get(backend.kohya_name(name)) != f"diffusion_model.{to_comfy[name + '.weight']}"}
-    assert not wrong, f"{len(wrong)} kohya stems name another ComfyUI layer (or none), e.g. {list(wrong.items())[:3]}"
+    assert not sorted(stems - key_map.keys())
 
     before = {key: tensor.clone() for key, tensor in base.model.diffusion_model.state_dict().items()}
     base_out = comfy_eps(comfy, base, x, timesteps, context, y)
     assert _max_diff(base_out, expected[0.0]) <= MODEL_TOLERANCE
-    diffs = {}
     try:
         for strength in STRENGTHS:
             caplog.clear()
@@ -130,8 +189,8 @@ def test_loba_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer, t
             assert not not_loaded, f"ComfyUI ignored part of the file: {not_loaded[:5]}"
             assert clip is None and len(patched.patches) == len(network.names)
             got = comfy_eps(comfy, patched, x, timesteps, context, y)
-            diffs[strength] = _max_diff(got, expected[strength])
-            assert diffs[strength] <= LORA_TOLERANCE, f"strength {strength}: max diff {diffs[strength]:.3g}"
+            diff = _max_diff(got, expected[strength])
+            assert diff <= LORA_TOLERANCE, f"strength {strength}: max diff {diff:.3g} from LOBA's output at multiplier {strength}"
             assert _max_diff(got, base_out) > 1e-3, "the slider does not change the ComfyUI output"
         assert _max_diff(expected[1.0], expected[0.0]) > 1e-3
 
