@@ -1,0 +1,64 @@
+"""The diffusers backend: loading each family from a folder, parameterization, and training options."""
+
+import pytest
+import torch
+
+from loba.backends.base import SizeConditioning
+from loba.backends.diffusers_backend import DiffusersBackend
+from loba.config import TrainConfig
+from loba.errors import UnsupportedModelError
+from loba.prompts import PromptPair, PromptSet
+from loba.tiny_models import tiny_pipeline
+from loba.train.loop import train
+
+from .conftest import assert_bit_identical, snapshot
+
+
+@pytest.mark.parametrize("kind, prediction_type", [("sd1", "epsilon"), ("sd2", "v_prediction"), ("sdxl", "epsilon")])
+def test_from_pretrained_reads_family_and_parameterization(tmp_path, kind, prediction_type):
+    pipe = tiny_pipeline(tmp_path / kind, kind, prediction_type)
+    backend = DiffusersBackend.from_pretrained(str(tmp_path / kind))
+    assert backend.family == kind and backend.prediction_type == prediction_type
+    assert torch.allclose(backend.alphas_cumprod(), pipe.scheduler.alphas_cumprod.double())
+    cond = backend.encode_prompts(["a red circle", ""])
+    assert set(cond) == {"a red circle", ""}
+    assert (cond[""].pooled is not None) == (kind == "sdxl")
+    x = torch.randn(1, 4, 8, 8)
+    out = backend.predict(x, torch.tensor([500]), cond["a red circle"], SizeConditioning.plain(64, 64))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_v_parameterization_override(tmp_path):
+    tiny_pipeline(tmp_path / "p", "sd2", "epsilon")
+    backend = DiffusersBackend.from_pretrained(str(tmp_path / "p"), prediction_type="v_prediction")
+    assert backend.prediction_type == "v_prediction"
+
+
+def test_unknown_parameterization_is_refused(sd1_backend):
+    with pytest.raises(UnsupportedModelError, match="epsilon, v_prediction"):
+        DiffusersBackend(sd1_backend.unet, sd1_backend.text_encoders, sd1_backend.tokenizers, sd1_backend.alphas_cumprod(), "flow")
+
+
+PAIR = PromptSet(entries=(PromptPair(target="a red circle", positive="red", resolutions=((64, 64),)),))
+SHORT = TrainConfig().replace(max_denoising_steps=4, max_train_steps=3, seed=2)
+
+
+def test_gradient_checkpointing_trains_the_same_and_is_switched_off_after(sd1_backend):
+    plain = train(sd1_backend, PAIR, SHORT)
+    checkpointed = train(sd1_backend, PAIR, SHORT.replace(gradient_checkpointing=True))
+    assert checkpointed.losses == pytest.approx(plain.losses, rel=1e-5)
+    assert not sd1_backend.unet.is_gradient_checkpointing
+
+
+def test_bf16_autocast_and_a_bf16_model_keep_fp32_masters(tokenizer):
+    from .conftest import make_backend
+
+    backend = make_backend(tokenizer, "sd1")
+    backend.unet.to(torch.bfloat16)
+    for encoder in backend.text_encoders:
+        encoder.to(torch.bfloat16)
+    before = snapshot(backend.unet)
+    result = train(backend, PAIR, SHORT.replace(mixed_precision="bf16"))
+    assert all(p.dtype == torch.float32 for p in result.network.parameters())
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.losses)
+    assert_bit_identical(backend.unet, before)
