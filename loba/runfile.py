@@ -19,7 +19,7 @@ from .prompts.loader import load_prompt_file, prompt_set_from_dict, read_prompt_
 MODEL_KEYS = {
     "pretrained_model_name_or_path": "diffusers folder, hub id or single checkpoint file of the base model",
     "v_parameterization": "force v-prediction (SD2 768-v style models whose scheduler config says epsilon)",
-    "sdxl": "the single checkpoint file is SDXL",
+    "sdxl": "the single checkpoint file is SDXL (detected from its keys when unset)",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
     "device": "cpu, cuda, cuda:1, mps ...",
     "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
@@ -32,7 +32,7 @@ class RunFile:
     prompts: PromptSet
     config: TrainConfig
     prediction_type: Optional[str] = None
-    sdxl: bool = False
+    sdxl: Optional[bool] = None
     model_dtype: str = "float32"
     device: str = "cpu"
 
@@ -57,7 +57,7 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
     return RunFile(
         model=str(model), prompts=prompts, config=config,
         prediction_type="v_prediction" if model_values.get("v_parameterization") else None,
-        sdxl=bool(model_values.get("sdxl", False)),
+        sdxl=None if "sdxl" not in model_values else bool(model_values["sdxl"]),
         model_dtype=str(model_values.get("model_dtype", "float32")),
         device=str(model_values.get("device", "cpu")),
     )

@@ -9,6 +9,7 @@ raises instead of silently dropping weights.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -66,8 +67,6 @@ def _prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def _load_text_encoder(folder: Path) -> nn.Module:
-    import json
-
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     architecture = json.loads((folder / "config.json").read_text())["architectures"][0]
@@ -131,7 +130,7 @@ def unet_to_ldm(unet: nn.Module) -> dict[str, torch.Tensor]:
     blocks = unet_block_prefixes(unet)
     converted, missing = {}, []
     for key, tensor in unet.state_dict().items():
-        name = _block_key(key, blocks)
+        name = block_key_to_ldm(key, blocks)
         if name is None:
             missing.append(key)
         else:
@@ -154,7 +153,7 @@ def _vae_block_prefixes(vae: nn.Module) -> Blocks:
             blocks[f"decoder.up_blocks.{i}.resnets.{j}."] = (f"decoder.up.{levels - 1 - i}.block.{j}.", _VAE_RESNET)
         blocks[f"decoder.up_blocks.{i}.upsamplers.0.conv."] = (f"decoder.up.{levels - 1 - i}.upsample.conv.", _KEEP)
     for coder in ("encoder", "decoder"):
-        for j in range(2):
+        for j in range(len(getattr(vae, coder).mid_block.resnets)):
             blocks[f"{coder}.mid_block.resnets.{j}."] = (f"{coder}.mid.block_{j + 1}.", _VAE_RESNET)
         blocks[f"{coder}.mid_block.attentions.0."] = (f"{coder}.mid.attn_1.", _VAE_ATTENTION)
         blocks[f"{coder}.conv_norm_out."] = (f"{coder}.norm_out.", _KEEP)
@@ -170,7 +169,7 @@ def vae_to_ldm(vae: nn.Module) -> dict[str, torch.Tensor]:
     blocks = _vae_block_prefixes(vae)
     converted, missing = {}, []
     for key, tensor in vae.state_dict().items():
-        name = _block_key(key, blocks)
+        name = block_key_to_ldm(key, blocks)
         if name is None:
             missing.append(key)
             continue
@@ -180,7 +179,7 @@ def vae_to_ldm(vae: nn.Module) -> dict[str, torch.Tensor]:
     return converted
 
 
-def _block_key(key: str, blocks: Blocks) -> str | None:
+def block_key_to_ldm(key: str, blocks: Blocks) -> str | None:
     """The LDM name of `key` from the block it lies in; None when no block (or inner name) matches."""
     for prefix, (ldm_prefix, inner) in blocks.items():
         if key.startswith(prefix):

@@ -20,7 +20,13 @@ from loba.backends.diffusers_backend import DiffusersBackend
 from loba.naming import diffusers_to_ldm_map
 from loba.tiny_models import sd_alphas_cumprod, tiny_pipeline
 
-from .single_file import UNET_PREFIX, tiny_sdxl_pipeline_with_distinct_encoders, unet_block_prefixes, write_single_file_checkpoint
+from .single_file import (
+    UNET_PREFIX,
+    block_key_to_ldm,
+    tiny_sdxl_pipeline_with_distinct_encoders,
+    unet_block_prefixes,
+    write_single_file_checkpoint,
+)
 
 PROMPTS = ["a photo of a cat", "an old man, smiling", ""]
 
@@ -66,6 +72,12 @@ def _offline(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(socket, "getaddrinfo", _refuse_network)
 
 
+def test_offline_guard_refuses_the_network(monkeypatch):
+    _offline(monkeypatch)
+    with pytest.raises(AssertionError, match="network"):
+        socket.getaddrinfo("huggingface.co", 443)
+
+
 def _build(case: Case, folder):
     if case.kind == "sdxl":
         return tiny_sdxl_pipeline_with_distinct_encoders(folder, case.saved_prediction_type)
@@ -81,10 +93,24 @@ def loaded(request, tmp_path_factory) -> Loaded:
     write_single_file_checkpoint(folder, checkpoint, case.kind)
     with pytest.MonkeyPatch.context() as patch:
         _offline(patch)
+        # sdxl is left unset: the backend must detect SDXL from the checkpoint's keys.
         single = DiffusersBackend.from_single_file(str(checkpoint), config=str(folder), local_files_only=True,
-                                                   prediction_type=case.override, sdxl=case.kind == "sdxl")
+                                                   prediction_type=case.override)
         reference = DiffusersBackend.from_pretrained(str(folder), prediction_type=case.override, local_files_only=True)
-    return Loaded(case, pipe, str(folder), str(checkpoint), single, reference)
+    return Loaded(case, pipe, str(folder), str(checkpoint), _into_fresh_memory(single), _into_fresh_memory(reference))
+
+
+def _into_fresh_memory(backend: DiffusersBackend) -> DiffusersBackend:
+    """Copy every weight into a fresh (64-byte aligned) allocation.
+
+    from_pretrained leaves tensors inside the memory-mapped .safetensors file at 8-byte aligned offsets,
+    and CPU BLAS picks other kernels for misaligned operands, which changes the last bits of a matmul.
+    Equal weights must give equal outputs here whatever the loader's memory layout, so both sides get the same.
+    """
+    for module in [backend.unet, *backend.text_encoders]:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            tensor.data = tensor.data.clone()
+    return backend
 
 
 def _assert_same_tensors(actual: dict, expected: dict, what: str) -> None:
@@ -114,12 +140,10 @@ def test_checkpoint_has_only_original_format_keys(loaded):
 
 def test_unet_ldm_names_agree_with_loba_naming(loaded):
     # The helper's table and loba.naming are written independently; diffusers' loader checks the helper's.
-    from .single_file import _block_key
-
     unet = loaded.pipe.unet
     blocks = unet_block_prefixes(unet)
     for diffusers_name, ldm_name in diffusers_to_ldm_map(unet).items():
-        assert _block_key(diffusers_name + ".weight", blocks) == ldm_name + ".weight"
+        assert block_key_to_ldm(diffusers_name + ".weight", blocks) == ldm_name + ".weight"
 
 
 def test_unet_weights_round_trip_bit_for_bit(loaded):

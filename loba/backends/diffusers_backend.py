@@ -66,9 +66,11 @@ class DiffusersBackend(ModelBackend):
     @classmethod
     def from_single_file(cls, path: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
                          prediction_type: Optional[str] = None, sdxl: Optional[bool] = None, **kwargs) -> DiffusersBackend:
-        """Load one .safetensors/.ckpt checkpoint (pass config=<folder> to stay offline)."""
+        """Load one .safetensors/.ckpt checkpoint (pass config=<folder> to stay offline); SDXL is detected from the keys."""
         from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
+        if sdxl is None:
+            sdxl = _single_file_is_sdxl(path)
         pipeline_cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
         pipe = pipeline_cls.from_single_file(path, torch_dtype=torch_dtype, **kwargs)
         encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
@@ -151,6 +153,16 @@ class DiffusersBackend(ModelBackend):
             self.unet.enable_gradient_checkpointing()
         else:
             self.unet.disable_gradient_checkpointing()
+
+
+def _single_file_is_sdxl(path: str) -> bool:
+    """SDXL checkpoints carry a second (OpenCLIP) text encoder under conditioner.embedders.1."""
+    if not str(path).endswith(".safetensors"):
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return any(key.startswith("conditioner.embedders.1.") for key in handle.keys())
 
 
 def _has_component(path_or_id: str, name: str, kwargs: dict) -> bool:
