@@ -83,8 +83,9 @@ def load_backend(run: RunFile):
     dtype = MODEL_DTYPES[run.model_dtype]
     path = Path(run.model)
     if path.is_file():
+        extra = {"config": run.model_config} if run.model_config else {}
         return DiffusersBackend.from_single_file(str(path), torch_dtype=dtype, device=run.device,
-                                                 prediction_type=run.prediction_type, sdxl=run.sdxl)
+                                                 prediction_type=run.prediction_type, sdxl=run.sdxl, **extra)
     return DiffusersBackend.from_pretrained(run.model, torch_dtype=dtype, device=run.device, prediction_type=run.prediction_type)
 
 

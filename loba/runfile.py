@@ -20,6 +20,7 @@ MODEL_KEYS = {
     "pretrained_model_name_or_path": "diffusers folder, hub id or single checkpoint file of the base model",
     "v_parameterization": "force v-prediction (SD2 768-v style models whose scheduler config says epsilon)",
     "sdxl": "the single checkpoint file is SDXL (detected from its keys when unset)",
+    "model_config": "for a single checkpoint file: a diffusers folder (or hub id) holding the component configs, for offline loading",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
     "device": "cpu, cuda, cuda:1, mps ...",
     "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
@@ -34,6 +35,7 @@ class RunFile:
     prediction_type: Optional[str] = None
     sdxl: Optional[bool] = None
     model_dtype: str = "float32"
+    model_config: Optional[str] = None
     device: str = "cpu"
 
 
@@ -59,5 +61,6 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         prediction_type="v_prediction" if model_values.get("v_parameterization") else None,
         sdxl=None if "sdxl" not in model_values else bool(model_values["sdxl"]),
         model_dtype=str(model_values.get("model_dtype", "float32")),
+        model_config=model_values.get("model_config"),
         device=str(model_values.get("device", "cpu")),
     )

@@ -71,3 +71,17 @@ def test_bad_prompt_entry_names_entry_and_field(tmp_path, capsys):
     assert main(["train", str(run), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "prompts[0]" in err and "resolution" in err
+
+
+def test_train_from_a_single_checkpoint_file_offline(model_dir, tmp_path, monkeypatch):
+    from .single_file import write_single_file_checkpoint
+
+    checkpoint = tmp_path / "model.safetensors"
+    write_single_file_checkpoint(model_dir, checkpoint, "sd1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = tmp_path / "run.toml"
+    run.write_text(RUN.format(model=checkpoint.as_posix()).replace(
+        "network_dim = 2", f'model_config = "{model_dir.as_posix()}"\nnetwork_dim = 2'))
+    out = tmp_path / "out"
+    assert main(["train", str(run), "--out", str(out), "--quiet"]) == 0
+    assert (out / "slider.safetensors").is_file()

@@ -2,7 +2,7 @@
 
 Method, chosen to survive the blur and noise of an autoencoder round trip:
 1. background: per-channel median of the border pixels (objects keep a margin; a median ignores intruders);
-2. object: pixels farther than ROUGH_DISTANCE from the background, largest 8-connected component, holes filled;
+2. object: pixels farther than ROUGH_DISTANCE from the background, largest 4-connected component, holes filled;
 3. color: the palette color whose direction from the background best matches the object's summed difference
    from it (cosine). Mixing with the background only scales that difference, so blurred edges vote right;
 4. coverage alpha: each pixel's projection on that palette direction (0 = background, 1 = object);
@@ -131,21 +131,39 @@ def _border_median(levels: torch.Tensor) -> torch.Tensor:
 
 
 def _propagate(seed: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Max-propagate float `seed` [N, H, W] through 8-connected `allowed` pixels until nothing changes."""
+    """Spread the max of int `seed` [N, H, W] over each 4-connected component of bool `allowed` (0 elsewhere).
+
+    Alternates whole-run maxima along rows and columns: a convex blob converges in two sweeps, where a
+    3x3 max-pool needs one sweep per pixel of diameter (~10x slower here).
+    """
     current = seed * allowed
     while True:
-        grown = F.max_pool2d(current[:, None], 3, 1, 1)[:, 0] * allowed
+        grown = _run_max(_run_max(current, allowed, transpose=False), allowed, transpose=True)
         if torch.equal(grown, current):
             return current
         current = grown
 
 
+def _run_max(values: torch.Tensor, allowed: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """Each allowed pixel gets the max of `values` over its run of allowed pixels along rows (columns if transpose)."""
+    if transpose:
+        return _run_max(values.transpose(1, 2), allowed.transpose(1, 2), transpose=False).transpose(1, 2)
+    starts = allowed & ~F.pad(allowed, (1, 0))[..., :-1]
+    run = torch.cumsum(starts, dim=-1)  # run number along the row; non-decreasing, so it can offset keys
+    offset = int(values.max()) + 1
+    # cummax over (run * offset + value) never carries a value across runs: a later run's keys are all larger.
+    prefix = torch.cummax(run * offset + values, dim=-1).values - run * offset
+    backward_run = run[..., -1:] - run  # non-decreasing from the right
+    suffix = torch.cummax((backward_run * offset + values).flip(-1), dim=-1).values.flip(-1) - backward_run * offset
+    return torch.maximum(prefix, suffix) * allowed
+
+
 def _largest_component(mask: torch.Tensor) -> torch.Tensor:
-    """Per image, the largest 8-connected component of bool `mask` [N, H, W] (all False where mask is empty)."""
+    """Per image, the largest 4-connected component of bool `mask` [N, H, W] (all False where mask is empty)."""
     n, height, width = mask.shape
     # Every pixel starts with its own id; each component ends up labeled with its largest id.
-    ids = torch.arange(1, height * width + 1, dtype=torch.float32).reshape(1, height, width).expand(n, -1, -1)
-    labels = _propagate(ids, mask.float()).long().reshape(n, -1)
+    ids = torch.arange(1, height * width + 1).reshape(1, height, width).expand(n, -1, -1)
+    labels = _propagate(ids, mask).reshape(n, -1)
     counts = torch.zeros(n, height * width + 1).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
     counts[:, 0] = 0  # label 0 is the background
     largest = counts.argmax(1, keepdim=True)
@@ -154,9 +172,9 @@ def _largest_component(mask: torch.Tensor) -> torch.Tensor:
 
 def _fill_holes(mask: torch.Tensor) -> torch.Tensor:
     """`mask` plus every pixel not reachable from the image border without crossing it."""
-    border = torch.ones_like(mask, dtype=torch.float32)
+    border = torch.ones_like(mask, dtype=torch.long)
     border[:, 1:-1, 1:-1] = 0
-    outside = _propagate(border, (~mask).float()) > 0
+    outside = _propagate(border, ~mask) > 0
     return ~outside
 
 
