@@ -76,6 +76,16 @@ def _resolve_resume(resume: Optional[str], out_dir: Path) -> Optional[Path]:
 
 
 def load_backend(run: RunFile):
+    """The model named by the run file; a path or id that cannot be loaded is a ConfigError naming the key."""
+    try:
+        return _load_backend(run)
+    except (OSError, ValueError) as exc:  # missing files, bad hub ids (HFValidationError is a ValueError)
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError("pretrained_model_name_or_path", f"cannot load '{run.model}': {exc}") from exc
+
+
+def _load_backend(run: RunFile):
     from .backends.diffusers_backend import DiffusersBackend
 
     if run.model_dtype not in MODEL_DTYPES:
@@ -93,11 +103,13 @@ def run_train(config_path: Path, out_dir: Path, *, resume: Optional[str] = None,
               overrides: Optional[dict] = None, quiet: bool = False) -> int:
     from .export import save_trained_slider
     from .train.loop import train
+    from .train.validate import validate_before_model_work
 
     overrides = dict(overrides or {})
     if model:
         overrides["pretrained_model_name_or_path"] = model
     run = load_run_file(config_path, overrides)
+    validate_before_model_work(run.prompts, run.config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_path = _resolve_resume(resume, out_dir)

@@ -85,3 +85,20 @@ def test_train_from_a_single_checkpoint_file_offline(model_dir, tmp_path, monkey
     out = tmp_path / "out"
     assert main(["train", str(run), "--out", str(out), "--quiet"]) == 0
     assert (out / "slider.safetensors").is_file()
+
+
+@pytest.mark.parametrize("line, field", [('optimizer = "adamx"', "optimizer"), ('loss_type = "msee"', "loss_type"),
+                                         ('preset = "everything"', "preset")])
+def test_unregistered_names_fail_before_loading_the_model(tmp_path, capsys, line, field):
+    run = tmp_path / "run.toml"
+    run.write_text(RUN.format(model="/does/not/exist").replace("seed = 1", f"seed = 1\n{line}"))
+    assert main(["train", str(run), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{field}:" in err and "Registered:" in err
+
+
+def test_a_model_that_cannot_be_loaded_is_named(tmp_path, capsys):
+    run = tmp_path / "run.toml"
+    run.write_text(RUN.format(model=(tmp_path / "missing-folder").as_posix()))
+    assert main(["train", str(run), "--out", str(tmp_path / "out")]) == 2
+    assert "pretrained_model_name_or_path" in capsys.readouterr().err

@@ -62,3 +62,38 @@ def test_bf16_autocast_and_a_bf16_model_keep_fp32_masters(tokenizer):
     assert all(p.dtype == torch.float32 for p in result.network.parameters())
     assert all(torch.isfinite(torch.tensor(v)) for v in result.losses)
     assert_bit_identical(backend.unet, before)
+
+
+def test_the_models_own_settings_are_restored(sd1_backend):
+    sd1_backend.unet.enable_gradient_checkpointing()
+    sd1_backend.unet.train()
+    train(sd1_backend, PAIR, SHORT)  # gradient_checkpointing=False for the run
+    assert sd1_backend.unet.is_gradient_checkpointing and sd1_backend.unet.training
+    sd1_backend.unet.disable_gradient_checkpointing()
+    sd1_backend.unet.eval()
+
+
+def test_gradient_checkpointing_really_recomputes(sd1_backend):
+    probe = sd1_backend.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k
+    counts = {}
+    for enabled in (False, True):
+        calls: list[int] = []
+        handle = probe.register_forward_hook(lambda *args, calls=calls: calls.append(1))
+        try:
+            train(sd1_backend, PAIR, SHORT.replace(gradient_checkpointing=enabled, max_train_steps=1, max_denoising_steps=2))
+        finally:
+            handle.remove()
+        counts[enabled] = len(calls)
+    assert counts[True] > counts[False]
+
+
+def test_fp16_model_trains_with_loss_scaling(tokenizer):
+    from .conftest import make_backend
+
+    backend = make_backend(tokenizer, "sd1")
+    backend.unet.to(torch.float16)
+    for encoder in backend.text_encoders:
+        encoder.to(torch.float16)
+    result = train(backend, PAIR, SHORT)
+    assert all(p.dtype == torch.float32 for p in result.network.parameters())
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.losses)

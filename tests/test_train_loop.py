@@ -110,3 +110,24 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(sd1_backend, tmp_
     for name in full_state:
         for key in full_state[name]:
             assert torch.equal(full_state[name][key], resumed_state[name][key]), (name, key)
+
+
+@pytest.mark.parametrize("change", [{"learning_rate": 5e-4}, {"seed": 12}, {"network_dim": 8}])
+def test_resume_refuses_other_training_options(sd1_backend, tmp_path, change):
+    from loba.errors import ConfigError
+
+    config = FAST.replace(save_every_n_steps=3)
+    train(sd1_backend, PROMPTS, config, out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="resume"):
+        train(sd1_backend, PROMPTS, config.replace(**change), resume=tmp_path / "checkpoints" / "step-000003.pt")
+
+
+def test_resume_refuses_other_prompts_but_allows_more_steps(sd1_backend, tmp_path):
+    from loba.errors import ConfigError
+
+    config = FAST.replace(save_every_n_steps=3)
+    train(sd1_backend, PROMPTS, config, out_dir=tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "step-000003.pt"
+    with pytest.raises(ConfigError, match="other prompts"):
+        train(sd1_backend, STRONG, config, resume=checkpoint)
+    assert train(sd1_backend, PROMPTS, config.replace(max_train_steps=8), resume=checkpoint).steps_done == 8

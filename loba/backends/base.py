@@ -106,19 +106,29 @@ class ModelBackend(abc.ABC):
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Turn gradient checkpointing on or off where the model supports it."""
 
+    def gradient_checkpointing(self) -> bool:
+        """Whether gradient checkpointing is on now (so training can restore it)."""
+        return False
+
     @contextlib.contextmanager
     def training_session(self) -> Iterator[None]:
         """Prepare the model for adapter training and restore it exactly afterwards.
 
         Backends whose weights are inference tensors or shared with other users swap them here.
-        The default freezes the denoiser's parameters and restores their requires_grad flags.
+        The default freezes the denoiser's parameters and puts it in eval mode (dropout in train
+        mode would make the teachers random and resume inexact), restoring both afterwards.
         """
-        params = list(self.denoiser().parameters())
+        denoiser = self.denoiser()
+        params = list(denoiser.parameters())
         flags = [p.requires_grad for p in params]
+        modes = [(m, m.training) for m in denoiser.modules()]
         try:
             for p in params:
                 p.requires_grad_(False)
+            denoiser.eval()
             yield
         finally:
             for p, flag in zip(params, flags):
                 p.requires_grad_(flag)
+            for module, mode in modes:
+                module.training = mode

@@ -148,6 +148,9 @@ class DiffusersBackend(ModelBackend):
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         return self._names().module_name_from_kohya(kohya_key)
 
+    def gradient_checkpointing(self) -> bool:
+        return bool(self.unet.is_gradient_checkpointing)
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         if enabled:
             self.unet.enable_gradient_checkpointing()

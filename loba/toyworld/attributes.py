@@ -28,9 +28,10 @@ COLOR_RGB = {
 BACKGROUND_GRAY = {"light": (200.0, 235.0), "dark": (20.0, 55.0)}
 
 # `scale` is the equal-area diameter: the diameter of the circle with the object's area. Equal areas
-# across shapes let one area threshold separate small from large whatever the shape. The gap between
-# the ranges (area ratio 30^2/20^2 = 2.25) survives blur; small objects stay >= 2 latent cells wide at 8x.
-SCALE_RANGES = {"small": (16.0, 20.0), "large": (30.0, 35.0)}
+# across shapes let one area threshold separate small from large whatever the shape; the gap (area ratio
+# 30^2/22^2 = 1.86) survives any blur, since blur keeps the soft area. Small objects span >= 2 latent cells
+# at 8x (square side >= 16 px): below ~18 px an 8x bottleneck can no longer tell a circle from a square.
+SCALE_RANGES = {"small": (18.0, 22.0), "large": (30.0, 35.0)}
 
 SQUARE_SIDE_PER_SCALE = math.sqrt(math.pi) / 2  # side^2 = pi d^2 / 4
 TRIANGLE_SIDE_PER_SCALE = math.sqrt(math.pi / math.sqrt(3))  # (sqrt3/4) side^2 = pi d^2 / 4

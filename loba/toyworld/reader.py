@@ -29,9 +29,11 @@ ROUGH_DISTANCE = 40.0  # levels (0..255) of RGB distance from the background tha
 MIN_OBJECT_PIXELS = 20  # a smaller component is noise or a vanished object: nothing found
 REGION_DILATION = 4  # px around the component whose alpha still counts (blurred edges spread outward)
 TRIANGLE_C3 = 0.035  # |c3| above: triangle (triangles ~0.068, others ~0)
-SQUARE_C4 = -0.0085  # Re(c4) below: square (squares ~-0.0167, circles ~0)
+# Re(c4) below: square (squares ~-0.0167, circles ~0). Past the midpoint because a blocky 8x decoder pushes
+# small circles squareward (a grid-aligned kernel adds its own negative mu_4), never the other way.
+SQUARE_C4 = -0.010
 # Half-widths of the bands around each threshold inside which a decision is flagged not confident.
-C3_BAND, C4_BAND, AREA_BAND, MIN_COLOR_COSINE = 0.01, 0.0035, 0.15, 0.9
+C3_BAND, C4_BAND, AREA_BAND, MIN_COLOR_COSINE = 0.01, 0.003, 0.15, 0.9
 CHUNK = 256  # images per vectorized pass: bounded memory, same speed
 
 
@@ -97,7 +99,7 @@ def _read_chunk(levels: torch.Tensor) -> list[ReadResult]:
     color_index, color_cosine = _classify_color(difference, component, background)
     direction = torch.tensor([COLOR_RGB[name] for name in COLORS])[color_index] - background
     alpha = (difference * direction[:, :, None, None]).sum(1) / (direction * direction).sum(1)[:, None, None]
-    region = F.max_pool2d(component[:, None].float(), 2 * REGION_DILATION + 1, 1, REGION_DILATION)[:, 0] > 0
+    region = _dilate(component, REGION_DILATION)
     # Clamp: shading nudges alpha a little past 1; far outliers (artifacts) must not dominate high moments.
     area, center_x, center_y, c3, c4 = _moments(alpha.clamp(-0.25, 1.25) * region)
     found = component.sum((1, 2)) >= MIN_OBJECT_PIXELS
@@ -124,6 +126,13 @@ def _result(found, light, color_index, color_cosine, area, x, y, c3, c4) -> Read
     return ReadResult(shape, COLORS[color_index], size, area / IMAGE_SIZE**2, background, (x, y), confident)
 
 
+def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Square dilation of bool `mask` [N, H, W], as two 1-D max-pools (separable: cheaper than one 2-D pool)."""
+    width = 2 * radius + 1
+    rows = F.max_pool2d(mask[:, None].float(), (1, width), 1, (0, radius))
+    return F.max_pool2d(rows, (width, 1), 1, (radius, 0))[:, 0] > 0
+
+
 def _border_median(levels: torch.Tensor) -> torch.Tensor:
     """[N, 3] per-channel median of the one-pixel image border."""
     border = torch.cat([levels[:, :, 0, :], levels[:, :, -1, :], levels[:, :, 1:-1, 0], levels[:, :, 1:-1, -1]], dim=2)
@@ -147,9 +156,10 @@ def _propagate(seed: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
 def _run_max(values: torch.Tensor, allowed: torch.Tensor, transpose: bool) -> torch.Tensor:
     """Each allowed pixel gets the max of `values` over its run of allowed pixels along rows (columns if transpose)."""
     if transpose:
-        return _run_max(values.transpose(1, 2), allowed.transpose(1, 2), transpose=False).transpose(1, 2)
+        flipped = _run_max(values.transpose(1, 2).contiguous(), allowed.transpose(1, 2).contiguous(), transpose=False)
+        return flipped.transpose(1, 2).contiguous()
     starts = allowed & ~F.pad(allowed, (1, 0))[..., :-1]
-    run = torch.cumsum(starts, dim=-1)  # run number along the row; non-decreasing, so it can offset keys
+    run = torch.cumsum(starts, dim=-1, dtype=torch.int32)  # run number along the row; non-decreasing, so it can offset keys
     offset = int(values.max()) + 1
     # cummax over (run * offset + value) never carries a value across runs: a later run's keys are all larger.
     prefix = torch.cummax(run * offset + values, dim=-1).values - run * offset
@@ -162,8 +172,8 @@ def _largest_component(mask: torch.Tensor) -> torch.Tensor:
     """Per image, the largest 4-connected component of bool `mask` [N, H, W] (all False where mask is empty)."""
     n, height, width = mask.shape
     # Every pixel starts with its own id; each component ends up labeled with its largest id.
-    ids = torch.arange(1, height * width + 1).reshape(1, height, width).expand(n, -1, -1)
-    labels = _propagate(ids, mask).reshape(n, -1)
+    ids = torch.arange(1, height * width + 1, dtype=torch.int32).reshape(1, height, width).expand(n, -1, -1)
+    labels = _propagate(ids, mask).reshape(n, -1).long()
     counts = torch.zeros(n, height * width + 1).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
     counts[:, 0] = 0  # label 0 is the background
     largest = counts.argmax(1, keepdim=True)
@@ -172,7 +182,7 @@ def _largest_component(mask: torch.Tensor) -> torch.Tensor:
 
 def _fill_holes(mask: torch.Tensor) -> torch.Tensor:
     """`mask` plus every pixel not reachable from the image border without crossing it."""
-    border = torch.ones_like(mask, dtype=torch.long)
+    border = torch.ones_like(mask, dtype=torch.int32)
     border[:, 1:-1, 1:-1] = 0
     outside = _propagate(border, ~mask) > 0
     return ~outside

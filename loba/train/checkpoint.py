@@ -9,12 +9,14 @@ never interrupted with the same seed.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 from pathlib import Path
 
 import torch
 
 from ..atomic import atomic_write
-from ..config import TrainConfig
 from ..errors import ConfigError
 
 FORMAT = "loba-checkpoint"
@@ -25,6 +27,18 @@ def checkpoint_path(out_dir: Path, step: int) -> Path:
     return Path(out_dir) / "checkpoints" / f"step-{step:06d}.pt"
 
 
+# Options that may change between a run and its resumption without changing what is trained.
+RESUMABLE_CHANGES = {"max_train_steps", "save_every_n_steps", "save_precision"}
+
+
+def fingerprint(prompts) -> str:
+    return hashlib.sha256(json.dumps(prompts.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _training_identity(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key not in RESUMABLE_CHANGES}
+
+
 def save_checkpoint(path: Path, trainer, step: int) -> None:
     state = {
         "format": FORMAT,
@@ -33,29 +47,49 @@ def save_checkpoint(path: Path, trainer, step: int) -> None:
         "network": trainer.network.module_state(),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
         "generator": trainer.generator.get_state(),
-        "config": trainer.config.to_dict(),
+        "config": json.loads(trainer.config.to_json()),
+        "prompts_fingerprint": trainer.prompts_fingerprint,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def load_checkpoint(path: Path, network, optimizer, scheduler, generator: torch.Generator, config: TrainConfig) -> int:
-    """Restore the state in place and return the number of steps already done."""
+def _read(path: Path) -> dict:
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as exc:
+        # weights_only: a checkpoint handed to --resume must not be able to run code.
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
         raise ConfigError("resume", f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError("resume", f"{path} is not a LOBA checkpoint (expected one written by save_every_n_steps)")
-    if set(state["network"]) != set(network.names):
-        raise ConfigError("resume", f"{path} was trained on other layers than the current targeting settings; "
-                          "use the same network options as the run that wrote it")
-    network.load_module_state(state["network"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
+    return state
+
+
+def _check_same_training(state: dict, trainer, path: Path) -> None:
+    saved, current = _training_identity(state["config"]), _training_identity(json.loads(trainer.config.to_json()))
+    if saved != current:
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise ConfigError("resume", f"{path} was written with other training options ({', '.join(changed)} differ); "
+                          "resume with the options of the run that wrote it (only max_train_steps, save_every_n_steps "
+                          "and save_precision may change)")
+    if state["prompts_fingerprint"] != trainer.prompts_fingerprint:
+        raise ConfigError("resume", f"{path} was written for other prompts; resume with the same prompt set")
+    if set(state["network"]) != set(trainer.network.names):
+        raise ConfigError("resume", f"{path} was trained on other layers than the current targeting settings")
+
+
+def load_checkpoint(path: Path, trainer) -> int:
+    """Restore the trainer's state in place and return the number of steps already done."""
+    state = _read(path)
+    _check_same_training(state, trainer, path)
+    trainer.network.load_module_state(state["network"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.scaler.load_state_dict(state["scaler"])
+    trainer.generator.set_state(state["generator"])
     step = int(state["step"])
-    if step >= config.max_train_steps:
+    if step >= trainer.config.max_train_steps:
         raise ConfigError("max_train_steps", f"the checkpoint is at step {step}; raise max_train_steps above it to continue")
     return step

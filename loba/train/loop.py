@@ -18,7 +18,7 @@ from ..optim import build_optimizer, build_scheduler
 from ..prompts import PromptSet
 from ..targeting import TargetingReport, describe, select_targets
 from .callbacks import StepReport, TrainCallbacks, TrainStart
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
 from .step import SliderStep
 from .validate import validate_before_model_work
 
@@ -42,22 +42,38 @@ class _Trainer:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
     config: TrainConfig
+    scaler: torch.amp.GradScaler
+    prompts_fingerprint: str
 
     def one_step(self) -> tuple[float, object]:
         plan = self.step.plan(self.generator)
         result = self.step.run(plan)
+        where = f"at timestep {plan.timestep} (pair {plan.pair.name or plan.pair_index})"
         if not torch.isfinite(result.loss):
-            raise TrainingAborted(f"the loss became {float(result.loss.detach())} at timestep {plan.timestep} "
-                                  f"(pair {plan.pair.name or plan.pair_index}); lower learning_rate or guidance_scale")
+            raise TrainingAborted(f"the loss became {float(result.loss.detach())} {where}; lower learning_rate or guidance_scale")
         self.optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
+        # With gradient checkpointing the adapter hooks run again inside backward and read the
+        # network's multiplier then: nothing may change it between the student forward and here.
+        self.scaler.scale(result.loss).backward()
+        self.scaler.unscale_(self.optimizer)
         max_norm = self.config.optimizer.max_grad_norm
-        if max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm if max_norm > 0 else float("inf"))
+        if not self.scaler.is_enabled() and not torch.isfinite(norm):
+            # fp16 loss scaling skips such steps by design; anywhere else a non-finite gradient is a failure.
+            raise TrainingAborted(f"the gradient became non-finite {where}; lower learning_rate or use bf16/fp32")
+        lr = self.base_learning_rate()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         return lr, result
+
+    def base_learning_rate(self) -> float:
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / group.get("lr_multiplier", 1.0)
+
+
+def _uses_fp16(backend: ModelBackend, config: TrainConfig) -> bool:
+    return config.mixed_precision == "fp16" or backend.dtype == torch.float16
 
 
 def build_network(backend: ModelBackend, config: TrainConfig) -> AdapterNetwork:
@@ -70,14 +86,16 @@ def build_network(backend: ModelBackend, config: TrainConfig) -> AdapterNetwork:
 
 @contextlib.contextmanager
 def _gradient_checkpointing(backend: ModelBackend, enabled: bool):
-    if not enabled:
+    """On for the run if asked; the model's own setting is restored afterwards, whatever it was."""
+    previous = backend.gradient_checkpointing()
+    if enabled == previous:
         yield
         return
-    backend.set_gradient_checkpointing(True)
+    backend.set_gradient_checkpointing(enabled)
     try:
         yield
     finally:
-        backend.set_gradient_checkpointing(False)
+        backend.set_gradient_checkpointing(previous)
 
 
 def train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, *, callbacks: Optional[TrainCallbacks] = None,
@@ -93,8 +111,9 @@ def train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, *, cal
     optimizer = build_optimizer(network.param_groups(config.optimizer.learning_rate), config.optimizer)
     scheduler = build_scheduler(optimizer, config.optimizer, config.max_train_steps)
     generator = torch.Generator().manual_seed(config.seed)
-    start = load_checkpoint(resume, network, optimizer, scheduler, generator, config) if resume else 0
-    trainer = _Trainer(backend, network, step, optimizer, scheduler, generator, config)
+    scaler = torch.amp.GradScaler(backend.device.type, enabled=_uses_fp16(backend, config))
+    trainer = _Trainer(backend, network, step, optimizer, scheduler, generator, config, scaler, fingerprint(prompts))
+    start = load_checkpoint(resume, trainer) if resume else 0
     result = TrainResult(network, start, False, report)
     callbacks.on_start(TrainStart(config.max_train_steps, start, report.num_modules, report.num_parameters, len(step.pairs)))
     error: Optional[BaseException] = None

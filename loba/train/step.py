@@ -74,7 +74,8 @@ class SliderStep:
         k = self.allowed_k[int(torch.randint(len(self.allowed_k), (1,), generator=generator))]
         scale = self.backend.vae_scale_factor
         shape = (pair.batch_size, self.backend.latent_channels, height // scale, width // scale)
-        noise = initial_noise(shape, generator, self.config.noise, self.backend.device, self.backend.dtype)
+        # Latents stay float32 through the denoise; only the model input is cast to the model dtype.
+        noise = initial_noise(shape, generator, self.config.noise, self.backend.device, torch.float32)
         size = self._size_conditioning(pair, height, width, generator)
         return StepPlan(index, pair, height, width, k, int(self.grid[k]), noise, size)
 
@@ -105,7 +106,7 @@ class SliderStep:
     def _predict(self, x: torch.Tensor, timestep: int, cond: Conditioning, size) -> torch.Tensor:
         t = torch.full((x.shape[0],), timestep, dtype=torch.long, device=x.device)
         with self._autocast():
-            return self.backend.predict(x, t, cond, size).float()
+            return self.backend.predict(x.to(self.backend.dtype), t, cond, size).float()
 
     @torch.no_grad()
     def denoise(self, plan: StepPlan) -> torch.Tensor:
@@ -119,7 +120,7 @@ class SliderStep:
             x_in, cond = self._batched(prompts, x)
             uncond, text = self._predict(x_in, t, cond, plan.size).chunk(2)
             guided = uncond + sampling.leco_denoise_guidance_scale * (text - uncond)
-            x = self.schedule.ddim_step(guided, x.float(), t, t_next).to(x.dtype)
+            x = self.schedule.ddim_step(guided, x, t, t_next)
         return x
 
     @torch.no_grad()
