@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
-from .errors import ConfigError
 from .noise_schedule import NoiseSchedule
+from .parameterizations import PARAMETERIZATIONS
 from .registry import Registry
 
 LOSSES: Registry = Registry("loss", field="loss_type")
@@ -78,21 +78,13 @@ def reduce_per_sample(elementwise: torch.Tensor, mask: Optional[torch.Tensor] = 
 def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
     """Min-SNR-gamma weights (Hang et al. 2023) for SNRs at the real timesteps, [B] -> [B].
 
-    epsilon: min(snr, gamma) / snr.  v_prediction: min(snr, gamma) / (snr + 1).
-    Why the v form: with x_t = a*x0 + s*eps and v = a*eps - s*x0, substituting x0 = (x_t - s*eps)/a gives
-    v = eps/a - (s/a)*x_t. For a fixed x_t, a v-space error is the eps-space error divided by a, so
-    MSE_v = MSE_eps / a^2 = MSE_eps * (snr + 1)/snr (snr = a^2/s^2, a^2 + s^2 = 1). Hence
-    weight_v = weight_eps * snr/(snr + 1) = min(snr, gamma)/(snr + 1) gives the same gradients.
+    epsilon: min(snr, gamma) / snr; v_prediction: min(snr, gamma) / (snr + 1); the derivation is in
+    parameterizations.py. gamma <= 0 disables the weighting.
     """
     snr = snr.float()
     if gamma <= 0:
         return torch.ones_like(snr)
-    if prediction_type == "epsilon":
-        # min(snr, gamma)/snr == min(gamma/snr, 1), which stays finite (1) at snr = 0.
-        return torch.clamp(gamma / snr, max=1.0)
-    if prediction_type == "v_prediction":
-        return torch.clamp(snr, max=gamma) / (snr + 1)
-    raise ConfigError("prediction_type", f"unsupported '{prediction_type}'; use epsilon or v_prediction")
+    return PARAMETERIZATIONS.get(prediction_type).min_snr_weight(snr, float(gamma))
 
 
 def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, *, cfg: LossConfig, timesteps: torch.Tensor,

@@ -1,8 +1,4 @@
-"""Discrete DDPM noise schedule math in either parameterization (epsilon or v).
-
-With a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t) and x_t = a*x0 + s*eps:
-    v = a*eps - s*x0,   eps = a*v + s*x_t,   x0 = a*x_t - s*v = (x_t - s*eps) / a.
-"""
+"""Discrete DDPM noise schedule math in the model's own parameterization (see parameterizations.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ConfigError
+from .parameterizations import PARAMETERIZATIONS, Parameterization
 
 
 @dataclass(frozen=True)
@@ -19,8 +16,11 @@ class NoiseSchedule:
     prediction_type: str = "epsilon"
 
     def __post_init__(self):
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise ConfigError("prediction_type", f"unsupported '{self.prediction_type}'; use epsilon or v_prediction")
+        PARAMETERIZATIONS.get(self.prediction_type)  # fails early, listing the supported ones
+
+    @property
+    def parameterization(self) -> Parameterization:
+        return PARAMETERIZATIONS.get(self.prediction_type)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -40,23 +40,14 @@ class NoiseSchedule:
         return (ac / (1 - ac)).float()
 
     def to_epsilon(self, output: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        if self.prediction_type == "epsilon":
-            return output
-        a, s = self.coefficients(timesteps, x_t)
-        return a * output + s * x_t
+        return self.parameterization.to_epsilon(output, x_t, *self.coefficients(timesteps, x_t))
 
     def to_x0(self, output: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        a, s = self.coefficients(timesteps, x_t)
-        if self.prediction_type == "epsilon":
-            return (x_t - s * output) / a
-        return a * x_t - s * output
+        return self.parameterization.to_x0(output, x_t, *self.coefficients(timesteps, x_t))
 
     def from_epsilon(self, eps: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Express an epsilon prediction in this schedule's parameterization."""
-        if self.prediction_type == "epsilon":
-            return eps
-        a, s = self.coefficients(timesteps, x_t)
-        return (eps - s * x_t) / a
+        return self.parameterization.from_epsilon(eps, x_t, *self.coefficients(timesteps, x_t))
 
     def ddim_grid(self, num_steps: int) -> torch.Tensor:
         """Descending timesteps of a `leading`-spaced DDIM grid with offset 1 (SD's scheduler)."""

@@ -16,8 +16,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
-
 
 @dataclass(frozen=True)
 class Conditioning:

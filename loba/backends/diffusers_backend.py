@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .base import PREDICTION_TYPES, Conditioning, ModelBackend, SizeConditioning
+from ..parameterizations import PARAMETERIZATIONS
+from .base import Conditioning, ModelBackend, SizeConditioning
 
 
 def detect_family(unet: nn.Module) -> str:
@@ -30,8 +31,8 @@ def detect_family(unet: nn.Module) -> str:
 class DiffusersBackend(ModelBackend):
     def __init__(self, unet: nn.Module, text_encoders: Sequence[nn.Module], tokenizers: Sequence, alphas_cumprod: torch.Tensor,
                  prediction_type: str = "epsilon", family: Optional[str] = None):
-        if prediction_type not in PREDICTION_TYPES:
-            supported = ", ".join(PREDICTION_TYPES)
+        if prediction_type not in PARAMETERIZATIONS:
+            supported = ", ".join(PARAMETERIZATIONS.names())
             raise UnsupportedModelError(f"prediction_type '{prediction_type}' is not supported; LOBA trains {supported} models")
         self.unet = unet
         self.text_encoders = list(text_encoders)
