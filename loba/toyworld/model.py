@@ -65,10 +65,10 @@ def write_tokenizer_files(folder: Path) -> Path:
     return folder
 
 
-def clip_tokenizer(folder: Path):
+def clip_tokenizer(folder: Path | str):
     from transformers import CLIPTokenizer
 
-    write_tokenizer_files(folder)
+    folder = write_tokenizer_files(Path(folder))
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77,
                          pad_token="<|endoftext|>")
 

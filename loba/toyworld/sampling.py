@@ -1,0 +1,132 @@
+"""Sampling the toy model with a slider at a chosen weight: the renders `loba eval` reads back.
+
+An own DDIM loop (not a diffusers pipeline) so that every piece a slider comparison depends on is
+pinned here: the noise of each sample comes from its seed alone (the same seed starts from the same
+latent at every slider weight: a paired comparison), the slider acts through the adapter network's
+multiplier (0 = the base model bit for bit), and prompt embeddings are computed once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..adapters import AdapterNetwork
+from ..noise_schedule import NoiseSchedule
+from .model import DEFAULT_SAMPLING, LATENT_SIZE, SCHEDULER_CONFIG, ToyComponents
+
+LATENT_CHANNELS = 4
+TOKEN_LENGTH = 77
+UNCONDITIONAL = ""  # what the model was trained on for classifier-free guidance
+
+
+def toy_noise_schedule() -> NoiseSchedule:
+    """SD's scaled-linear schedule from SCHEDULER_CONFIG, in float64 as NoiseSchedule expects."""
+    steps = SCHEDULER_CONFIG["num_train_timesteps"]
+    start, end = SCHEDULER_CONFIG["beta_start"], SCHEDULER_CONFIG["beta_end"]
+    betas = torch.linspace(start**0.5, end**0.5, steps, dtype=torch.float64) ** 2
+    return NoiseSchedule(torch.cumprod(1 - betas, dim=0), SCHEDULER_CONFIG["prediction_type"])
+
+
+def initial_noise(seeds: Sequence[int]) -> torch.Tensor:
+    """[N, 4, 8, 8] float32: one CPU generator per seed, so a sample's noise never depends on its batch."""
+    shape = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds])
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Decoder output [N, 3, H, W] in -1..1 -> uint8 [N, H, W, 3], rounded like a saved PNG."""
+    levels = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round()
+    return levels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class ToySampler:
+    """Deterministic DDIM (eta 0) with classifier-free guidance on the toy model's diffusers components."""
+
+    def __init__(self, components: ToyComponents, device: str | torch.device = "cpu"):
+        self.components = components
+        self.device = torch.device(device)
+        for module in (components.unet, components.text_encoder, components.vae):
+            module.to(self.device).eval().requires_grad_(False)
+        self.schedule = toy_noise_schedule()
+        self._embeddings: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def embed(self, prompts: Sequence[str]) -> torch.Tensor:
+        """[N, 77, width] last hidden states (SD1's context), each distinct prompt encoded once per sampler."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if missing:
+            tokenizer, encoder = self.components.tokenizer, self.components.text_encoder
+            ids = tokenizer(missing, padding="max_length", max_length=TOKEN_LENGTH, truncation=True, return_tensors="pt").input_ids
+            hidden = encoder(ids.to(self.device))[0]
+            self._embeddings.update(zip(missing, hidden))
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    def sample(self, prompts: Sequence[str], seeds: Sequence[int], slider: AdapterNetwork | None = None, weight: float = 0.0,
+               steps: int = DEFAULT_SAMPLING["steps"], cfg: float = DEFAULT_SAMPLING["cfg"], batch_size: int = 64) -> np.ndarray:
+        """uint8 [N, 64, 64, 3] for prompts[i] from seeds[i]; the slider (if any) at multiplier `weight`."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per sample")
+        if slider is None or slider.is_attached:
+            return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size)
+        with slider.attached(self.components.unet, self.device):
+            return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size)
+
+    def _sample_with(self, slider, weight, prompts, seeds, steps, cfg, batch_size) -> np.ndarray:
+        previous = slider.multiplier if slider is not None else None
+        if slider is not None:
+            slider.multiplier = weight
+        try:
+            chunks = [self._sample_batch(prompts[i:i + batch_size], seeds[i:i + batch_size], steps, cfg)
+                      for i in range(0, len(prompts), batch_size)]
+        finally:
+            if slider is not None:
+                slider.multiplier = previous
+        return np.concatenate(chunks) if chunks else np.zeros((0, 64, 64, 3), np.uint8)
+
+    @torch.no_grad()
+    def _sample_batch(self, prompts, seeds, steps: int, cfg: float) -> np.ndarray:
+        n = len(prompts)
+        # Unconditional and conditional halves in one UNet call: the slider sees both, as in any LoRA host.
+        context = torch.cat([self.embed([UNCONDITIONAL] * n), self.embed(prompts)])
+        x = initial_noise(seeds).to(self.device)
+        grid = self.schedule.ddim_grid(steps).tolist()
+        for index, t in enumerate(grid):
+            timesteps = torch.full((2 * n,), t, dtype=torch.long, device=self.device)
+            uncond, cond = self.components.unet(torch.cat([x, x]), timesteps, context).sample.float().chunk(2)
+            guided = uncond + cfg * (cond - uncond)
+            x = self.schedule.ddim_step(guided, x, t, grid[index + 1] if index + 1 < len(grid) else None)
+        decoded = self.components.vae.decode(x / self.components.scaling_factor).sample
+        return to_uint8(decoded)
+
+
+def load_slider_network(path: str | os.PathLike, unet: torch.nn.Module) -> AdapterNetwork:
+    """The slider file's AdapterNetwork for the toy UNet (diffusers module names, kohya SD1 stems), not attached."""
+    from ..files import load_slider, network_from_file
+    from ..naming import KohyaNames
+
+    return network_from_file(load_slider(path), unet, KohyaNames(unet, "sd1").module_name_from_kohya)
+
+
+def load_toy_components(weights: str | os.PathLike | None = None) -> ToyComponents:
+    """The toy model from a diffusers folder (`loba toyworld export-diffusers`), a toy-world weight file,
+    or (None) the shipped weights."""
+    folder = Path(weights) if weights is not None else None
+    if folder is not None and (folder / "unet").is_dir():
+        return _from_diffusers_folder(folder)
+    from .files import load_toy_components as load_weight_file
+
+    return load_weight_file(weights)
+
+
+def _from_diffusers_folder(folder: Path) -> ToyComponents:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    vae = AutoencoderKL.from_pretrained(folder / "vae")
+    return ToyComponents(UNet2DConditionModel.from_pretrained(folder / "unet"), CLIPTextModel.from_pretrained(folder / "text_encoder"),
+                         CLIPTokenizer.from_pretrained(folder / "tokenizer"), vae, float(vae.config.scaling_factor)).eval()
