@@ -39,20 +39,24 @@ class RunFile:
     device: str = "cpu"
 
 
-def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> RunFile:
-    path = Path(path)
-    data = {**read_prompt_table(path), **(overrides or {})}
+def split_run_table(data: dict[str, Any], base_dir: Path, source: str) -> tuple[dict[str, Any], TrainConfig, PromptSet]:
+    """(model keys, training config, prompt set) of a parsed run table."""
+    data = dict(data)
     model_values = {key: data.pop(key) for key in list(data) if key in MODEL_KEYS}
     training_keys = training_option_keys() | set(SECTIONS)
     training = {key: data.pop(key) for key in list(data) if key in training_keys}
-    config = config_from_dict(training, where=path.name)
+    config = config_from_dict(training, where=source)
     prompts_file = model_values.get("prompts_file")
     if prompts_file:
         if data:
             raise ConfigError(next(iter(data)), "prompts are given both inline and by prompts_file; keep one")
-        prompts = load_prompt_file(path.parent / prompts_file)
-    else:
-        prompts = prompt_set_from_dict(data, path.parent, path.name)
+        return model_values, config, load_prompt_file(base_dir / prompts_file)
+    return model_values, config, prompt_set_from_dict(data, base_dir, source)
+
+
+def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> RunFile:
+    path = Path(path)
+    model_values, config, prompts = split_run_table({**read_prompt_table(path), **(overrides or {})}, path.parent, path.name)
     model = model_values.get("pretrained_model_name_or_path")
     if not model:
         raise ConfigError("pretrained_model_name_or_path", f"{path.name} names no base model; set it or pass --model")

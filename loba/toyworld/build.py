@@ -92,12 +92,19 @@ def build(work: Path, recipe: BuildRecipe = BuildRecipe(), log: Log = print) -> 
     return components.eval()
 
 
-def build_and_package(work: Path, out: Optional[Path], recipe: BuildRecipe, log: Log = print) -> ToyComponents:
+def build_and_package(work: Path, out: Optional[Path], recipe: BuildRecipe, log: Log = print,
+                      competence: bool = True) -> ToyComponents:
+    """Build, measure competence with the reader (stored in the file's metadata), write the weights file."""
     components = build(work, recipe, log)
+    metadata = json.loads((Path(work) / "build.json").read_text())
+    if competence:
+        from .competence import measure_competence
+
+        metadata["competence"] = measure_competence(components, seed=recipe.seed)
+        log(f"competence: {json.dumps(metadata['competence']['accuracy'])} competent={metadata['competence']['competent']}")
     if out is not None:
         from .files import save_toy_checkpoint
 
-        metadata = json.loads((Path(work) / "build.json").read_text())
         save_toy_checkpoint(out, components, metadata)
         log(f"wrote {out}")
     return components

@@ -8,6 +8,7 @@ own w=0 twin. Writes DIR/metrics.json and DIR/grid.png.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -261,7 +262,9 @@ def evaluate(components, slider_path: str | os.PathLike, spec: EvalSpec | str | 
     result = {"spec": {**asdict(spec), "weights": list(spec.weights)}, "slider": str(slider_path),
               "sampling": {"sampler": "ddim", "steps": spec.steps, "cfg": spec.cfg, "device": str(device)},
               **compute_metrics(spec, images, reads)}
-    make_grid(images, spec.prompts, spec.roles, spec.grid_samples).save(out / "grid.png")
+    png = io.BytesIO()
+    make_grid(images, spec.prompts, spec.roles, spec.grid_samples).save(png, format="PNG")
+    atomic_write_bytes(out / "grid.png", png.getvalue())
     count = len(spec.prompts) * len(spec.weights) * spec.samples
     result["timings"] = {"render_s": rendered - started, "read_s": read - rendered, "total_s": time.perf_counter() - started,
                          "images": count, "render_ms_per_image": 1000 * (rendered - started) / count}

@@ -1,0 +1,13 @@
+"""The toy model as a training backend: the diffusers backend over its components."""
+
+from __future__ import annotations
+
+from ..backends.diffusers_backend import DiffusersBackend
+from .model import ToyComponents
+from .sampling import toy_noise_schedule
+
+
+def toy_backend(components: ToyComponents) -> DiffusersBackend:
+    schedule = toy_noise_schedule()
+    return DiffusersBackend(components.unet, [components.text_encoder], [components.tokenizer], schedule.alphas_cumprod,
+                            schedule.prediction_type, family="sd1")
