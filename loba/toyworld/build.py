@@ -30,6 +30,8 @@ class BuildRecipe:
     denoiser_steps: int = 12000
     denoiser_batch: int = 64
     threads: int = 2
+    check_images: int = 1000  # fresh renders read back after encode/decode
+    scale_images: int = 2048  # renders whose latent std sets the scaling factor
 
 
 def _stage(path: Path, log: Log, make: Callable[[], dict]) -> dict:
@@ -56,9 +58,9 @@ def build(work: Path, recipe: BuildRecipe = BuildRecipe(), log: Log = print) -> 
     def autoencoder_stage() -> dict:
         started = time.perf_counter()
         train_autoencoder(vae, recipe.autoencoder_steps, recipe.autoencoder_batch, recipe.seed, log)
-        accuracy = reconstruction_accuracy(vae, 1000, seed=recipe.seed + 7_000_001)
+        accuracy = reconstruction_accuracy(vae, recipe.check_images, seed=recipe.seed + 7_000_001)
         log(f"autoencoder reconstructions read back: {accuracy}")
-        return {"vae": vae.state_dict(), "scaling_factor": latent_scaling_factor(vae, 2048, recipe.seed + 7_000_002),
+        return {"vae": vae.state_dict(), "scaling_factor": latent_scaling_factor(vae, recipe.scale_images, recipe.seed + 7_000_002),
                 "accuracy": accuracy, "seconds": time.perf_counter() - started}
 
     ae = _stage(work / "autoencoder.pt", log, autoencoder_stage)
