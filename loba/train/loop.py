@@ -100,9 +100,18 @@ def _gradient_checkpointing(backend: ModelBackend, enabled: bool):
 
 def train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, *, callbacks: Optional[TrainCallbacks] = None,
           out_dir: Optional[Path] = None, resume: Optional[Path] = None, network: Optional[AdapterNetwork] = None) -> TrainResult:
-    """Train a slider. The model is left exactly as it was, whatever happens."""
-    callbacks = callbacks or TrainCallbacks()
+    """Train a slider. The model is left exactly as it was, whatever happens.
+
+    Safe to call under torch.inference_mode() or no_grad (as ComfyUI runs nodes): adapters, embeddings
+    and optimizer state are created outside it, as normal tensors autograd can use.
+    """
     validate_before_model_work(prompts, config)
+    with torch.inference_mode(False), torch.enable_grad():
+        return _train(backend, prompts, config, callbacks or TrainCallbacks(), out_dir, resume, network)
+
+
+def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callbacks: TrainCallbacks,
+           out_dir: Optional[Path], resume: Optional[Path], network: Optional[AdapterNetwork]) -> TrainResult:
     root = backend.denoiser()
     network = network or build_network(backend, config)
     report = describe(network.targets, root)

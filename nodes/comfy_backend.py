@@ -1,0 +1,142 @@
+"""The engine's ModelBackend over ComfyUI's own MODEL (ModelPatcher) and CLIP.
+
+Adapts, never trains: the trainer in loba/ drives it exactly as it drives the diffusers backend.
+The traps handled here (see shared docs, comfyui-host.md):
+- the executor runs nodes under torch.inference_mode() and loader nodes build weights as inference
+  tensors, which autograd cannot save for backward: for the training's lifetime the parameters are
+  swapped for normal clones, and the originals are put back afterwards (the user's MODEL is untouched);
+- every ModelPatcher clone shares one nn.Module: the adapter's hooks come off in the trainer's
+  finally, and the patcher is loaded (its patches in the weights) before training starts;
+- ComfyUI's model input is VP-scaled x_t and its timestep is the discrete index, which is what the
+  engine's x_t and t already are, so the UNet is called directly (no calculate_input);
+- the schedule comes from the patcher's model_sampling object, so ModelSamplingDiscrete overrides apply.
+
+Imported only inside node execution and tests (it imports ComfyUI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Optional
+
+import comfy.model_base
+import comfy.model_management
+import comfy.supported_models
+import torch
+from torch import nn
+
+from loba.backends.base import Conditioning, ModelBackend, SizeConditioning
+from loba.errors import UnsupportedModelError
+from loba.naming import KohyaNames
+
+# First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
+FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))
+PREDICTION_TYPES = {comfy.model_base.ModelType.EPS: "epsilon", comfy.model_base.ModelType.V_PREDICTION: "v_prediction"}
+SUPPORTED = "SD1.x, SD2.x (epsilon or v-prediction) and SDXL models"
+
+
+def model_family(model) -> str:
+    config = getattr(model, "model_config", None)
+    for family, class_name in FAMILIES:
+        cls = getattr(comfy.supported_models, class_name, None)
+        if cls is not None and isinstance(config, cls):
+            return family
+    raise UnsupportedModelError(f"LOBA trains {SUPPORTED}; this MODEL is {type(config).__name__}")
+
+
+def _equal_lengths(contexts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Prompts longer than 77 tokens encode to several chunks; repeat to a common length as ComfyUI's sampler does."""
+    lengths = {c.shape[1] for c in contexts}
+    if len(lengths) == 1:
+        return contexts
+    common = math.lcm(*lengths)
+    return [c.repeat(1, common // c.shape[1], 1) for c in contexts]
+
+
+class ComfyBackend(ModelBackend):
+    def __init__(self, model_patcher, clip):
+        self.patcher = model_patcher
+        self.clip = clip
+        self.model = model_patcher.model
+        self.family = model_family(self.model)
+        if self.model.model_type not in PREDICTION_TYPES:
+            raise UnsupportedModelError(f"LOBA trains {SUPPORTED}; this MODEL predicts {self.model.model_type.name}")
+        self.prediction_type = PREDICTION_TYPES[self.model.model_type]
+        sampling = model_patcher.get_model_object("model_sampling")
+        if not hasattr(sampling, "sigmas") or len(sampling.sigmas) < 2:
+            raise UnsupportedModelError(f"LOBA needs a discrete noise schedule; this MODEL samples with {type(sampling).__name__}")
+        sigmas = sampling.sigmas.detach().to("cpu", torch.float64)
+        self._alphas_cumprod = 1.0 / (1.0 + sigmas**2)
+        self.latent_channels = int(self.model.latent_format.latent_channels)
+        self._names = KohyaNames(self.model.diffusion_model, self.family)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.patcher.load_device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.manual_cast_dtype or self.model.get_dtype()
+
+    def denoiser(self) -> nn.Module:
+        return self.model.diffusion_model
+
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self._alphas_cumprod
+
+    def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        distinct = list(dict.fromkeys(prompts))
+        contexts, pooled = [], []
+        for text in distinct:
+            cond, pool = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
+            contexts.append(cond)
+            pooled.append(pool)
+        with torch.inference_mode(False):  # CLIP outputs are inference tensors under the executor: copy them out
+            contexts = [c.clone().to(self.device, self.dtype) for c in _equal_lengths(contexts)]
+            pooled = [None if p is None or self.family != "sdxl" else p.clone().to(self.device, self.dtype) for p in pooled]
+        return {text: Conditioning(c, p) for text, c, p in zip(distinct, contexts, pooled)}
+
+    def predict(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
+                size: Optional[SizeConditioning] = None) -> torch.Tensor:
+        y = None
+        if self.family == "sdxl":
+            size = size or SizeConditioning.plain(x.shape[-2] * self.vae_scale_factor, x.shape[-1] * self.vae_scale_factor)
+            (height, width), (top, left), (target_h, target_w) = size.original, size.crop_top_left, size.target
+            y = self.model.encode_adm(pooled_output=cond.pooled, width=width, height=height, crop_w=left, crop_h=top,
+                                      target_width=target_w, target_height=target_h).to(x.device, self.dtype)
+        return self.model.diffusion_model(x.to(self.dtype), timesteps.to(x.device).float(), context=cond.context, y=y)
+
+    def kohya_name(self, module_name: str) -> str:
+        return self._names.kohya_name(module_name)
+
+    def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
+        return self._names.module_name_from_kohya(kohya_key)
+
+    @contextlib.contextmanager
+    def training_session(self) -> Iterator[None]:
+        with torch.inference_mode(False), torch.enable_grad():
+            # Loaded with its patches (other LoRAs) in the weights, fully, so nothing is offloaded mid-step.
+            comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+            swapped = _swap_inference_parameters(self.denoiser())
+            try:
+                with super().training_session():
+                    yield
+            finally:
+                _restore_parameters(swapped)
+
+
+def _swap_inference_parameters(root: nn.Module) -> list[tuple[nn.Module, str, nn.Parameter]]:
+    swapped = []
+    for module in root.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and param.is_inference():
+                module._parameters[name] = nn.Parameter(param.detach().clone(), requires_grad=False)
+                swapped.append((module, name, param))
+    return swapped
+
+
+def _restore_parameters(swapped: list[tuple[nn.Module, str, nn.Parameter]]) -> None:
+    for module, name, original in swapped:
+        module._parameters[name] = original
