@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .clip_vocab import byte_alphabet
+
 SD_BETA_START, SD_BETA_END = 0.00085, 0.012
 
 
@@ -15,25 +17,12 @@ def sd_alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1 - betas, dim=0)
 
 
-def _bytes_to_unicode() -> list[str]:
-    # GPT-2/CLIP byte-level alphabet, so the tiny tokenizer handles any text like the real one.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    extra = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in cs]
-
-
 def tiny_tokenizer(folder: Path):
     """A character-level CLIP BPE tokenizer (514 tokens) written to `folder`."""
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
+    chars = byte_alphabet()
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
     vocab["<|startoftext|>"] = len(vocab)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..clip_vocab import byte_alphabet
+
 IMAGE_SIZE = 64
 LATENT_SIZE = 8
 BOS, EOS = 49406, 49407
@@ -42,23 +44,12 @@ def bpe_merges() -> list[str]:
     return lines[1:49152 - 256 - 2 + 1]
 
 
-def _byte_alphabet() -> list[str]:
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes, extra = printable[:], 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
-
-
 def write_tokenizer_files(folder: Path) -> Path:
     """vocab.json + merges.txt of the real CLIP tokenizer (49408 tokens), derived exactly as CLIP does."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     merges = bpe_merges()
-    alphabet = _byte_alphabet()
+    alphabet = byte_alphabet()
     tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
