@@ -29,9 +29,10 @@ ROUGH_DISTANCE = 40.0  # levels (0..255) of RGB distance from the background tha
 MIN_OBJECT_PIXELS = 20  # a smaller component is noise or a vanished object: nothing found
 REGION_DILATION = 4  # px around the component whose alpha still counts (blurred edges spread outward)
 TRIANGLE_C3 = 0.035  # |c3| above: triangle (triangles ~0.068, others ~0)
-# Re(c4) below: square (squares ~-0.0167, circles ~0). Past the midpoint because a blocky 8x decoder pushes
-# small circles squareward (a grid-aligned kernel adds its own negative mu_4), never the other way.
-SQUARE_C4 = -0.010
+# Re(c4) below: square (squares ~-0.0167, circles ~0). Set from the shipped autoencoder's reconstructions,
+# whose decoder rounds the corners of small squares (c4 up to ~-0.008) and gives small circles a slight
+# grid-aligned squareness (c4 down to ~-0.006): the threshold sits in the middle of that gap.
+SQUARE_C4 = -0.0068
 # Half-widths of the bands around each threshold inside which a decision is flagged not confident.
 C3_BAND, C4_BAND, AREA_BAND, MIN_COLOR_COSINE = 0.01, 0.003, 0.15, 0.9
 CHUNK = 256  # images per vectorized pass: bounded memory, same speed
