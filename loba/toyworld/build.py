@@ -99,6 +99,11 @@ def build_and_package(work: Path, out: Optional[Path], recipe: BuildRecipe, log:
     """Build, measure competence with the reader (stored in the file's metadata), write the weights file."""
     components = build(work, recipe, log)
     metadata = json.loads((Path(work) / "build.json").read_text())
+    from .train_autoencoder import reconstruction_accuracy
+
+    # Read back with today's reader on renders the build never saw (build.json keeps the build-time figure).
+    metadata["autoencoder_read_back"] = reconstruction_accuracy(components.vae, 2000, seed=recipe.seed + 11_000_001)
+    log(f"autoencoder read-back: {metadata['autoencoder_read_back']}")
     if competence:
         from .competence import measure_competence
 
