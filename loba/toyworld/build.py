@@ -26,8 +26,8 @@ class BuildRecipe:
     seed: int = 0
     autoencoder_steps: int = 3000
     autoencoder_batch: int = 16
-    dataset_size: int = 40000
-    denoiser_steps: int = 12000
+    dataset_size: int = 30000
+    denoiser_steps: int = 9000
     denoiser_batch: int = 64
     threads: int = 2
     check_images: int = 1000  # fresh renders read back after encode/decode
