@@ -84,12 +84,15 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per slider, summary.json)")
     parser.add_argument("--weights", type=Path, help="toy-world weight file (default: the one shipped in the package)")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same steps (figures meaningless)")
+    parser.add_argument("--objective", choices=("leco-classic",),
+                        help="also run the original LECO recipe on the same budget and print both side by side")
 
 
 def _demo(args) -> int:
     from .toyworld.demo import run_demo
 
-    run_demo(args.out, args.weights, quick=args.quick)
+    objectives = ("loba",) + ((args.objective,) if args.objective else ())
+    run_demo(args.out, args.weights, quick=args.quick, objectives=objectives)
     print(f"demo results in {args.out} (summary.json, */eval/grid.png)")
     return 0
 

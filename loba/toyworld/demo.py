@@ -21,12 +21,16 @@ from ..prompts.loader import read_prompt_table
 from ..runfile import split_run_table
 
 DEMO_RECIPES = ("erase-red", "size-slider")
+# Recipe variants by objective: LOBA's own settings, or the original LECO recipe (adapter on during the
+# denoise, "" as unconditional and neutral, no preservation prompts, LECO's lr/rank/steps) on the same
+# step budget, for a side-by-side comparison.
+OBJECTIVE_SUFFIXES = {"loba": "", "leco-classic": ".leco-classic"}
 Log = Callable[[str], None]
 
 
-def recipe_path(name: str, kind: str) -> Path:
-    """kind "train" -> recipes/<name>.toml, "eval" -> recipes/<name>.eval.toml (inside the package)."""
-    suffix = ".toml" if kind == "train" else ".eval.toml"
+def recipe_path(name: str, kind: str, objective: str = "loba") -> Path:
+    """kind "train" -> recipes/<name>[.<objective>].toml, "eval" -> recipes/<name>.eval.toml (in the package)."""
+    suffix = OBJECTIVE_SUFFIXES[objective] + ".toml" if kind == "train" else ".eval.toml"
     return Path(str(resources.files("loba.toyworld").joinpath(f"recipes/{name}{suffix}")))
 
 
@@ -39,13 +43,13 @@ QUICK_TRAIN = {"max_train_steps": 2, "max_denoising_steps": 3}
 QUICK_EVAL = {"samples": 1, "steps": 2}
 
 
-def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False) -> dict:
+def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False, objective: str = "loba") -> dict:
     from ..export import save_trained_slider
     from ..train.loop import train
     from .backend import toy_backend
     from .evaluate import evaluate, load_spec
 
-    train_file = recipe_path(name, "train")
+    train_file = recipe_path(name, "train", objective)
     _, config, prompts = split_run_table(read_prompt_table(train_file), train_file.parent, train_file.name)
     spec = load_spec(recipe_path(name, "eval"))
     if quick:
@@ -56,18 +60,35 @@ def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = Fal
     train_seconds = time.perf_counter() - started
     slider = save_trained_slider(out_dir / "slider.safetensors", result.network, backend, config, prompts, result.steps_done)
     _write_losses(out_dir / "loss.csv", result.losses)
-    log(f"{name}: trained {result.steps_done} steps in {train_seconds:.0f}s; evaluating")
+    log(f"{name} ({objective}): trained {result.steps_done} steps in {train_seconds:.0f}s; evaluating")
     metrics = evaluate(components, slider, spec, out_dir / "eval")
     return {"train_seconds": train_seconds, "steps": result.steps_done, "metrics": metrics}
 
 
-def run_demo(out: Path, weights: Optional[Path] = None, recipes=DEMO_RECIPES, log: Log = print, quick: bool = False) -> dict:
+HEADLINES = ("efficacy", "spearman", "monotonic", "preservation", "drift")
+
+
+def comparison_table(summary: dict) -> str:
+    """One row per (recipe, objective): training time and the headline figures, side by side."""
+    rows = [f"{'slider':<28}{'train s':>9}" + "".join(f"{h:>14}" for h in HEADLINES)]
+    for key, run in summary.items():
+        figures = [run["metrics"].get(h) for h in HEADLINES]
+        cells = "".join(f"{'-' if v is None else (f'{v:.3f}' if isinstance(v, float) else str(v)):>14}" for v in figures)
+        rows.append(f"{key:<28}{run['train_seconds']:>9.1f}{cells}")
+    return "\n".join(rows)
+
+
+def run_demo(out: Path, weights: Optional[Path] = None, recipes=DEMO_RECIPES, log: Log = print, quick: bool = False,
+             objectives: tuple[str, ...] = ("loba",)) -> dict:
     from .files import load_toy_components
 
     out = Path(out)
     summary = {}
     for name in recipes:
-        components = load_toy_components(weights)  # fresh per recipe: nothing of one run leaks into the next
-        summary[name] = run_recipe(name, components, out / name, log, quick)
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+        for objective in objectives:
+            key = name + OBJECTIVE_SUFFIXES[objective]
+            components = load_toy_components(weights)  # fresh per run: nothing of one run leaks into the next
+            summary[key] = run_recipe(name, components, out / key, log, quick, objective)
+            atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    log(comparison_table(summary))
     return summary
