@@ -27,7 +27,8 @@ class BuildRecipe:
     autoencoder_steps: int = 3000
     autoencoder_batch: int = 16
     dataset_size: int = 30000
-    denoiser_steps: int = 9000
+    denoiser_steps: int = 9000  # length of the cosine learning-rate schedule
+    denoiser_stop_at: int = 5000  # the shipped weights are the EMA at this step of that schedule
     denoiser_batch: int = 64
     threads: int = 2
     check_images: int = 1000  # fresh renders read back after encode/decode
@@ -80,7 +81,7 @@ def build(work: Path, recipe: BuildRecipe = BuildRecipe(), log: Log = print) -> 
         started = time.perf_counter()
         attributes = [Attributes(**{**a, "center": tuple(a["center"])}) for a in data["attributes"]]
         train_denoiser(components, data["latents"], attributes, recipe.denoiser_steps, recipe.denoiser_batch, recipe.seed, log,
-                       progress=work / "denoiser-progress.pt")
+                       progress=work / "denoiser-progress.pt", stop_at=recipe.denoiser_stop_at)
         return {"unet": components.unet.state_dict(), "text_encoder": components.text_encoder.state_dict(),
                 "seconds": time.perf_counter() - started}
 
@@ -99,6 +100,7 @@ def build_and_package(work: Path, out: Optional[Path], recipe: BuildRecipe, log:
     """Build, measure competence with the reader (stored in the file's metadata), write the weights file."""
     components = build(work, recipe, log)
     metadata = json.loads((Path(work) / "build.json").read_text())
+    metadata.pop("scaling_factor", None)  # the weights file stores its own
     from .train_autoencoder import reconstruction_accuracy
 
     # Read back with today's reader on renders the build never saw (build.json keeps the build-time figure).

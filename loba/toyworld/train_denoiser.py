@@ -70,11 +70,13 @@ def _load_progress(path: Optional[Path], modules: dict, optimizer, generator: to
 
 
 def train_denoiser(components, latents: torch.Tensor, attributes: list, steps: int, batch: int, seed: int, log: Log,
-                   lr: float = 4e-4, ema_decay: float = 0.999, progress: Optional[Path] = None, save_every: int = 500) -> None:
+                   lr: float = 4e-4, ema_decay: float = 0.999, progress: Optional[Path] = None, save_every: int = 500,
+                   stop_at: Optional[int] = None) -> None:
     """Epsilon-prediction DDPM training; the EMA weights end up in `components`.
 
     With `progress`, the whole state is saved every `save_every` steps and an interrupted run resumes
-    exactly where it stopped (same draws, same weights).
+    exactly where it stopped (same draws, same weights). `stop_at` ends training early on the same
+    `steps`-long learning-rate schedule.
     """
     unet, text_encoder = components.unet, components.text_encoder
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
@@ -91,7 +93,7 @@ def train_denoiser(components, latents: torch.Tensor, attributes: list, steps: i
     if start:
         log(f"denoiser resumes at step {start}")
     started = time.perf_counter()
-    for step in range(start, steps):
+    for step in range(start, min(steps, stop_at or steps)):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=500)
         index = torch.randint(len(latents), (batch,), generator=generator)
