@@ -167,3 +167,25 @@ def test_missing_tensor_fails_loudly(toy, tmp_path):
     save_file(state, str(broken), metadata=metadata)
     with torch.inference_mode(), pytest.raises(LobaError, match="conv_out.bias"):
         toy.loader.load_toyworld_comfy(broken, dtype=torch.float32)
+
+
+def test_the_shipped_weights_load_both_ways_with_equal_predictions(comfy):
+    """The committed model itself (not only its architecture): ComfyUI's UNet and CLIP agree with diffusers'."""
+    from loba.toyworld.files import DEFAULT_WEIGHTS
+
+    reference = load_toy_components(DEFAULT_WEIGHTS)
+    with torch.inference_mode():
+        model, clip, _ = _import_loader().load_toyworld_comfy(DEFAULT_WEIGHTS, dtype=torch.float32)
+        tokens = clip.tokenize("a large blue triangle on a dark background")
+        cond = clip.encode_from_tokens(tokens).float().clone()
+    ids = reference.tokenizer(["a large blue triangle on a dark background"], padding="max_length", max_length=77,
+                              return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected_cond = reference.text_encoder(ids)[0]
+    assert _max_diff(cond, expected_cond) <= TOLERANCE
+    x = torch.randn(2, 4, LATENT_SIZE, LATENT_SIZE, generator=torch.Generator().manual_seed(3))
+    timesteps = torch.tensor([20.0, 800.0])
+    eps = comfy_eps(comfy, model, x, timesteps, expected_cond.repeat(2, 1, 1))
+    with torch.no_grad():
+        expected = reference.unet(x, timesteps, encoder_hidden_states=expected_cond.repeat(2, 1, 1)).sample
+    assert _max_diff(eps, expected) <= TOLERANCE
