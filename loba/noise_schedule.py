@@ -10,6 +10,12 @@ from .errors import ConfigError
 from .parameterizations import PARAMETERIZATIONS, Parameterization
 
 
+def scaled_linear_alphas_cumprod(beta_start: float, beta_end: float, steps: int = 1000) -> torch.Tensor:
+    """Stable Diffusion's "scaled_linear" training schedule, float64 as NoiseSchedule expects."""
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, dim=0)
+
+
 @dataclass(frozen=True)
 class NoiseSchedule:
     alphas_cumprod: torch.Tensor  # float64, [num_train_timesteps], CPU

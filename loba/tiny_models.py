@@ -13,8 +13,9 @@ SD_BETA_START, SD_BETA_END = 0.00085, 0.012
 
 
 def sd_alphas_cumprod() -> torch.Tensor:
-    betas = torch.linspace(SD_BETA_START**0.5, SD_BETA_END**0.5, 1000, dtype=torch.float64) ** 2
-    return torch.cumprod(1 - betas, dim=0)
+    from .noise_schedule import scaled_linear_alphas_cumprod
+
+    return scaled_linear_alphas_cumprod(SD_BETA_START, SD_BETA_END, 1000)
 
 
 def tiny_tokenizer(folder: Path):

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from .checks import Resolution, as_count, as_flag, as_number, as_text, check_mask, normalize_resolutions, require, set_field
-from .spec import PromptPair, check_multiplier, check_weight, common_fields
+from .checks import Resolution, as_text, require, set_field
+from .spec import PromptPair, common_fields, normalize_common_fields
 
 if TYPE_CHECKING:
     import torch
@@ -41,14 +41,7 @@ class SliderTarget:
     def __post_init__(self):
         entry = self.name or "slider target"
         self._check_prompts(entry)
-        set_field(self, "multiplier", check_multiplier(self.multiplier, entry))
-        set_field(self, "weight", check_weight(self.weight, entry))
-        set_field(self, "guidance_scale", as_number(self.guidance_scale, entry, "guidance_scale"))
-        set_field(self, "resolutions", normalize_resolutions(self.resolutions, entry, "resolutions"))
-        set_field(self, "dynamic_resolution", as_flag(self.dynamic_resolution, entry, "dynamic_resolution"))
-        set_field(self, "dynamic_crops", as_flag(self.dynamic_crops, entry, "dynamic_crops"))
-        set_field(self, "batch_size", as_count(self.batch_size, entry, "batch_size"))
-        set_field(self, "mask", check_mask(self.mask, entry))
+        normalize_common_fields(self, entry)
 
     def _check_prompts(self, entry: str) -> None:
         # target_class may be "": sd-scripts documents `target_class = ""` sliders (e.g. a detail slider).

@@ -68,14 +68,7 @@ class PromptPair:
         entry = self.name or "prompt pair"
         self._normalize_prompts(entry)
         require(self.action in ACTIONS, entry, "action", f"unknown action {self.action!r}; use one of: {', '.join(ACTIONS)}")
-        set_field(self, "guidance_scale", as_number(self.guidance_scale, entry, "guidance_scale"))
-        set_field(self, "resolutions", normalize_resolutions(self.resolutions, entry, "resolutions"))
-        set_field(self, "dynamic_resolution", as_flag(self.dynamic_resolution, entry, "dynamic_resolution"))
-        set_field(self, "dynamic_crops", as_flag(self.dynamic_crops, entry, "dynamic_crops"))
-        set_field(self, "batch_size", as_count(self.batch_size, entry, "batch_size"))
-        set_field(self, "multiplier", check_multiplier(self.multiplier, entry))
-        set_field(self, "weight", check_weight(self.weight, entry))
-        set_field(self, "mask", check_mask(self.mask, entry))
+        normalize_common_fields(self, entry)
         set_field(self, "name", as_text(self.name, entry, "name"))
 
     def _normalize_prompts(self, entry: str) -> None:
@@ -141,6 +134,18 @@ def check_weight(value: Any, entry: str) -> float:
     # A negative loss weight makes the loss unbounded below: training would diverge, not erase.
     require(weight >= 0, entry, "weight", f"must be >= 0 (a loss weight), got {weight}")
     return weight
+
+
+def normalize_common_fields(entry: Any, label: str) -> None:
+    """Check and normalize the settings PromptPair and SliderTarget share (in place on a frozen dataclass)."""
+    set_field(entry, "guidance_scale", as_number(entry.guidance_scale, label, "guidance_scale"))
+    set_field(entry, "resolutions", normalize_resolutions(entry.resolutions, label, "resolutions"))
+    set_field(entry, "dynamic_resolution", as_flag(entry.dynamic_resolution, label, "dynamic_resolution"))
+    set_field(entry, "dynamic_crops", as_flag(entry.dynamic_crops, label, "dynamic_crops"))
+    set_field(entry, "batch_size", as_count(entry.batch_size, label, "batch_size"))
+    set_field(entry, "multiplier", check_multiplier(entry.multiplier, label))
+    set_field(entry, "weight", check_weight(entry.weight, label))
+    set_field(entry, "mask", check_mask(entry.mask, label))
 
 
 def common_fields(entry: Any) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..adapters import AdapterNetwork
-from ..noise_schedule import NoiseSchedule
+from ..noise_schedule import NoiseSchedule, scaled_linear_alphas_cumprod
 from .model import DEFAULT_SAMPLING, LATENT_SIZE, SCHEDULER_CONFIG, ToyComponents
 
 LATENT_CHANNELS = 4
@@ -26,10 +26,9 @@ UNCONDITIONAL = ""  # what the model was trained on for classifier-free guidance
 
 def toy_noise_schedule() -> NoiseSchedule:
     """SD's scaled-linear schedule from SCHEDULER_CONFIG, in float64 as NoiseSchedule expects."""
-    steps = SCHEDULER_CONFIG["num_train_timesteps"]
-    start, end = SCHEDULER_CONFIG["beta_start"], SCHEDULER_CONFIG["beta_end"]
-    betas = torch.linspace(start**0.5, end**0.5, steps, dtype=torch.float64) ** 2
-    return NoiseSchedule(torch.cumprod(1 - betas, dim=0), SCHEDULER_CONFIG["prediction_type"])
+    alphas_cumprod = scaled_linear_alphas_cumprod(SCHEDULER_CONFIG["beta_start"], SCHEDULER_CONFIG["beta_end"],
+                                                  SCHEDULER_CONFIG["num_train_timesteps"])
+    return NoiseSchedule(alphas_cumprod, SCHEDULER_CONFIG["prediction_type"])
 
 
 def initial_noise(seeds: Sequence[int]) -> torch.Tensor:
