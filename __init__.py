@@ -1,10 +1,17 @@
 """LOBA ComfyUI node pack: registration only, nothing heavy at import.
 
-The nodes arrive with the node-pack milestone; the engine (`loba/`) and the `loba` CLI work today.
+ComfyUI calls comfy_entrypoint() after importing the pack; only then are the node modules (and torch,
+ComfyUI and the engine) imported. The engine lives in ./loba and the nodes import it relatively, so
+the pack works whatever its folder is named.
 """
 
 WEB_DIRECTORY = "./web"
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+
+async def comfy_entrypoint():
+    from .nodes.extension import LobaExtension
+
+    return LobaExtension()
+
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

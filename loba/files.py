@@ -21,7 +21,7 @@ _KEY = re.compile(r"^(lora_(?:unet|te|te1|te2)_\w+)\.(lora_down\.weight|lora_up\
 _TEXT_ENCODER_STEM = re.compile(r"^lora_te\d?_")
 
 
-def _network_metadata(network: AdapterNetwork) -> dict[str, str]:
+def network_metadata(network: AdapterNetwork) -> dict[str, str]:
     """kohya's ss_* fields: dim/alpha of the linear layers, conv dim/alpha in ss_network_args for LoCon."""
     by_kind: dict[str, Counter] = {}
     for _, lora in network.items():
@@ -55,10 +55,21 @@ def save_slider(path: str | os.PathLike, network: AdapterNetwork, kohya_name: Ca
     from safetensors.torch import save
 
     tensors = slider_tensors(network, kohya_name, dtype)
-    text = _network_metadata(network)
+    text = network_metadata(network)
     for key, value in (metadata or {}).items():
         text[str(key)] = value if isinstance(value, str) else json.dumps(value)
     data = save(tensors, metadata=text)
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_slider_file(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
+                      dtype: torch.dtype = torch.float32) -> Path:
+    """Write already-named kohya tensors (a merged or loaded slider) atomically, checked like a loaded file."""
+    from safetensors.torch import save
+
+    _validate(tensors, path)
+    data = save({key: t.detach().to("cpu", dtype).contiguous() for key, t in tensors.items()},
+                metadata={str(k): str(v) for k, v in metadata.items()})
     return atomic_write(path, lambda handle: handle.write(data))
 
 

@@ -16,9 +16,9 @@ import os
 
 import torch
 
-from loba.checkpoint_format import SD1_TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
-from loba.errors import LobaError
-from loba.toyworld.files import read_toy_state
+from ..loba.checkpoint_format import SD1_TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
+from ..loba.errors import LobaError
+from ..loba.toyworld.files import read_toy_state
 
 
 def load_toyworld_comfy(path: str | os.PathLike | None = None, dtype: torch.dtype | None = None):
@@ -65,6 +65,7 @@ def _classes():
     class ToyWorldSD1(supported_models.SD15):
         latent_format = ToyWorldLatent
         prediction = "epsilon"
+        loba_native_resolution = 64  # the Train Slider node's resolution 0 means this
 
         def model_type(self, state_dict, prefix=""):
             from comfy.model_base import ModelType

@@ -69,7 +69,11 @@ def normalize_resolutions(value: Any, entry: str, field: str) -> tuple[Resolutio
 
     A flat list of numbers is ONE [height, width] (sd-scripts' rule), so `[512, 768]` is 512x768;
     several resolutions are written as a list of lists: [[512, 512], [768, 768]].
+    The empty tuple () means "the trainer's default" (a graph node's resolution 0): see
+    PromptSet.with_default_resolution. Files never produce it: an empty list is an error.
     """
+    if isinstance(value, tuple) and not value:
+        return ()
     if isinstance(value, (list, tuple)) and value and not any(isinstance(v, (list, tuple)) for v in value):
         return (normalize_resolution(value, entry, field),)
     if isinstance(value, (list, tuple)):

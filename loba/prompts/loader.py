@@ -58,12 +58,12 @@ def read_prompt_table(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(path.name, "file", f"cannot read {path}: {error.strerror or error}") from None
-    data = _parse_toml(text, path.name) if suffix == ".toml" else _parse_json(text, path.name)
+    data = parse_toml(text, path.name) if suffix == ".toml" else _parse_json(text, path.name)
     require(isinstance(data, dict), path.name, "file", "must hold a table (JSON object) at the top level")
     return data
 
 
-def _parse_toml(text: str, source: str) -> Any:
+def parse_toml(text: str, source: str) -> Any:
     from ..toml_compat import TOMLDecodeError, loads
 
     try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
 from ..errors import SpecError
-from .checks import require, set_field
+from .checks import Resolution, require, set_field
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair, distinct
 
@@ -57,8 +57,18 @@ class PromptSet:
                                 f"cannot add a {type(item).__name__}; add PromptPair, SliderTarget, AnchorPrompt or PromptSet")
         return PromptSet(tuple(entries), tuple(anchors))
 
+    def with_default_resolution(self, resolution: Resolution) -> PromptSet:
+        """A copy in which entries without their own resolution (resolutions == ()) train at `resolution`."""
+        resolution = (int(resolution[0]), int(resolution[1]))
+        entries = tuple(replace(entry, resolutions=(resolution,)) if not entry.resolutions else entry for entry in self.entries)
+        return PromptSet(entries, self.anchors)
+
     def validate(self) -> None:
         """Raise SpecError when the set cannot train anything."""
+        for index, entry in enumerate(self.entries):
+            require(entry.resolutions, entry.name or f"prompt entry {index + 1}", "resolution",
+                    "is not set (0 = the run's default) and the run gives no default resolution")
+            _check_mask_aspect(entry, index)
         pairs = self.pairs()
         require(pairs, "prompt set", "entries",
                 "has no prompt pairs: add a [[prompts]] / [[targets]] entry or a prompt/slider node")
@@ -69,3 +79,18 @@ class PromptSet:
         """JSON-safe summary for file metadata, in LOBA's own file schema (masks only summarized)."""
         return {"prompts": [entry.to_dict() for entry in self.entries],
                 "anchors": [anchor.to_dict() for anchor in self.anchors]}
+
+
+# A mask is resized to each training resolution; a different aspect ratio would stretch the region it marks.
+MASK_ASPECT_TOLERANCE = 0.02
+
+
+def _check_mask_aspect(entry: Entry, index: int) -> None:
+    if entry.mask is None:
+        return
+    mask_h, mask_w = entry.mask.shape[-2:]
+    for height, width in entry.resolutions:
+        stretch = abs((mask_w / mask_h) / (width / height) - 1)
+        require(stretch <= MASK_ASPECT_TOLERANCE, entry.name or f"prompt entry {index + 1}", "mask",
+                f"is {mask_w}x{mask_h} (width x height) but the entry trains at {width}x{height}; "
+                "give a mask with the same aspect ratio (it is resized, never cropped)")

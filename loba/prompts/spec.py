@@ -89,6 +89,8 @@ class PromptPair:
 
     def sample_resolution(self, generator: Optional[torch.Generator] = None) -> Resolution:
         """(height, width) for one step: uniform over `resolutions`, then sd-scripts' bucket when dynamic."""
+        require(self.resolutions, self.name or "prompt pair", "resolutions",
+                "is not set; give a resolution or a default for the whole run")
         height, width = self.resolutions[0]
         if len(self.resolutions) > 1:
             import torch

@@ -31,7 +31,7 @@ Log = Callable[[str], None]
 def recipe_path(name: str, kind: str, objective: str = "loba") -> Path:
     """kind "train" -> recipes/<name>[.<objective>].toml, "eval" -> recipes/<name>.eval.toml (in the package)."""
     suffix = OBJECTIVE_SUFFIXES[objective] + ".toml" if kind == "train" else ".eval.toml"
-    return Path(str(resources.files("loba.toyworld").joinpath(f"recipes/{name}{suffix}")))
+    return Path(str(resources.files(__package__).joinpath(f"recipes/{name}{suffix}")))
 
 
 def _write_losses(path: Path, losses: list[float]) -> None:

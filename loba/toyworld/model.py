@@ -39,7 +39,7 @@ DEFAULT_SAMPLING = dict(sampler="ddim", steps=25, cfg=5.0)
 
 def bpe_merges() -> list[str]:
     """CLIP's BPE merge list (the file every CLIP tokenizer is built from), as 'a b' lines."""
-    data = resources.files("loba.toyworld").joinpath("assets/bpe_simple_vocab_16e6.txt.gz").read_bytes()
+    data = resources.files(__package__).joinpath("assets/bpe_simple_vocab_16e6.txt.gz").read_bytes()
     lines = gzip.decompress(data).decode("utf-8").split("\n")
     return lines[1:49152 - 256 - 2 + 1]
 

@@ -1,0 +1,26 @@
+"""The node list ComfyUI asks for (comfy_entrypoint in the pack's __init__)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+
+def node_classes() -> list[type[io.ComfyNode]]:
+    from .apply_nodes import ApplySliderNode, BakeSliderNode
+    from .config_nodes import LossNode, OptimizerNode, TargetingNode
+    from .file_nodes import LoadSliderNode, SaveSliderNode
+    from .mask_nodes import MaskNode
+    from .merge_node import MergeSlidersNode
+    from .preview_node import SliderPreviewGridNode
+    from .prompt_nodes import LoadPromptTomlNode, PreservationPromptNode, PromptPairNode, SliderTargetNode
+    from .toyworld_node import ToyWorldLoaderNode
+    from .train_node import TrainSliderNode
+
+    return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
+            TargetingNode, LossNode, OptimizerNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
+            SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode]
+
+
+class LobaExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return node_classes()

@@ -1,0 +1,37 @@
+"""Errors that name the node and the field, so a bad input is fixed in one look and never crashes the server.
+
+ComfyUI shows an exception's message on the failing node and keeps serving; these helpers make that
+message say which LOBA node, which field, and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ..loba.errors import ConfigError, LobaError, SpecError
+
+
+class NodeInputError(ValueError):
+    def __init__(self, node: str, field: str, message: str):
+        self.node, self.field = node, field
+        super().__init__(f"{node}, input '{field}': {message}")
+
+
+def fail(node: str, field: str, message: str) -> NodeInputError:
+    return NodeInputError(node, field, message)
+
+
+@contextlib.contextmanager
+def reported_as(node: str, default_field: str = "settings") -> Iterator[None]:
+    """Re-raise engine errors with the node's name in front (the engine message already names its field)."""
+    try:
+        yield
+    except NodeInputError:
+        raise
+    except ConfigError as exc:
+        raise NodeInputError(node, exc.field, str(exc).split(": ", 1)[-1]) from exc
+    except SpecError as exc:
+        raise NodeInputError(node, exc.field, str(exc)) from exc
+    except LobaError as exc:
+        raise NodeInputError(node, default_field, str(exc)) from exc

@@ -1,0 +1,88 @@
+"""The one place engine callbacks become ComfyUI feedback: the progress bar with preview images, live loss
+events on the websocket, and cancel.
+
+Cancel: should_stop() polls ComfyUI's interrupt flag before every step, so a cancel takes effect within one
+step and the trainer returns normally with the partial slider (which the Train node saves before it
+re-raises the interrupt). The progress bar's own hook would raise the interrupt from inside a step, losing
+the partial result, so the bar is not touched once the flag is up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import comfy.model_management
+import comfy.utils
+
+from ..loba.train.callbacks import StepReport, TrainCallbacks, TrainStart
+
+LOSS_EVENT, DONE_EVENT = "loba.loss", "loba.done"
+PREVIEW_MAX_PX = 512
+# Latest state of each Train node's run, so a browser that reloads mid-run can catch up (served by the web routes).
+RUNS: dict[str, dict[str, Any]] = {}
+
+
+def websocket_sender() -> Callable[[str, dict], None]:
+    """PromptServer's send_sync when a server runs (thread safe); a no-op in-process."""
+    try:
+        from server import PromptServer
+
+        server = getattr(PromptServer, "instance", None)
+    except Exception:  # no server module (engine tests) or one without an instance
+        server = None
+    if server is None:
+        return lambda event, data: None
+    return lambda event, data: server.send_sync(event, data)
+
+
+class ComfySeam(TrainCallbacks):
+    def __init__(self, node_id: Optional[str], preview: Optional[Callable[[Any, int], Any]] = None, preview_every: int = 0,
+                 send: Optional[Callable[[str, dict], None]] = None):
+        self.node_id = None if node_id is None else str(node_id)
+        self.preview, self.preview_every = preview, int(preview_every)
+        self.send = send or websocket_sender()
+        self.bar: Optional[comfy.utils.ProgressBar] = None
+        self.losses: list[float] = []
+        self.previews = 0
+        self.started = time.perf_counter()
+
+    def _state(self) -> dict[str, Any]:
+        return RUNS.setdefault(self.node_id or "", {"node": self.node_id, "losses": [], "learning_rates": []})
+
+    def on_start(self, start: TrainStart) -> None:
+        self.bar = comfy.utils.ProgressBar(start.total_steps, node_id=self.node_id)
+        RUNS[self.node_id or ""] = {"node": self.node_id, "total": start.total_steps, "start": start.start_step,
+                                    "losses": [], "learning_rates": [], "running": True}
+        if start.start_step:
+            self.bar.update_absolute(start.start_step, start.total_steps)
+
+    def on_step(self, report: StepReport, network) -> None:
+        self.losses.append(report.loss)
+        state = self._state()
+        state["losses"].append(report.loss)
+        state["learning_rates"].append(report.learning_rate)
+        state["step"] = report.step
+        self.send(LOSS_EVENT, {"node": self.node_id, "step": report.step, "total": report.total_steps, "loss": report.loss,
+                               "main_loss": report.main_loss, "preservation_loss": report.preservation_loss,
+                               "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds})
+        if comfy.model_management.processing_interrupted():
+            return
+        image = None
+        due = self.preview_every and (report.step % self.preview_every == 0 or report.step == report.total_steps)
+        if self.preview is not None and due:
+            image = self.preview(network, report.step)
+            self.previews += 1
+        if self.bar is not None:
+            self.bar.update_absolute(report.step, report.total_steps, ("JPEG", image, PREVIEW_MAX_PX) if image is not None else None)
+
+    def should_stop(self) -> bool:
+        return comfy.model_management.processing_interrupted()
+
+    def on_end(self, steps_done: int, stopped: bool, error: Optional[BaseException]) -> None:
+        state = self._state()
+        state.update(running=False, steps_done=steps_done, stopped=stopped, error=None if error is None else str(error))
+        self.send(DONE_EVENT, {"node": self.node_id, "steps_done": steps_done, "stopped": stopped,
+                               "error": None if error is None else f"{type(error).__name__}: {error}",
+                               "seconds": time.perf_counter() - self.started})

@@ -1,0 +1,74 @@
+"""Slider files in ComfyUI's loras folder, and applying a slider through the stock LoRA path.
+
+Applying goes through comfy.sd.load_lora_for_models, exactly what LoraLoaderModelOnly does, so a preview
+shows what users get with the stock loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import comfy.lora
+import comfy.sd
+import folder_paths
+import torch
+
+from ..loba.errors import AdapterFileError
+from ..loba.files import SliderFile, load_slider, write_slider_file
+from .node_errors import fail
+
+TEXT_ENCODER_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_")
+
+
+def loras_folder() -> Path:
+    return Path(folder_paths.get_folder_paths("loras")[0])
+
+
+def new_slider_path(prefix: str, node: str, field: str = "filename_prefix") -> Path:
+    """<loras>/<prefix>_<counter>_.safetensors; a prefix that leaves the loras folder is refused."""
+    prefix = (prefix or "").strip()
+    if not prefix or Path(prefix).is_absolute() or ".." in Path(prefix).parts:
+        raise fail(node, field, f"'{prefix}' must be a relative name inside the loras folder, e.g. 'loba/my_slider'")
+    folder = str(loras_folder())
+    try:
+        full_folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, folder)
+    except Exception as exc:  # ComfyUI refuses names outside the folder
+        raise fail(node, field, f"'{prefix}' would leave the loras folder ({exc})") from None
+    return Path(full_folder) / f"{name}_{counter:05}_.safetensors"
+
+
+def save_slider_file(slider: SliderFile, path: Path, dtype: torch.dtype = torch.float32) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_slider_file(path, slider.tensors, slider.metadata, dtype)
+
+
+def load_lora_by_name(name: str, node: str, field: str = "lora_name") -> SliderFile:
+    path = folder_paths.get_full_path("loras", name)
+    if path is None:
+        raise fail(node, field, f"'{name}' is not in the loras folder ({loras_folder()}); refresh the list or save a slider first")
+    try:
+        return load_slider(path)
+    except AdapterFileError as exc:
+        raise fail(node, field, str(exc)) from None
+
+
+def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") -> dict[str, torch.Tensor]:
+    """The slider's UNet tensors, after checking that every module exists in this MODEL."""
+    known = set(comfy.lora.model_lora_keys_unet(model.model, {}))
+    tensors = {k: v for k, v in slider.tensors.items() if not k.startswith(TEXT_ENCODER_PREFIXES)}
+    stems = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in tensors}
+    foreign = sorted(stem for stem in stems if stem not in known)
+    if not stems:
+        raise fail(node, field, "the slider holds no UNet layers (text-encoder-only LoRAs are not sliders)")
+    if foreign:
+        raise fail(node, field, f"{len(foreign)} of {len(stems)} layers do not exist in this MODEL, e.g. {', '.join(foreign[:3])}: "
+                                "the slider was made for another model family")
+    return tensors
+
+
+def apply_slider(model, slider: SliderFile, strength: float, node: str):
+    """A clone of MODEL with the slider at `strength` (any sign), through the stock LoraLoaderModelOnly path."""
+    if strength == 0:
+        return model
+    patched, _ = comfy.sd.load_lora_for_models(model, None, unet_tensors(slider, model, node), float(strength), 0)
+    return patched

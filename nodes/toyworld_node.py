@@ -1,0 +1,33 @@
+"""LOBA Toy World Loader: the embedded tiny text-to-image model as MODEL, CLIP and VAE; no download."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..loba.errors import LobaError
+from .node_errors import fail
+from .toyworld_comfy import load_toyworld_comfy
+
+
+class ToyWorldLoaderNode(io.ComfyNode):
+    DISPLAY = "LOBA Toy World Loader"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LOBA_ToyWorldLoader", display_name=cls.DISPLAY, category="LOBA",
+            description="A tiny SD1-architecture model of a 64x64 world of shapes (circle, square, triangle; red, "
+                        "green, blue, yellow; small, large; light or dark background). Trains sliders in minutes on a "
+                        "CPU: prompts like 'a large red circle on a dark background'. Sample at 64x64.",
+            inputs=[],
+            outputs=[io.Model.Output(display_name="MODEL", tooltip="The toy world's UNet (epsilon, SD schedule)."),
+                     io.Clip.Output(display_name="CLIP", tooltip="Its CLIP-L-architecture text encoder (real CLIP tokenizer)."),
+                     io.Vae.Output(display_name="VAE", tooltip="Its KL autoencoder (64x64 images, 8x8x4 latents).")],
+        )
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        try:
+            return io.NodeOutput(*load_toyworld_comfy())
+        except (LobaError, OSError) as exc:
+            raise fail(cls.DISPLAY, "weights", f"the embedded toy-world weights cannot be loaded ({exc}); reinstall the pack") from exc
