@@ -8,6 +8,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, TrainConfig
+from ..loba.losses import LOSSES
+from ..loba.optim import validate_names
 from ..loba.targeting import TARGETING_PRESETS
 from .node_errors import fail, reported_as
 from .types import ConfigPart, LossSocket, OptimizerSocket, TargetingSocket
@@ -36,7 +38,11 @@ def pattern_table(text: str, node: str, field: str, kind=float) -> dict:
 
 def checked(node: str, values: dict) -> ConfigPart:
     with reported_as(node):
-        TrainConfig().replace(**values)  # fails here, on this node, rather than later on the Train node
+        # Fails here, on this node, rather than later on the Train node.
+        config = TrainConfig().replace(**values)
+        TARGETING_PRESETS.get(config.network.preset)
+        LOSSES.get(config.loss.loss_type)
+        validate_names(config.optimizer)
     return ConfigPart(node, values)
 
 

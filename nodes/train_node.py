@@ -90,6 +90,7 @@ class PreviewMaker:
             encoded = backend.encode_prompts([pair.target, pair.unconditional])
         self.cond, self.uncond = encoded[pair.target], encoded[pair.unconditional]
 
+    @torch.no_grad()  # the trainer runs with grad enabled; the VAE's weights are inference tensors
     def __call__(self, network, step: int) -> Image.Image:
         sampling = self.config.sampling
         latents = preview_latents(self.backend, network, self.cond, self.uncond, self.weights, self.height, self.width,
@@ -174,7 +175,8 @@ class TrainSliderNode(io.ComfyNode):
                    "mixed_precision": mixed_precision, "gradient_checkpointing": gradient_checkpointing,
                    "save_precision": save_precision, "save_every_n_steps": save_every_n_steps}
         config = merged_config(node, widgets, [targeting, loss, optimizer])
-        weights = parse_weights(preview_weights, "preview_weights") if preview_every else []
+        with reported_as(node):
+            weights = parse_weights(preview_weights, "preview_weights") if preview_every else []
         save_path = new_slider_path(filename_prefix, node)
         resume = resolve_resume(resume_file or "", node)
         with reported_as(node, "model"):

@@ -7,8 +7,7 @@ executor builds models, and trained under inference mode as a node runs.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +20,8 @@ from loba.toyworld.files import load_toy_components, save_toy_checkpoint
 from loba.toyworld.model import LATENT_SIZE, random_components
 from loba.train.loop import train
 
-from .comfy_support import COMFY_MARKS, REPO_ROOT, comfy_fixture, require_comfyui  # noqa: F401
+from .comfy_support import COMFY_MARKS, comfy_fixture, require_comfyui  # noqa: F401
+from .pack_support import import_pack
 
 require_comfyui()
 pytestmark = COMFY_MARKS
@@ -33,12 +33,8 @@ CONFIG = TrainConfig().replace(max_train_steps=3, max_denoising_steps=4, learnin
 
 
 def _load_by_path(name: str):
-    # ComfyUI has a top-level `nodes` module of its own: the pack's modules are loaded by file path.
-    spec = importlib.util.spec_from_file_location(f"loba_pack_{name}", REPO_ROOT / "nodes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    # The pack's modules as ComfyUI loads them (ComfyUI's own top-level `nodes` module shadows ours).
+    return importlib.import_module(f"{import_pack().__name__}.nodes.{name}")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ CLIP 1.3e-6, VAE decode 8.0e-6 raw / 4.0e-6 in IMAGE space, encode 2.5e-7.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from types import SimpleNamespace
 
 import pytest
@@ -20,11 +20,11 @@ from loba.toyworld.model import IMAGE_SIZE, LATENT_SIZE, random_components
 
 from .comfy_support import (
     COMFY_MARKS,
-    REPO_ROOT,
     comfy_eps,
     comfy_fixture,  # noqa: F401  (registers the "comfy" fixture)
     require_comfyui,
 )
+from .pack_support import import_pack
 
 require_comfyui()
 pytestmark = COMFY_MARKS
@@ -35,11 +35,8 @@ PROMPTS = ["a red circle on a blue background", "", "a small green triangle, lar
 
 
 def _import_loader():
-    # By path: ComfyUI has a top-level `nodes` module of its own, so the pack's folder is no importable name here.
-    spec = importlib.util.spec_from_file_location("loba_pack_toyworld_comfy", REPO_ROOT / "nodes" / "toyworld_comfy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The pack's module as ComfyUI loads it (ComfyUI's own top-level `nodes` module shadows ours).
+    return importlib.import_module(f"{import_pack().__name__}.nodes.toyworld_comfy")
 
 
 @pytest.fixture(scope="module")
