@@ -154,7 +154,7 @@ def test_missing_tensor_fails_loudly(toy, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from loba.errors import LobaError
+    LobaError = importlib.import_module(f"{import_pack().__name__}.loba.errors").LobaError  # the pack's own engine
 
     with safe_open(str(toy.path), framework="pt") as handle:
         metadata = handle.metadata()
