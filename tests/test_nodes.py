@@ -109,6 +109,17 @@ def snapshot(comfy, model):
     return state, out, (x, context, y), flags
 
 
+def clip_outputs(clip) -> tuple[torch.Tensor, ...]:
+    with torch.inference_mode():
+        cond, pooled = clip.encode_from_tokens(clip.tokenize("a red circle on a dark background"), return_pooled=True)
+    return cond.clone(), pooled.clone()
+
+
+def assert_clip_untouched(clip, before) -> None:
+    after = clip_outputs(clip)
+    assert all(torch.equal(a, b) for a, b in zip(before, after)), "CLIP outputs changed"
+
+
 def assert_untouched(comfy, model, before, flags_too: bool = True):
     """flags_too=False after the stock LoRA loader ran: ComfyUI's own patch/unpatch re-creates parameters with
     requires_grad=False (comfy.utils.set_attr_param), which is not ours to undo."""
@@ -235,7 +246,7 @@ def test_train_node_leaves_the_model_alone_and_the_stock_loader_reproduces_it(pa
 
 
 def test_toy_world_graph_trains_with_previews_and_checkpoints(pack, comfy, toy):
-    before = snapshot(comfy, toy.model)
+    before, clip_before = snapshot(comfy, toy.model), clip_outputs(toy.clip)
     previews = []
     seam_module = pack.module.nodes.seam
     original = seam_module.ComfySeam.on_step
@@ -252,6 +263,7 @@ def test_toy_world_graph_trains_with_previews_and_checkpoints(pack, comfy, toy):
         seam_module.ComfySeam.on_step = original
     assert previews == [0, 1, 1, 2]
     assert_untouched(comfy, toy.model, before)
+    assert_clip_untouched(toy.clip, clip_before)
     checkpoints = list((pack.root / "output" / "loba_checkpoints" / "toy").rglob("*"))
     assert any(p.is_file() for p in checkpoints)
     diff, effect = stock_reproduces_student(comfy, pack, toy.model, out.args[0], *before[2])
@@ -260,7 +272,7 @@ def test_toy_world_graph_trains_with_previews_and_checkpoints(pack, comfy, toy):
 
 def test_cancel_keeps_and_saves_the_partial_slider(pack, comfy, toy, monkeypatch):
     mm = comfy.model_management
-    before = snapshot(comfy, toy.model)
+    before, clip_before = snapshot(comfy, toy.model), clip_outputs(toy.clip)
 
     def send(event, data):
         if event == "loba.loss" and data["step"] == 2:
@@ -277,11 +289,12 @@ def test_cancel_keeps_and_saves_the_partial_slider(pack, comfy, toy, monkeypatch
     metadata = pack.module.loba.files.load_slider(saved).metadata
     assert metadata["ss_steps"] == "2" and metadata["loba_stopped_early"] == "true"
     assert_untouched(comfy, toy.model, before)
+    assert_clip_untouched(toy.clip, clip_before)
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("preview broke"), torch.OutOfMemoryError("CUDA out of memory (simulated)")])
 def test_failures_in_a_run_leave_the_model_alone(pack, comfy, toy, monkeypatch, failure):
-    before = snapshot(comfy, toy.model)
+    before, clip_before = snapshot(comfy, toy.model), clip_outputs(toy.clip)
 
     def broken(self, network, step):
         raise failure
@@ -291,6 +304,7 @@ def test_failures_in_a_run_leave_the_model_alone(pack, comfy, toy, monkeypatch, 
         run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
                  **train_inputs(resolution=0, preview_every=1))
     assert_untouched(comfy, toy.model, before)
+    assert_clip_untouched(toy.clip, clip_before)
 
 
 def test_a_nan_loss_fails_with_the_node_name_and_leaves_the_model_alone(pack, comfy, toy, monkeypatch):
