@@ -103,11 +103,16 @@ class SamplingConfig:
     max_denoising_steps: int = option(40, "DDIM grid of the partial denoise that produces x_t.", min=2)
     leco_denoise_guidance_scale: float = option(3.0, "CFG scale of the partial denoise.", min=0.0)
     denoise_with_adapter: bool = option(True, "Apply the slider (at the pair's multiplier) during the partial denoise, as LECO does.")
+    trajectory_cache: int = option(0, "Trajectory cache: keep this many partial-denoise trajectories per pair and read "
+                                   "x_t from them instead of re-denoising every step (much faster); 0 = off (LECO).", min=0, max=64)
+    trajectory_refresh_every: int = option(4, "With the trajectory cache: one new trajectory per pair every N uses.", min=1)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
 
     def __post_init__(self):
         _require(int(self.max_denoising_steps) >= 2, "max_denoising_steps", "must be >= 2, e.g. 40")
+        _require(int(self.trajectory_cache) >= 0, "trajectory_cache", "must be >= 0 (0 turns the cache off)")
+        _require(int(self.trajectory_refresh_every) >= 1, "trajectory_refresh_every", "must be >= 1")
         _require(0 <= int(self.min_timestep) < int(self.max_timestep) <= 1000, "min_timestep",
                  "need 0 <= min_timestep < max_timestep <= 1000")
 

@@ -51,6 +51,7 @@ def save_checkpoint(path: Path, trainer, step: int) -> None:
         "generator": trainer.generator.get_state(),
         "config": json.loads(trainer.config.to_json()),
         "prompts_fingerprint": trainer.prompts_fingerprint,
+        "trajectory_cache": None if trainer.step.cache is None else trainer.step.cache.state_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: torch.save(state, handle))
@@ -89,6 +90,8 @@ def load_checkpoint(path: Path, trainer) -> int:
     trainer.scheduler.load_state_dict(state["scheduler"])
     trainer.scaler.load_state_dict(state["scaler"])
     trainer.generator.set_state(state["generator"])
+    if trainer.step.cache is not None and state.get("trajectory_cache") is not None:
+        trainer.step.cache.load_state_dict(state["trajectory_cache"])
     step = int(state["step"])
     if step >= trainer.config.max_train_steps:
         raise ConfigError("max_train_steps", f"the checkpoint is at step {step}; raise max_train_steps above it to continue")

@@ -22,6 +22,7 @@ from ..noise_schedule import NoiseSchedule
 from ..objectives import OBJECTIVES
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
+from .trajectories import TrajectoryCache
 
 
 @dataclass
@@ -65,6 +66,8 @@ class SliderStep:
             raise ConfigError("min_timestep", f"no timestep of the {len(self.grid)}-step denoise grid lies in "
                               f"[{sampling.min_timestep}, {sampling.max_timestep}); widen the range")
         self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed) \
+            if sampling.trajectory_cache else None
 
     # -- drawing -----------------------------------------------------------------------------
     def plan(self, generator: torch.Generator) -> StepPlan:
@@ -108,20 +111,30 @@ class SliderStep:
         with self._autocast():
             return self.backend.predict(x.to(self.backend.dtype), t, cond, size).float()
 
-    @torch.no_grad()
     def denoise(self, plan: StepPlan) -> torch.Tensor:
-        """x at grid[k]: k DDIM steps from noise with CFG; no gradient ever flows through here."""
+        """x at grid[k]: from the trajectory cache when it is on, else k fresh DDIM steps from noise."""
+        if self.cache is None:
+            return self._denoise(plan, plan.k)[-1]
+        key = (plan.pair_index, plan.height, plan.width)
+        # Trajectories run to the deepest k this run can draw, so every later draw of k finds its x_t.
+        return self.cache.x_t(key, plan.k, lambda: torch.stack(self._denoise(plan, self.allowed_k[-1])))
+
+    @torch.no_grad()
+    def _denoise(self, plan: StepPlan, steps: int) -> list[torch.Tensor]:
+        """x at grid[1..steps]: DDIM steps from noise with CFG; no gradient ever flows through here."""
         sampling = self.config.sampling
         self.network.multiplier = plan.pair.multiplier if sampling.denoise_with_adapter else 0.0
         x = plan.noise
+        xs = []
         prompts = [plan.pair.unconditional, plan.pair.target]
-        for i in range(plan.k):
+        for i in range(steps):
             t, t_next = int(self.grid[i]), int(self.grid[i + 1])
             x_in, cond = self._batched(prompts, x)
             uncond, text = self._predict(x_in, t, cond, plan.size).chunk(2)
             guided = uncond + sampling.leco_denoise_guidance_scale * (text - uncond)
             x = self.schedule.ddim_step(guided, x, t, t_next)
-        return x
+            xs.append(x)
+        return xs
 
     @torch.no_grad()
     def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
