@@ -1,0 +1,61 @@
+"""Time to effect: training wall time until the toy-world erase eval first reaches efficacy >= 0.9 with
+preservation >= 0.95, for LOBA and LECO, from slider snapshots saved at fixed step intervals.
+
+Both train the erase pair with LOBA's erase-recipe hyperparameters where LECO has them (rank 4, alpha 4,
+lr 2e-3, cross-attention only, 25 denoise steps, batch 2); LOBA adds what LECO lacks (preservation
+prompts, x_t from the base model) and its trajectory cache. Evaluation time is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .speed import loba_command, peer_command, run_json
+
+EFFICACY, PRESERVATION = 0.9, 0.95
+EVERY, MAX_STEPS = 25, 300
+RECIPE = {"rank": 4, "alpha": 4.0, "lr": 2e-3, "denoise_steps": 25, "preset": "cross_attention", "peer_method": "xattn"}
+
+
+def first_effect(components, snapshots: list[tuple[int, float, Path]], work: Path, name: str) -> dict:
+    from loba.toyworld.demo import recipe_path
+    from loba.toyworld.evaluate import evaluate, load_spec
+
+    spec = load_spec(recipe_path("erase-red", "eval"))
+    history = []
+    for step, seconds, path in snapshots:
+        metrics = evaluate(components, path, spec, work / f"eval-{name}-{step}")
+        history.append({"step": step, "seconds": seconds, "efficacy": metrics["efficacy"], "preservation": metrics["preservation"]})
+        print(f"{name} step {step} ({seconds:.1f} s): efficacy {metrics['efficacy']:.3f}, preservation {metrics['preservation']:.3f}",
+              flush=True)
+        if metrics["efficacy"] >= EFFICACY and metrics["preservation"] >= PRESERVATION:
+            return {"seconds": seconds, "step": step, "history": history}
+    return {"seconds": None, "step": None, "history": history}
+
+
+def time_to_effect(s, model: Path, work: Path, env: dict) -> dict:
+    from loba.toyworld.sampling import load_toy_components
+
+    r = argparse.Namespace(**{**vars(s), **RECIPE})
+    loba_dir, peer_dir = work / "effect-loba", work / "effect-peer"
+    loba = run_json(loba_command(r, model, work / "effect-loba.json", MAX_STEPS, s.cache,
+                                 ["--save-every", str(EVERY), "--save-dir", str(loba_dir), "--anchors", "yes",
+                                  "--adapter-in-denoise", "no"]), work / "effect-loba.json", env)
+    prompts = work / "prompts.yaml"
+    peer = run_json(peer_command(r, model, work / "effect-peer.json", MAX_STEPS, prompts,
+                                 ["--save-every", str(EVERY), "--save-dir", str(peer_dir)]), work / "effect-peer.json", env)
+    components = load_toy_components(model)
+    loba_snaps = [(step, loba["stamps"][step - 1], loba_dir / f"step-{step:05d}.safetensors")
+                  for step in range(EVERY, MAX_STEPS + 1, EVERY)]
+    # LECO saves after loop index i (i + 1 steps done) when i % per_steps == 0, and its last file as *_last.
+    peer_snaps = [(i + 1, peer["stamps"][i], peer_dir / f"leco_{i}steps.safetensors") for i in range(EVERY, MAX_STEPS - 1, EVERY)]
+    peer_snaps.append((MAX_STEPS, peer["stamps"][-1], peer_dir / "leco_last.safetensors"))
+    ours, theirs = first_effect(components, loba_snaps, work, "loba"), first_effect(components, peer_snaps, work, "leco")
+    speedup = None
+    if ours["seconds"] is not None:
+        # A peer that never gets there is credited with its whole budget: the speedup is then a lower bound.
+        speedup = (theirs["seconds"] if theirs["seconds"] is not None else peer["stamps"][-1]) / ours["seconds"]
+    return {"loba_time_to_effect_s": ours["seconds"], "peer_time_to_effect_s": theirs["seconds"],
+            "time_to_effect_speedup": speedup, "time_to_effect_is_lower_bound": theirs["seconds"] is None,
+            "time_to_effect_budget_steps": MAX_STEPS, "effect_history": {"loba": ours["history"], "peer": theirs["history"]}}

@@ -1,0 +1,180 @@
+"""One LOBA training run for the benchmarks, in its own process (so its peak memory is its own).
+
+Times every step and splits it into denoise / teachers / student forward / backward / optimizer by
+wrapping the step's phases (the engine itself is unchanged), optionally saves the slider every N steps
+(save time excluded from the clock) for the time-to-effect figure, and measures the floor: one batched
+teacher forward plus one student forward+backward on the same model and batch.
+
+Usage: python -m benchmarks.loba_run --model DIR --out FILE.json [--steps N] [--cache P] [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer")
+
+
+def erase_prompts(resolution: int, batch_size: int, anchors: bool):
+    from loba.prompts import AnchorPrompt, PromptPair, PromptSet
+
+    pair = PromptPair(target="a red circle", positive="a red circle", unconditional="a circle", neutral="a circle",
+                      action="erase", guidance_scale=1.0, resolutions=((resolution, resolution),), batch_size=batch_size)
+    kept = ("", "a blue circle", "a green square", "a yellow triangle") if anchors else ()
+    return PromptSet((pair,), tuple(AnchorPrompt(p) for p in kept))
+
+
+class PhaseClock:
+    """Wall time per phase of each step; CUDA work is synchronized so it lands in the right phase."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.current = device, {}
+        self.steps: list[dict[str, float]] = []
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        self.sync()
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.current[name] = self.current.get(name, 0.0) + time.perf_counter() - started
+
+    def end_step(self) -> None:
+        self.steps.append({name: self.current.get(name, 0.0) for name in PHASES})
+        self.current = {}
+
+
+def instrument(clock: PhaseClock):
+    """Wrap the step's phases; returns a function that undoes it."""
+    from loba.train import step as step_module
+
+    cls = step_module.SliderStep
+    originals = {name: getattr(cls, name) for name in ("denoise", "teachers", "student")}
+    labels = {"denoise": "denoise", "teachers": "teachers", "student": "student_forward"}
+
+    def wrap(name):
+        def timed(self, *args, **kwargs):
+            with clock.phase(labels[name]):
+                return originals[name](self, *args, **kwargs)
+        return timed
+
+    for name in originals:
+        setattr(cls, name, wrap(name))
+    backward, scaler_step = torch.Tensor.backward, torch.amp.GradScaler.step
+
+    def timed_backward(self, *args, **kwargs):
+        with clock.phase("backward"):
+            return backward(self, *args, **kwargs)
+
+    def timed_step(self, *args, **kwargs):
+        with clock.phase("optimizer"):
+            return scaler_step(self, *args, **kwargs)
+
+    torch.Tensor.backward, torch.amp.GradScaler.step = timed_backward, timed_step
+
+    def undo():
+        for name, fn in originals.items():
+            setattr(cls, name, fn)
+        torch.Tensor.backward, torch.amp.GradScaler.step = backward, scaler_step
+
+    return undo
+
+
+def floor_seconds(backend, prompts, config, reps: int = 10) -> float:
+    """One batched no-grad teacher forward for every prompt the pair needs + one student forward/backward."""
+    from loba.train.loop import build_network
+    from loba.train.step import SliderStep
+
+    network = build_network(backend, config)
+    step = SliderStep(backend, network, prompts, config, backend.encode_prompts(prompts.all_prompts()))
+    generator = torch.Generator().manual_seed(0)
+    times = []
+    with torch.enable_grad(), backend.training_session(), network.attached(backend.denoiser()):
+        for _ in range(reps + 2):
+            plan = step.plan(generator)
+            x_t = plan.noise
+            started = time.perf_counter()
+            step.teachers(plan, x_t)
+            out = step.student(plan, x_t)
+            sum(o.float().square().mean() for o in out).backward()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times[2:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--out", required=True)
+    for name, kind, default in (("steps", int, 40), ("rank", int, 4), ("alpha", float, 1.0), ("lr", float, 1e-4),
+                                ("denoise_steps", int, 50), ("denoise_cfg", float, 3.0), ("cache", int, 0),
+                                ("refresh", int, 8), ("seed", int, 0), ("threads", int, 0), ("save_every", int, 0),
+                                ("resolution", int, 64), ("batch_size", int, 2)):
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
+    parser.add_argument("--preset", default="all_linear")
+    parser.add_argument("--adapter-in-denoise", dest="adapter_in_denoise", default="yes", choices=("yes", "no"))
+    parser.add_argument("--anchors", default="no", choices=("yes", "no"))
+    parser.add_argument("--save-dir", dest="save_dir", default="")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from loba.config import TrainConfig
+    from loba.export import save_trained_slider
+    from loba.toyworld.backend import toy_backend
+    from loba.toyworld.sampling import load_toy_components
+    from loba.train.callbacks import TrainCallbacks
+    from loba.train.loop import train
+
+    backend = toy_backend(load_toy_components(args.model))
+    prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
+    config = TrainConfig().replace(
+        max_train_steps=args.steps, network_dim=args.rank, network_alpha=args.alpha, learning_rate=args.lr,
+        max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
+        trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
+        denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
+    clock = PhaseClock(backend.device)
+    stamps: list[float] = []
+    paused = [0.0]
+    started = time.perf_counter()
+
+    class Clock(TrainCallbacks):
+        def on_step(self, report, network):
+            clock.end_step()
+            stamps.append(time.perf_counter() - started - paused[0])
+            if args.save_every and report.step % args.save_every == 0:
+                t0 = time.perf_counter()
+                save_trained_slider(Path(args.save_dir) / f"step-{report.step:05d}.safetensors", network, backend, config,
+                                    prompts, report.step)
+                paused[0] += time.perf_counter() - t0
+
+    undo = instrument(clock)
+    try:
+        result = train(backend, prompts, config, callbacks=Clock())
+    finally:
+        undo()
+    steps = [b - a for a, b in zip([0.0] + stamps[:-1], stamps)]
+    result_json = {
+        "step_seconds": steps, "stamps": stamps, "phases": clock.steps,
+        "modules": result.report.num_modules, "parameters": result.report.num_parameters,
+        "floor_seconds": floor_seconds(backend, prompts, config),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__,
+    }
+    Path(args.out).write_text(json.dumps(result_json))
+
+
+if __name__ == "__main__":
+    main()
