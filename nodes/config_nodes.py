@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, TrainConfig
+from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
 from ..loba.losses import LOSSES
 from ..loba.optim import validate_names
 from ..loba.targeting import TARGETING_PRESETS
 from .node_errors import fail, reported_as
-from .types import ConfigPart, LossSocket, OptimizerSocket, TargetingSocket
+from .types import ConfigPart, LossSocket, OptimizerSocket, SamplingSocket, TargetingSocket
 from .widgets import config_input
 
 CATEGORY = "LOBA/settings"
@@ -110,6 +110,26 @@ class OptimizerNode(io.ComfyNode):
                     config_input(OptimizerConfig, "lr_scheduler"), config_input(OptimizerConfig, "lr_warmup_steps"),
                     config_input(OptimizerConfig, "lr_scheduler_num_cycles"), config_input(OptimizerConfig, "max_grad_norm", step=0.1)],
             outputs=[OptimizerSocket.Output(display_name="optimizer", tooltip="Connect to Train Slider's optimizer input.")],
+        )
+
+    @classmethod
+    def execute(cls, **values) -> io.NodeOutput:
+        return io.NodeOutput(checked(cls.DISPLAY, values))
+
+
+class SamplingNode(io.ComfyNode):
+    DISPLAY = "LOBA Sampling"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LOBA_Sampling", display_name=cls.DISPLAY, category=CATEGORY,
+            description="How the partially denoised latents x_t are made: the trajectory cache (reuse denoise "
+                        "trajectories across steps, several times faster) and the timestep range trained.",
+            inputs=[config_input(SamplingConfig, "trajectory_cache", default=4),
+                    config_input(SamplingConfig, "trajectory_refresh_every", default=16),
+                    config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep")],
+            outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )
 
     @classmethod

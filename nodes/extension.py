@@ -7,7 +7,7 @@ from comfy_api.latest import ComfyExtension, io
 
 def node_classes() -> list[type[io.ComfyNode]]:
     from .apply_nodes import ApplySliderNode, BakeSliderNode
-    from .config_nodes import LossNode, OptimizerNode, TargetingNode
+    from .config_nodes import LossNode, OptimizerNode, SamplingNode, TargetingNode
     from .file_nodes import LoadSliderNode, SaveSliderNode
     from .mask_nodes import MaskNode
     from .merge_node import MergeSlidersNode
@@ -17,7 +17,7 @@ def node_classes() -> list[type[io.ComfyNode]]:
     from .train_node import TrainSliderNode
 
     return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
-            TargetingNode, LossNode, OptimizerNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
+            TargetingNode, LossNode, OptimizerNode, SamplingNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
             SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode]
 
 

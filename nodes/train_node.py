@@ -28,7 +28,7 @@ from .comfy_backend import ComfyBackend
 from .node_errors import fail, reported_as
 from .seam import ComfySeam
 from .slider_io import new_slider_path, save_slider_file
-from .types import ConfigPart, LossSocket, OptimizerSocket, PromptsSocket, SliderSocket, TargetingSocket
+from .types import ConfigPart, LossSocket, OptimizerSocket, PromptsSocket, SamplingSocket, SliderSocket, TargetingSocket
 from .widgets import config_input
 
 NATIVE_RESOLUTION = {"sd1": 512, "sd2": 512, "sdxl": 1024}
@@ -152,6 +152,7 @@ class TrainSliderNode(io.ComfyNode):
                 TargetingSocket.Input("targeting", optional=True, tooltip="Optional LOBA Targeting settings."),
                 LossSocket.Input("loss", optional=True, tooltip="Optional LOBA Loss settings."),
                 OptimizerSocket.Input("optimizer", optional=True, tooltip="Optional LOBA Optimizer settings."),
+                SamplingSocket.Input("sampling", optional=True, tooltip="Optional LOBA Sampling settings (trajectory cache)."),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -165,7 +166,7 @@ class TrainSliderNode(io.ComfyNode):
     def execute(cls, model, clip, prompts, max_train_steps, learning_rate, network_dim, network_alpha, seed, resolution,
                 max_denoising_steps, leco_denoise_guidance_scale, denoise_with_adapter, mixed_precision,
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
-                resume_file="", vae=None, targeting=None, loss=None, optimizer=None) -> io.NodeOutput:
+                resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None) -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -174,7 +175,7 @@ class TrainSliderNode(io.ComfyNode):
                    "leco_denoise_guidance_scale": leco_denoise_guidance_scale, "denoise_with_adapter": denoise_with_adapter,
                    "mixed_precision": mixed_precision, "gradient_checkpointing": gradient_checkpointing,
                    "save_precision": save_precision, "save_every_n_steps": save_every_n_steps}
-        config = merged_config(node, widgets, [targeting, loss, optimizer])
+        config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
         with reported_as(node):
             weights = parse_weights(preview_weights, "preview_weights") if preview_every else []
         save_path = new_slider_path(filename_prefix, node)

@@ -20,6 +20,7 @@ SliderSocket = io.Custom("LOBA_SLIDER")
 TargetingSocket = io.Custom("LOBA_TARGETING")
 LossSocket = io.Custom("LOBA_LOSS")
 OptimizerSocket = io.Custom("LOBA_OPTIMIZER")
+SamplingSocket = io.Custom("LOBA_SAMPLING")
 
 
 @dataclass(frozen=True)

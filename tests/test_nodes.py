@@ -25,7 +25,7 @@ pytestmark = COMFY_MARKS
 
 STUDENT_TOLERANCE = 1e-5
 NODE_IDS = ["LOBA_ApplySlider", "LOBA_BakeSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss", "LOBA_Mask",
-            "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_SaveSlider",
+            "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_Sampling", "LOBA_SaveSlider",
             "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_Targeting", "LOBA_ToyWorldLoader", "LOBA_TrainSlider"]
 
 
@@ -200,12 +200,15 @@ def test_config_nodes_reach_the_training_config(pack, comfy, tokenizer):
     loss = run_node(pack.nodes["LOBA_Loss"], loss_type="huber", huber_delta=0.5, min_snr_gamma=5.0, preservation_weight=2.0).args[0]
     optimizer = run_node(pack.nodes["LOBA_Optimizer"], optimizer="lion", weight_decay=0.0, lr_scheduler="cosine",
                          lr_warmup_steps=1, lr_scheduler_num_cycles=1, max_grad_norm=1.0).args[0]
-    config = pack.module.nodes.train_node.merged_config("t", {"max_train_steps": 3}, [targeting, loss, optimizer])
+    sampling = run_node(pack.nodes["LOBA_Sampling"], trajectory_cache=2, trajectory_refresh_every=8, min_timestep=0,
+                        max_timestep=1000).args[0]
+    config = pack.module.nodes.train_node.merged_config("t", {"max_train_steps": 3}, [targeting, loss, optimizer, sampling])
+    assert config.sampling.trajectory_cache == 2
     assert (config.network.preset, config.network.network_dim, config.loss.loss_type, config.optimizer.optimizer) == \
         ("cross_attention", 3, "huber", "lion")
     model, clip = family_model(comfy, tokenizer, "sd1")
     out = run_node(pack.nodes["LOBA_TrainSlider"], model=model, clip=clip, prompts=pair(pack), targeting=targeting, loss=loss,
-                   optimizer=optimizer, **train_inputs(max_train_steps=1))
+                   optimizer=optimizer, sampling=sampling, **train_inputs(max_train_steps=1))
     stems = {k.rsplit(".", 2)[0] for k in out.args[0].tensors if k.endswith("lora_down.weight")}
     assert stems and all("attn2" in s for s in stems)
     assert out.args[0].tensors[next(k for k in out.args[0].tensors if k.endswith("lora_down.weight"))].shape[0] == 3
