@@ -139,6 +139,7 @@ def main() -> None:
     from loba.train.callbacks import TrainCallbacks
     from loba.train.loop import train
 
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     backend = toy_backend(load_toy_components(args.model))
     prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
     config = TrainConfig().replace(
@@ -170,8 +171,8 @@ def main() -> None:
     result_json = {
         "step_seconds": steps, "stamps": stamps, "phases": clock.steps,
         "modules": result.report.num_modules, "parameters": result.report.num_parameters,
-        "floor_seconds": floor_seconds(backend, prompts, config),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline,
+        "floor_seconds": floor_seconds(backend, prompts, config), "torch": torch.__version__,
     }
     Path(args.out).write_text(json.dumps(result_json))
 

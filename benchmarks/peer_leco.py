@@ -81,12 +81,13 @@ def main() -> None:
         other={"use_xformers": False},
     )
     prompts = prompt_util.load_prompts_from_yaml(args.prompt_yaml)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     started = time.perf_counter()
     train_lora.train(config, prompts)
     step_seconds = [b - a for a, b in zip([started] + stamps[:-1], stamps)]
     with open(args.out, "w") as handle:
         json.dump({"step_seconds": step_seconds, "stamps": [s - started for s in stamps],
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline,
                    "torch": torch.__version__}, handle)
 
 

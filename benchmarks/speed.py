@@ -89,7 +89,7 @@ def speed(s, model: Path, work: Path, env: dict) -> dict:
                 command = loba_command(s, model, out, s.steps, s.cache if name == "loba_cache" else 0)
             runs[name].append(run_json(command, out, env))
             print(f"round {round_index + 1}/{s.rounds}: {name} done", flush=True)
-    skip = {"loba": 2, "loba_cache": s.cache + 2, "peer": 2}
+    skip = {"loba": 2, "loba_cache": 2, "peer": 2}  # the cache's warm-up trajectories are counted: amortized cost
     per_step = {name: statistics.fmean(steady_mean(r["step_seconds"], skip[name]) for r in rs) for name, rs in runs.items()}
     phases = {name: {p: statistics.fmean(statistics.fmean(step[p] for step in r["phases"][skip[name]:]) for r in runs[name])
                      for p in PHASES} for name in ("loba", "loba_cache")}
@@ -101,6 +101,11 @@ def speed(s, model: Path, work: Path, env: dict) -> dict:
         "loba_peak_mb": max(r["peak_rss_mb"] for r in runs["loba_cache"]),
         "loba_peak_mb_no_cache": max(r["peak_rss_mb"] for r in runs["loba"]),
         "peer_peak_mb": max(r["peak_rss_mb"] for r in runs["peer"]),
+        # Peak minus the process's RSS once its libraries were imported: the model and training alone (the
+        # two sides import different torch builds, CUDA-enabled 2.15 vs CPU 2.13, whose footprints differ).
+        "loba_training_mb": max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs["loba_cache"]),
+        "loba_training_mb_no_cache": max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs["loba"]),
+        "peer_training_mb": max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs["peer"]),
         "floor_s": floor, "floor_multiple": per_step["loba_cache"] / floor, "floor_multiple_no_cache": per_step["loba"] / floor,
         "loba_breakdown_s": phases["loba_cache"], "loba_breakdown_s_no_cache": phases["loba"],
         "loba_modules": runs["loba"][0]["modules"], "runs": runs,
@@ -149,6 +154,8 @@ def table(r: dict) -> str:
              f"{'seconds per step':34}{r['loba_s_per_step']:>14.3f}{r['loba_s_per_step_no_cache']:>17.3f}{r['peer_s_per_step']:>10.3f}",
              f"{'speedup vs LECO':34}{r['speedup']:>14.2f}{r['speedup_no_cache']:>17.2f}{1:>10.2f}",
              f"{'peak RSS MB':34}{r['loba_peak_mb']:>14.0f}{r['loba_peak_mb_no_cache']:>17.0f}{r['peer_peak_mb']:>10.0f}",
+             f"{'peak minus libraries MB':34}{r['loba_training_mb']:>14.0f}{r['loba_training_mb_no_cache']:>17.0f}"
+             f"{r['peer_training_mb']:>10.0f}",
              f"{'step / floor ({:.3f} s)'.format(r['floor_s']):34}{r['floor_multiple']:>14.2f}{r['floor_multiple_no_cache']:>17.2f}"]
     for phase in PHASES:
         lines.append(f"{'  ' + phase + ' s':34}{r['loba_breakdown_s'][phase]:>14.3f}{r['loba_breakdown_s_no_cache'][phase]:>17.3f}")
