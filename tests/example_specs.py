@@ -147,7 +147,8 @@ def merge_example() -> Example:
              preview(12, Ref(11, 0), (x + 3 * COL + 120, 0))]
     note = ("## Merge two sliders and bake them into a model\nTrains *erase red* and the *size* slider, merges them "
             "(concat is exact: each keeps its own effect), previews the merged slider, and bakes it at strength 1 into "
-            "the model; the stock **Save Checkpoint** writes `models/checkpoints/loba-toy-no-red-large_00001_.safetensors`. "
+            "the model; the stock **Save Checkpoint** writes `output/checkpoints/loba-toy-no-red-large_00001_.safetensors` (move it to "
+            "`models/checkpoints/` to load it with Load Checkpoint). "
             "To merge sliders you saved earlier, use **LOBA Load Slider** instead of the Train nodes.")
     return Example("loba_merge_and_bake", note, nodes, thumbnail_node=12)
 
