@@ -79,12 +79,12 @@ ERASE = trained_example(
     "from what the concept adds), while *a blue circle* and the empty prompt must not move (preservation). Runs on the "
     "built-in toy-world model on a CPU in under a minute. At weight 1 the red circle loses its red; weight 0 is the "
     "base model. Swap the loader for **Load Checkpoint** and write your own prompts for a real model (and raise the "
-    "steps to a few hundred). Also writes a resumable checkpoint every 10 steps (used by *loba_resume_from_checkpoint*).",
+    "steps to a few hundred). Also writes a resumable checkpoint every 20 steps (used by *loba_resume_from_checkpoint*).",
     [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
                                           "neutral": "a circle"}),
      Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
      Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)})],
-    Ref(4, 0), "loba/erase-red", "a red circle\na blue circle", "0, 1, 2", save_every_n_steps=10)
+    Ref(4, 0), "loba/erase-red", "a red circle\na blue circle", "0, 1, 2", steps=40, save_every_n_steps=20)
 
 ENHANCE = trained_example(
     "loba_enhance_concept",
@@ -117,17 +117,17 @@ MASKED = replace(trained_example(
 
 RESUME = replace(trained_example(
     "loba_resume_from_checkpoint",
-    "## Resume from a checkpoint\nContinues the *loba_erase_concept* run from its step-10 checkpoint up to 40 steps: "
-    "**run loba_erase_concept first** (it writes `output/loba_checkpoints/erase-red/checkpoints/step-000010.pt`; "
+    "## Resume from a checkpoint\nContinues the *loba_erase_concept* run from its step-20 checkpoint up to 60 steps: "
+    "**run loba_erase_concept first** (it writes `output/loba_checkpoints/erase-red/checkpoints/step-000020.pt`; "
     "checkpoints are written every `checkpoint_every` steps before the last). Prompts and "
     "settings must be those of the run that wrote the checkpoint; only steps, checkpoint_every and save_precision may "
-    "change. A resumed run ends with exactly the slider of an uninterrupted 40-step run.",
+    "change. A resumed run ends with exactly the slider of an uninterrupted 60-step run.",
     [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
                                           "neutral": "a circle"}),
      Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
      Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)})],
-    Ref(4, 0), "loba/erase-red-resumed", "a red circle\na blue circle", "0, 1, 2", steps=40, save_every_n_steps=10,
-    resume_file="loba_checkpoints/erase-red/checkpoints/step-000010.pt"), needs=("loba_erase_concept",))
+    Ref(4, 0), "loba/erase-red-resumed", "a red circle\na blue circle", "0, 1, 2", steps=60, save_every_n_steps=20,
+    resume_file="loba_checkpoints/erase-red/checkpoints/step-000020.pt"), needs=("loba_erase_concept",))
 
 
 def merge_example() -> Example:

@@ -68,7 +68,7 @@ def test_example_runs_end_to_end(server, name):
     assert outputs[str(BY_NAME[name].thumbnail_node)]["images"], "the preview grid reaches the browser"
     if name == "loba_resume_from_checkpoint":
         steps = [d["step"] for d in of_type(seen, "loba.loss")]
-        assert steps == list(range(11, 41)), "resumed after the step-10 checkpoint"
+        assert steps == list(range(21, 61)), "resumed after the step-20 checkpoint"
     if name == "loba_merge_and_bake":
         assert list((server.base / "output" / "checkpoints").glob("loba-toy-no-red-large_*.safetensors"))
 
@@ -84,3 +84,15 @@ def test_runs_route_serves_the_latest_state_of_a_train_node(server):
     with pytest.raises(Exception, match="404"):
         get_json(server, "/loba/runs/no-such-node")
 
+
+
+def test_every_node_has_a_help_page_the_frontend_can_fetch(server):
+    """The frontend fetches /extensions/<pack>/docs/<node id>.md for custom nodes' help; each page names every input."""
+    lobas = {name: info for name, info in server.object_info.items() if name.startswith("LOBA_")}
+    for name, info in lobas.items():
+        page = fetch_bytes(server, f"/extensions/loba/docs/{name}.md").decode()
+        inputs = [*info["input"].get("required", {}), *info["input"].get("optional", {})]
+        assert page.startswith(f"# {info['display_name']}") and "## Example" in page, name
+        assert not [i for i in inputs if f"`{i}`" not in page], f"{name}.md misses inputs"
+    for script in ("loba_loss_chart.js", "loba_weights_widget.js"):
+        assert b"registerExtension" in fetch_bytes(server, f"/extensions/loba/{script}")
