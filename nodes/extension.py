@@ -1,4 +1,4 @@
-"""The node list ComfyUI asks for (comfy_entrypoint in the pack's __init__)."""
+"""The node list ComfyUI asks for (comfy_entrypoint in the pack's __init__), and the pack's HTTP routes."""
 
 from __future__ import annotations
 
@@ -22,5 +22,14 @@ def node_classes() -> list[type[io.ComfyNode]]:
 
 
 class LobaExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        from .web_routes import register_routes
+
+        register_routes()
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.x never calls on_load (newer versions call it first): register here too, once.
+        from .web_routes import register_routes
+
+        register_routes()
         return node_classes()

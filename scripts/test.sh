@@ -10,5 +10,6 @@ if comfy="$("$here/scripts/find-comfyui.sh")"; then
 else
   echo "test.sh: NO ComfyUI FOUND (set COMFYUI_PATH or install ~/comfy/ComfyUI): the ComfyUI tests will be SKIPPED"
 fi
+bash "$here/scripts/browser-deps.sh"
 "$venv/bin/ruff" check .
 "$venv/bin/python" -m pytest -q "$@"

@@ -7,82 +7,27 @@ re-queue served from cache; cancel through /interrupt keeps the partial slider a
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from .comfy_support import COMFY_MARKS, COMFYUI, REPO_ROOT, require_comfyui
+from .server_support import get_json as _get
+from .server_support import of_type as _of_type
+from .server_support import run_graph as _run
+from .server_support import start_server, stop_server
 
 require_comfyui()
 pytestmark = COMFY_MARKS + [pytest.mark.slow]
 
-STARTUP_SECONDS = 120
-BINARY_PREVIEW_TYPES = {1, 4}  # PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import aiohttp  # noqa: F401  (ComfyUI's own dependency: the test client)
-
-    base = tmp_path_factory.mktemp("comfy-base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "loba").symlink_to(REPO_ROOT, target_is_directory=True)
-    port = _free_port()
-    log = open(base / "server.log", "w")
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    process = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                                "--base-directory", str(base), "--disable-auto-launch"],
-                               cwd=str(COMFYUI), stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + STARTUP_SECONDS
-    import urllib.request
-
-    while True:
-        try:
-            urllib.request.urlopen(url + "/system_stats", timeout=2).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                pytest.fail("ComfyUI did not start:\n" + (base / "server.log").read_text()[-4000:])
-            time.sleep(0.5)
-    yield type("Server", (), {"url": url, "base": base, "log": base / "server.log", "process": process})
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
-
-
-def _get(server, path: str):
-    import urllib.request
-
-    with urllib.request.urlopen(server.url + path, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _post(server, path: str, data: dict | None = None):
-    import urllib.request
-
-    request = urllib.request.Request(server.url + path, data=json.dumps(data or {}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = response.read()
-    return json.loads(body) if body else None
+    running = start_server(tmp_path_factory.mktemp("comfy-base"))
+    yield running
+    stop_server(running)
 
 
 def training_graph(prefix: str, steps: int, preview_every: int = 2) -> dict:
@@ -120,44 +65,6 @@ def stock_lora_graph(lora_name: str) -> dict:
         "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
         "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}},
     }
-
-
-async def _run(server, graph: dict, on_event=None, timeout: float = 600) -> dict:
-    """Queue a graph and follow the websocket until it ends; returns what was seen."""
-    import aiohttp
-
-    client_id = uuid.uuid4().hex
-    seen = {"events": [], "binary": 0, "ended": None}
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{server.url.replace('http', 'ws')}/ws?clientId={client_id}") as ws:
-            async with session.post(f"{server.url}/prompt", json={"prompt": graph, "client_id": client_id}) as response:
-                queued = await response.json()
-                assert response.status == 200, queued
-            prompt_id = queued["prompt_id"]
-            deadline = time.time() + timeout
-            while seen["ended"] is None:
-                message = await ws.receive(timeout=max(1.0, deadline - time.time()))
-                if message.type == aiohttp.WSMsgType.BINARY:
-                    if int.from_bytes(message.data[:4], "big") in BINARY_PREVIEW_TYPES:
-                        seen["binary"] += 1
-                    continue
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    raise AssertionError(f"websocket closed: {message.type}")
-                event = json.loads(message.data)
-                seen["events"].append(event)
-                data = event.get("data", {})
-                if on_event is not None:
-                    await on_event(session, event)
-                if data.get("prompt_id", prompt_id) != prompt_id:
-                    continue
-                if event["type"] in ("execution_success", "execution_error", "execution_interrupted"):
-                    seen["ended"] = event
-    seen["prompt_id"] = prompt_id
-    return seen
-
-
-def _of_type(seen: dict, kind: str) -> list[dict]:
-    return [e["data"] for e in seen["events"] if e["type"] == kind]
 
 
 def test_object_info_lists_the_nodes_with_tooltips(server):

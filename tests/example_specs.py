@@ -1,0 +1,167 @@
+"""The example workflows as compact specs: which nodes, where, which widget values, which links.
+
+example_workflow_builder.py turns each into example_workflows/<name>.json (the UI format the frontend loads);
+widgets not named here take their /object_info defaults. Every example runs on the toy-world model on a CPU
+in seconds (tens of steps, 64x64), so the tests run them all through a real server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Ref:
+    node: int
+    slot: int = 0
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    pos: tuple[int, int]
+    values: dict = field(default_factory=dict)
+    title: str = ""
+
+
+@dataclass
+class Example:
+    name: str
+    note: str
+    nodes: list[Node]
+    thumbnail_node: int  # the PreviewImage whose image becomes <name>.jpg
+    needs: tuple[str, ...] = ()  # examples that must have run first (they write the files this one reads)
+    inputs: tuple[str, ...] = ()  # files from example_workflows/input/ that must be in ComfyUI's input folder
+
+
+COL = 380  # column width in the canvas
+TOY = Ref(1, 0), Ref(1, 1), Ref(1, 2)  # the toy-world loader's MODEL, CLIP, VAE
+
+
+def loader() -> Node:
+    return Node(1, "LOBA_ToyWorldLoader", (0, 120))
+
+
+def train(node_id: int, prompts: Ref, prefix: str, pos: tuple[int, int], steps: int = 20, **extra) -> Node:
+    model, clip, vae = TOY
+    values = {"model": model, "clip": clip, "vae": vae, "prompts": prompts, "max_train_steps": steps,
+              "learning_rate": 2e-3, "network_dim": 4, "network_alpha": 4.0, "seed": 0, "max_denoising_steps": 8,
+              "leco_denoise_guidance_scale": 5.0, "denoise_with_adapter": False, "preview_every": 10,
+              "preview_weights": "-1, 0, 1", "filename_prefix": prefix, **extra}
+    return Node(node_id, "LOBA_TrainSlider", pos, values)
+
+
+def grid(node_id: int, slider: Ref, prompts: str, weights: str, pos: tuple[int, int]) -> Node:
+    model, clip, vae = TOY
+    return Node(node_id, "LOBA_SliderPreviewGrid", pos, {
+        "model": model, "clip": clip, "vae": vae, "slider": slider, "prompts": prompts, "weights": weights,
+        "seed": 1, "steps": 12, "cfg": 5.0, "width": 64, "height": 64})
+
+
+def preview(node_id: int, image: Ref, pos: tuple[int, int]) -> Node:
+    return Node(node_id, "PreviewImage", pos, {"images": image})
+
+
+def trained_example(name: str, note: str, prompt_nodes: list[Node], prompts: Ref, prefix: str, grid_prompts: str,
+                    weights: str, **train_extra) -> Example:
+    """Loader -> prompt nodes -> Train Slider -> Preview Grid, with the loss curve and the grid previewed."""
+    x = 2 * COL
+    nodes = [loader(), *prompt_nodes, train(10, prompts, prefix, (x, 0), **train_extra),
+             grid(11, Ref(10, 0), grid_prompts, weights, (x + COL + 40, 0)),
+             preview(12, Ref(11, 0), (x + 2 * COL + 80, 0)), preview(13, Ref(10, 1), (x + COL + 40, 560))]
+    return Example(name, note, nodes, thumbnail_node=12)
+
+
+ERASE = trained_example(
+    "loba_erase_concept",
+    "## Erase a concept\nTrains a slider that removes **red** from *a red circle* (erase: the target is pushed away "
+    "from what the concept adds), while *a blue circle* and the empty prompt must not move (preservation). Runs on the "
+    "built-in toy-world model on a CPU in under a minute. At weight 1 the red circle loses its red; weight 0 is the "
+    "base model. Swap the loader for **Load Checkpoint** and write your own prompts for a real model (and raise the "
+    "steps to a few hundred). Also writes a resumable checkpoint every 20 steps (used by *loba_resume_from_checkpoint*).",
+    [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
+                                          "neutral": "a circle"}),
+     Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
+     Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)})],
+    Ref(4, 0), "loba/erase-red", "a red circle\na blue circle", "0, 1, 2", steps=40, save_every_n_steps=20)
+
+ENHANCE = trained_example(
+    "loba_enhance_concept",
+    "## Enhance a concept\nTrains a slider that makes *a circle* more **blue** (enhance: the target moves toward what "
+    "the positive prompt adds). Weight 0 is the base model; higher weights push harder.",
+    [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a circle", "action": "enhance", "positive": "a blue circle",
+                                          "unconditional": "a circle", "neutral": "a circle"})],
+    Ref(2, 0), "loba/enhance-blue", "a circle\na square", "0, 1, 2")
+
+SLIDER = trained_example(
+    "loba_bidirectional_slider",
+    "## A bidirectional slider\nOne slider with two poles: +1 makes the shape **large**, -1 makes it **small** "
+    "(Slider Target trains both directions). Dial it anywhere from -2 to 2 with Apply Slider or the stock Load LoRA.",
+    [Node(2, "LOBA_SliderTarget", (COL, 0), {"target_class": "a circle", "positive": "a large circle",
+                                            "negative": "a small circle"})],
+    Ref(2, 0), "loba/size-slider", "a circle\na red square", "-2, -1, 0, 1, 2")
+
+MASKED = replace(trained_example(
+    "loba_masked_regional_slider",
+    "## A masked (regional) slider\nThe loss only counts inside a painted region. **Load Image** holds "
+    "`loba_mask_left_half.png` (copy it from this pack's `example_workflows/input/` into `ComfyUI/input/`, or upload "
+    "any image): right-click Load Image > *Open in MaskEditor* and paint the region to train (the painted part becomes "
+    "the MASK). **LOBA Mask** grows/feathers it; the Prompt Pair trains only there. The mask is resized to each "
+    "training resolution, so any size with the right aspect works.",
+    [Node(5, "LoadImage", (0, 420), {"image": "loba_mask_left_half.png"}),
+     Node(6, "LOBA_Mask", (COL, 560), {"mask": Ref(5, 1), "grow": 0, "feather": 2.0}),
+     Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
+                                          "neutral": "a circle", "mask": Ref(6, 0)})],
+    Ref(2, 0), "loba/erase-red-left", "a red circle\na red square", "0, 1, 2"), inputs=("loba_mask_left_half.png",))
+
+RESUME = replace(trained_example(
+    "loba_resume_from_checkpoint",
+    "## Resume from a checkpoint\nContinues the *loba_erase_concept* run from its step-20 checkpoint up to 60 steps: "
+    "**run loba_erase_concept first** (it writes `output/loba_checkpoints/erase-red/checkpoints/step-000020.pt`; "
+    "checkpoints are written every `checkpoint_every` steps before the last). Prompts and "
+    "settings must be those of the run that wrote the checkpoint; only steps, checkpoint_every and save_precision may "
+    "change. A resumed run ends with exactly the slider of an uninterrupted 60-step run.",
+    [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
+                                          "neutral": "a circle"}),
+     Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
+     Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)})],
+    Ref(4, 0), "loba/erase-red-resumed", "a red circle\na blue circle", "0, 1, 2", steps=60, save_every_n_steps=20,
+    resume_file="loba_checkpoints/erase-red/checkpoints/step-000020.pt"), needs=("loba_erase_concept",))
+
+
+def merge_example() -> Example:
+    x = 2 * COL
+    nodes = [loader(),
+             Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
+                                                  "neutral": "a circle"}),
+             Node(3, "LOBA_SliderTarget", (COL, 520), {"target_class": "a circle", "positive": "a large circle",
+                                                      "negative": "a small circle"}),
+             train(10, Ref(2, 0), "loba/merge-erase-red", (x, 0)),
+             train(20, Ref(3, 0), "loba/merge-size", (x, 700)),
+             Node(30, "LOBA_MergeSliders", (x + COL + 40, 0), {"slider_1": Ref(10, 0), "slider_2": Ref(20, 0), "mode": "concat"}),
+             Node(31, "LOBA_BakeSlider", (x + COL + 40, 330), {"model": TOY[0], "slider": Ref(30, 0), "strength": 1.0}),
+             Node(32, "CheckpointSave", (x + COL + 40, 520), {"model": Ref(31, 0), "clip": TOY[1], "vae": TOY[2],
+                                                             "filename_prefix": "checkpoints/loba-toy-no-red-large"}),
+             grid(11, Ref(30, 0), "a red circle\na blue circle", "0, 1, 2", (x + 2 * COL + 80, 0)),
+             preview(12, Ref(11, 0), (x + 3 * COL + 120, 0))]
+    note = ("## Merge two sliders and bake them into a model\nTrains *erase red* and the *size* slider, merges them "
+            "(concat is exact: each keeps its own effect), previews the merged slider, and bakes it at strength 1 into "
+            "the model; the stock **Save Checkpoint** writes `output/checkpoints/loba-toy-no-red-large_00001_.safetensors` (move it to "
+            "`models/checkpoints/` to load it with Load Checkpoint). "
+            "To merge sliders you saved earlier, use **LOBA Load Slider** instead of the Train nodes.")
+    return Example("loba_merge_and_bake", note, nodes, thumbnail_node=12)
+
+
+def saved_grid_example() -> Example:
+    nodes = [loader(),
+             Node(2, "LOBA_LoadSlider", (0, 420), {"lora_name": "loba/erase-red_00001_.safetensors"}),
+             grid(11, Ref(2, 0), "a red circle\na red square\na blue circle", "-1, 0, 1, 2", (COL, 0)),
+             preview(12, Ref(11, 0), (2 * COL + 40, 0))]
+    note = ("## Preview grid of a saved slider\nLoads a slider file from `models/loras` (here the one "
+            "*loba_erase_concept* saves: **run it first**, or pick any slider in the list) and samples each prompt "
+            "(rows) at each weight (columns) from one seed. Columns differ only by the slider weight.")
+    return Example("loba_preview_saved_slider", note, nodes, thumbnail_node=12, needs=("loba_erase_concept",))
+
+
+EXAMPLES = [ERASE, ENHANCE, SLIDER, MASKED, RESUME, merge_example(), saved_grid_example()]
