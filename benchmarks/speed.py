@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     for name, kind, default in (("steps", int, 60), ("rounds", int, 2), ("rank", int, 4), ("alpha", float, 1.0),
                                 ("lr", float, 1e-4), ("denoise_steps", int, 50), ("seed", int, 0), ("threads", int, 1),
-                                ("cache", int, 4), ("refresh", int, 16)):
+                                ("cache", int, 4), ("refresh", int, 48)):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
     parser.add_argument("--effect", action="store_true", help="also measure time to effect (slow: trains and evaluates)")
     parser.add_argument("--comfy", action="store_true", help="also measure the Train Slider node's overhead")

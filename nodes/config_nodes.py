@@ -127,7 +127,7 @@ class SamplingNode(io.ComfyNode):
             description="How the partially denoised latents x_t are made: the trajectory cache (reuse denoise "
                         "trajectories across steps, several times faster) and the timestep range trained.",
             inputs=[config_input(SamplingConfig, "trajectory_cache", default=4),
-                    config_input(SamplingConfig, "trajectory_refresh_every", default=16),
+                    config_input(SamplingConfig, "trajectory_refresh_every", default=48),
                     config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep")],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )
