@@ -57,7 +57,8 @@ def loss_curve_image(losses: Sequence[float], width: int = 512, height: int = 25
     return image
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+def wrap_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """Greedy word wrap to `width` px (long prompts would otherwise run into the images)."""
     lines: list[str] = []
     for word in text.split():
         if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
@@ -82,7 +83,7 @@ def labelled_grid(cells: Sequence[Sequence[Image.Image]], row_labels: Sequence[s
         draw.text((label_width + column * (tile_w + gap) + 4, 4), label, fill=INK, font=font)
     for row, label in enumerate(row_labels):
         top = header + row * (tile_h + gap)
-        for index, line in enumerate(_wrap(draw, label, font, label_width - 10)[: max(1, tile_h // 13)]):
+        for index, line in enumerate(wrap_text(draw, label, font, label_width - 10)[: max(1, tile_h // 13)]):
             draw.text((4, top + 2 + 13 * index), line, fill=INK, font=font)
         for column, cell in enumerate(cells[row]):
             tile = cell.convert("RGB").resize((tile_w, tile_h), Image.NEAREST) if scale > 1 or cell.size != (tile_w, tile_h) else cell

@@ -80,7 +80,17 @@ class TargetingNode(io.ComfyNode):
         return io.NodeOutput(checked(cls.DISPLAY, values))
 
 
-class LossNode(io.ComfyNode):
+class SettingsNode(io.ComfyNode):
+    """A settings node whose widgets are config fields of the same names: its output is those values, checked."""
+
+    DISPLAY = "LOBA settings"
+
+    @classmethod
+    def execute(cls, **values) -> io.NodeOutput:
+        return io.NodeOutput(checked(cls.DISPLAY, values))
+
+
+class LossNode(SettingsNode):
     DISPLAY = "LOBA Loss"
 
     @classmethod
@@ -93,12 +103,8 @@ class LossNode(io.ComfyNode):
             outputs=[LossSocket.Output(display_name="loss", tooltip="Connect to Train Slider's loss input.")],
         )
 
-    @classmethod
-    def execute(cls, **values) -> io.NodeOutput:
-        return io.NodeOutput(checked(cls.DISPLAY, values))
 
-
-class OptimizerNode(io.ComfyNode):
+class OptimizerNode(SettingsNode):
     DISPLAY = "LOBA Optimizer"
 
     @classmethod
@@ -112,12 +118,8 @@ class OptimizerNode(io.ComfyNode):
             outputs=[OptimizerSocket.Output(display_name="optimizer", tooltip="Connect to Train Slider's optimizer input.")],
         )
 
-    @classmethod
-    def execute(cls, **values) -> io.NodeOutput:
-        return io.NodeOutput(checked(cls.DISPLAY, values))
 
-
-class SamplingNode(io.ComfyNode):
+class SamplingNode(SettingsNode):
     DISPLAY = "LOBA Sampling"
 
     @classmethod
@@ -131,7 +133,3 @@ class SamplingNode(io.ComfyNode):
                     config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep")],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )
-
-    @classmethod
-    def execute(cls, **values) -> io.NodeOutput:
-        return io.NodeOutput(checked(cls.DISPLAY, values))

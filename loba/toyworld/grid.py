@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..images import wrap_text
+
 SCALE = 2
 TILE = 64 * SCALE
 GAP = 6  # px between cells
@@ -24,17 +26,6 @@ BACKGROUND, INK, FAINT = (255, 255, 255), (0, 0, 0), (120, 120, 120)
 def grid_size(rows: int, columns: int, per_cell: int) -> tuple[int, int]:
     """(width, height) in px of a grid of `rows` prompts x `columns` weights with `per_cell` samples per cell."""
     return LABEL_WIDTH + columns * (per_cell * TILE + GAP), HEADER + rows * (TILE + GAP)
-
-
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
-    """Greedy word wrap to `width` px (long prompts would otherwise run into the images)."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    return lines
 
 
 def _tiles(images: np.ndarray, per_cell: int) -> Image.Image:
@@ -59,7 +50,7 @@ def make_grid(images: Mapping[float, np.ndarray], prompts: Sequence[str], roles:
         if row and role != roles[row - 1]:  # a rule between the affected and the control group
             draw.line((0, top - GAP // 2 - 1, grid.width, top - GAP // 2 - 1), fill=FAINT, width=2)
         draw.text((4, top + 2), role, fill=FAINT, font=font)
-        for index, line in enumerate(_wrap(draw, prompt, font, LABEL_WIDTH - 10)):
+        for index, line in enumerate(wrap_text(draw, prompt, font, LABEL_WIDTH - 10)):
             draw.text((4, top + 18 + 13 * index), line, fill=INK, font=font)
         for column, weight in enumerate(weights):
             grid.paste(_tiles(images[weight][row], per_cell), (LABEL_WIDTH + column * cell_width, top))
