@@ -2,8 +2,9 @@
 preservation >= 0.95, for LOBA and LECO, from slider snapshots saved at fixed step intervals.
 
 Both train the erase pair with LOBA's erase-recipe hyperparameters where LECO has them (rank 4, alpha 4,
-lr 2e-3, cross-attention only, 25 denoise steps, batch 2); LOBA adds what LECO lacks (preservation
-prompts, x_t from the base model) and its trajectory cache. Evaluation time is not counted.
+lr 2e-3, 25 denoise steps, batch 2); LOBA trains cross-attention only (its recipe), LECO its "full" set
+(its cross-attention option is broken, see RECIPE); LOBA adds what LECO lacks (preservation prompts, x_t
+from the base model) and its trajectory cache. Evaluation time is not counted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from .speed import loba_command, peer_command, run_json
 
 EFFICACY, PRESERVATION = 0.9, 0.95
 EVERY, MAX_STEPS = 25, 300
-RECIPE = {"rank": 4, "alpha": 4.0, "lr": 2e-3, "denoise_steps": 25, "preset": "cross_attention", "peer_method": "xattn"}
+# LECO's "xattn"/"selfattn" methods train nothing (they test the Transformer2DModel's own name for "attn2",
+# which never matches: the optimizer gets an empty parameter list), so LECO trains "full", its default.
+RECIPE = {"rank": 4, "alpha": 4.0, "lr": 2e-3, "denoise_steps": 25, "preset": "cross_attention", "peer_method": "full"}
 
 
 def first_effect(components, snapshots: list[tuple[int, float, Path]], work: Path, name: str) -> dict:

@@ -134,17 +134,20 @@ def main() -> None:
         work = Path(tmp)
         result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {s.threads} thread(s)",
                   "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()}}
+        s.out.parent.mkdir(parents=True, exist_ok=True)
         result.update(speed(s, model, work, env))
-        if s.effect:
-            from .effect import time_to_effect
-
-            result.update(time_to_effect(s, model, work, env))
+        s.out.write_text(json.dumps(result, indent=2))  # saved after every part: a later failure keeps what was measured
+        print(table(result), flush=True)
         if s.comfy:
             from .comfy_overhead import comfy_overhead
 
             result.update(comfy_overhead(s, env))
-    s.out.parent.mkdir(parents=True, exist_ok=True)
-    s.out.write_text(json.dumps(result, indent=2))
+            s.out.write_text(json.dumps(result, indent=2))
+        if s.effect:
+            from .effect import time_to_effect
+
+            result.update(time_to_effect(s, model, work, env))
+            s.out.write_text(json.dumps(result, indent=2))
     print(table(result))
 
 
