@@ -108,6 +108,9 @@ class SamplingConfig:
     trajectory_refresh_every: int = option(4, "With the trajectory cache: one new trajectory per pair every N uses.", min=1)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
+    preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "
+                                         "prediction for its target prompt: the slider learns to stay off in the early "
+                                         "steps that decide layout and background. 1000 disables it.", min=1, max=1000)
 
     def __post_init__(self):
         _require(int(self.max_denoising_steps) >= 2, "max_denoising_steps", "must be >= 2, e.g. 40")
@@ -115,6 +118,7 @@ class SamplingConfig:
         _require(int(self.trajectory_refresh_every) >= 1, "trajectory_refresh_every", "must be >= 1")
         _require(0 <= int(self.min_timestep) < int(self.max_timestep) <= 1000, "min_timestep",
                  "need 0 <= min_timestep < max_timestep <= 1000")
+        _require(1 <= int(self.preserve_from_timestep) <= 1000, "preserve_from_timestep", "must be in 1-1000 (1000 disables it)")
 
 
 @dataclass(frozen=True)

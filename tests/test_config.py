@@ -28,6 +28,7 @@ def test_round_trip_through_dict():
     ({"network_dim": 0}, "network_dim"),
     ({"learning_rate": -1.0}, "learning_rate"),
     ({"min_timestep": 900, "max_timestep": 100}, "min_timestep"),
+    ({"preserve_from_timestep": 0}, "preserve_from_timestep"),
     ({"save_precision": "fp8"}, "save_precision"),
     ({"gradient_checkpointing": "yes"}, "gradient_checkpointing"),
 ])

@@ -71,6 +71,28 @@ def test_timestep_range_restriction(sd1_backend):
     assert all(300 <= step.plan(gen).timestep < 600 for _ in range(30))
 
 
+def test_preserve_from_timestep_targets_the_frozen_model_for_the_target(sd1_backend, monkeypatch):
+    """At t >= preserve_from_timestep the target is the teacher's own prediction for the target prompt
+    (no concept offset, only the target and anchors go through the teacher); below it, the pair's objective."""
+    config = CONFIG.replace(max_denoising_steps=20, preserve_from_timestep=500)
+    step, network = make_step(sd1_backend, erase_set(anchors=[AnchorPrompt("a blue square")]), config)
+    gen = torch.Generator().manual_seed(0)
+    plans = [step.plan(gen) for _ in range(40)]
+    high = next(p for p in plans if p.timestep >= 500)
+    low = next(p for p in plans if p.timestep < 500)
+    seen = {}
+    monkeypatch.setattr("loba.train.step.compute_loss", lambda prediction, target, **kw: seen.setdefault("target", target).sum() * 0)
+    with sd1_backend.training_session(), network.attached(sd1_backend.unet):
+        for plan, expected in ((high, ("a red circle", "a blue square")), (low, ("a circle", "red", "", "a blue square"))):
+            seen.clear()
+            x_t = step.denoise(plan)
+            teacher = step.teachers(plan, x_t)
+            assert tuple(teacher) == expected
+            step.run(plan)
+            want = teacher["a red circle"] if plan is high else teacher["a circle"] - (teacher["red"] - teacher[""])
+            assert torch.allclose(seen["target"], want, atol=1e-5)
+
+
 class VFromEps:
     """Turns an epsilon model into the equivalent v-prediction model: v = (eps - s*x_t) / a."""
 

@@ -136,11 +136,15 @@ class SliderStep:
             xs.append(x)
         return xs
 
+    def preserving(self, plan: StepPlan) -> bool:
+        """True where the slider must leave the target prompt as the frozen model predicts it."""
+        return plan.timestep >= self.config.sampling.preserve_from_timestep
+
     @torch.no_grad()
     def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch."""
-        prompts = list(dict.fromkeys(OBJECTIVES.get(plan.pair.action).teacher_prompts(plan.pair)
-                                     + tuple(a.prompt for a in self.anchors)))
+        needed = (plan.pair.target,) if self.preserving(plan) else OBJECTIVES.get(plan.pair.action).teacher_prompts(plan.pair)
+        prompts = list(dict.fromkeys(needed + tuple(a.prompt for a in self.anchors)))
         self.network.multiplier = 0.0
         x_in, cond = self._batched(prompts, x_t)
         out = self._predict(x_in, plan.timestep, cond, plan.size).chunk(len(prompts))
@@ -165,7 +169,10 @@ class SliderStep:
     def run(self, plan: StepPlan) -> StepResult:
         x_t = self.denoise(plan)
         teacher = self.teachers(plan, x_t)
-        target = OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher)
+        if self.preserving(plan):
+            target = teacher[plan.pair.target]
+        else:
+            target = OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher)
         predictions = self.student(plan, x_t)
         timesteps = torch.full((x_t.shape[0],), plan.timestep, dtype=torch.long)
         loss_cfg = self.config.loss
