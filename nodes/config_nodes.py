@@ -130,6 +130,7 @@ class SamplingNode(SettingsNode):
                         "trajectories across steps, several times faster) and the timestep range trained.",
             inputs=[config_input(SamplingConfig, "trajectory_cache", default=4),
                     config_input(SamplingConfig, "trajectory_refresh_every", default=48),
-                    config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep")],
+                    config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep"),
+                    config_input(SamplingConfig, "preserve_from_timestep")],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )

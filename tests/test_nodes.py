@@ -201,7 +201,7 @@ def test_config_nodes_reach_the_training_config(pack, comfy, tokenizer):
     optimizer = run_node(pack.nodes["LOBA_Optimizer"], optimizer="lion", weight_decay=0.0, lr_scheduler="cosine",
                          lr_warmup_steps=1, lr_scheduler_num_cycles=1, max_grad_norm=1.0).args[0]
     sampling = run_node(pack.nodes["LOBA_Sampling"], trajectory_cache=2, trajectory_refresh_every=8, min_timestep=0,
-                        max_timestep=1000).args[0]
+                        max_timestep=1000, preserve_from_timestep=1000).args[0]
     config = pack.module.nodes.train_node.merged_config("t", {"max_train_steps": 3}, [targeting, loss, optimizer, sampling])
     assert config.sampling.trajectory_cache == 2
     assert (config.network.preset, config.network.network_dim, config.loss.loss_type, config.optimizer.optimizer) == \
