@@ -1,10 +1,11 @@
 """Time to effect: training wall time until the toy-world erase eval first reaches efficacy >= 0.9 with
 preservation >= 0.95, for LOBA and LECO, from slider snapshots saved at fixed step intervals.
 
-Both train the erase pair with LOBA's erase-recipe hyperparameters where LECO has them (rank 4, alpha 4,
-lr 2e-3, 25 denoise steps, batch 2); LOBA trains cross-attention only (its recipe), LECO its "full" set
-(its cross-attention option is broken, see RECIPE); LOBA adds what LECO lacks (preservation prompts, x_t
-from the base model) and its trajectory cache. Evaluation time is not counted.
+LOBA trains its shipped erase-red recipe (loba/toyworld/recipes/erase-red.toml: three "a red <shape>"
+pairs, preservation prompts, cross-attention, x_t from the base model, the trajectory cache). LECO trains
+the same three pairs with the recipe's rank 4, alpha 4, lr 2e-3, 25 denoise steps and batch 2 (its denoise
+CFG is fixed at 3) on its "full" layer set (its cross-attention option is broken, see RECIPE).
+Evaluation time is not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ EFFICACY, PRESERVATION = 0.9, 0.95
 EVERY, MAX_STEPS = 25, 300
 # LECO's "xattn"/"selfattn" methods train nothing (they test the Transformer2DModel's own name for "attn2",
 # which never matches: the optimizer gets an empty parameter list), so LECO trains "full", its default.
+PEER_PROMPTS = "".join(f"""- target: "a red {shape}"
+  positive: "a red {shape}"
+  unconditional: "a {shape}"
+  neutral: "a {shape}"
+  action: "erase"
+  guidance_scale: 1.0
+  resolution: 64
+  dynamic_resolution: false
+  batch_size: 2
+""" for shape in ("circle", "square", "triangle"))
 RECIPE = {"rank": 4, "alpha": 4.0, "lr": 2e-3, "denoise_steps": 25, "preset": "cross_attention", "peer_method": "full"}
 
 
@@ -42,10 +53,11 @@ def time_to_effect(s, model: Path, work: Path, env: dict) -> dict:
 
     r = argparse.Namespace(**{**vars(s), **RECIPE})
     loba_dir, peer_dir = work / "effect-loba", work / "effect-peer"
-    loba = run_json(loba_command(r, model, work / "effect-loba.json", MAX_STEPS, s.cache,
-                                 ["--save-every", str(EVERY), "--save-dir", str(loba_dir), "--anchors", "yes",
-                                  "--adapter-in-denoise", "no"]), work / "effect-loba.json", env)
-    prompts = work / "prompts.yaml"
+    loba = run_json(loba_command(r, model, work / "effect-loba.json", MAX_STEPS, 0,
+                                 ["--save-every", str(EVERY), "--save-dir", str(loba_dir), "--recipe", "erase-red"]),
+                    work / "effect-loba.json", env)
+    prompts = work / "effect-prompts.yaml"
+    prompts.write_text(PEER_PROMPTS)
     peer = run_json(peer_command(r, model, work / "effect-peer.json", MAX_STEPS, prompts,
                                  ["--save-every", str(EVERY), "--save-dir", str(peer_dir)]), work / "effect-peer.json", env)
     components = load_toy_components(model)

@@ -94,6 +94,17 @@ def instrument(clock: PhaseClock):
     return undo
 
 
+def recipe_run(name: str, steps: int, seed: int):
+    """(prompts, config) of a shipped toy-world recipe, with the step budget and seed of this run."""
+    from loba.prompts.loader import read_prompt_table
+    from loba.runfile import split_run_table
+    from loba.toyworld.demo import recipe_path
+
+    path = recipe_path(name, "train")
+    _, config, prompts = split_run_table(read_prompt_table(path), path.parent, path.name)
+    return prompts, config.replace(max_train_steps=steps, seed=seed)
+
+
 def floor_seconds(backend, prompts, config, reps: int = 10) -> float:
     """One batched no-grad teacher forward for every prompt the pair needs + one student forward/backward."""
     from loba.train.loop import build_network
@@ -128,6 +139,7 @@ def main() -> None:
     parser.add_argument("--adapter-in-denoise", dest="adapter_in_denoise", default="yes", choices=("yes", "no"))
     parser.add_argument("--anchors", default="no", choices=("yes", "no"))
     parser.add_argument("--save-dir", dest="save_dir", default="")
+    parser.add_argument("--recipe", default="", help="train a shipped toy-world recipe (its prompts and settings) instead")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,11 +154,14 @@ def main() -> None:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     backend = toy_backend(load_toy_components(args.model))
     prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
-    config = TrainConfig().replace(
-        max_train_steps=args.steps, network_dim=args.rank, network_alpha=args.alpha, learning_rate=args.lr,
-        max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
-        trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
-        denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
+    if args.recipe:
+        prompts, config = recipe_run(args.recipe, args.steps, args.seed)
+    else:
+        config = TrainConfig().replace(
+            max_train_steps=args.steps, network_dim=args.rank, network_alpha=args.alpha, learning_rate=args.lr,
+            max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
+            trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
+            denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
     clock = PhaseClock(backend.device)
     stamps: list[float] = []
     paused = [0.0]

@@ -127,6 +127,7 @@ def main() -> None:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
     parser.add_argument("--effect", action="store_true", help="also measure time to effect (slow: trains and evaluates)")
     parser.add_argument("--comfy", action="store_true", help="also measure the Train Slider node's overhead")
+    parser.add_argument("--skip-speed", action="store_true", help="only the parts asked for with --effect / --comfy")
     s = parser.parse_args()
     model = s.model or default_model()
     env = {**os.environ, "OMP_NUM_THREADS": str(s.threads), "PYTHONPATH": str(REPO)}
@@ -135,9 +136,10 @@ def main() -> None:
         result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {s.threads} thread(s)",
                   "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()}}
         s.out.parent.mkdir(parents=True, exist_ok=True)
-        result.update(speed(s, model, work, env))
-        s.out.write_text(json.dumps(result, indent=2))  # saved after every part: a later failure keeps what was measured
-        print(table(result), flush=True)
+        if not s.skip_speed:
+            result.update(speed(s, model, work, env))
+            s.out.write_text(json.dumps(result, indent=2))  # saved after every part: a later failure keeps what was measured
+            print(table(result), flush=True)
         if s.comfy:
             from .comfy_overhead import comfy_overhead
 
@@ -152,6 +154,8 @@ def main() -> None:
 
 
 def table(r: dict) -> str:
+    if "loba_s_per_step" not in r:
+        return json.dumps({k: v for k, v in r.items() if not isinstance(v, (dict, list))}, indent=2)
     lines = [f"machine: {r['machine']}",
              f"{'':34}{'LOBA (cache)':>14}{'LOBA (no cache)':>17}{'LECO':>10}",
              f"{'seconds per step':34}{r['loba_s_per_step']:>14.3f}{r['loba_s_per_step_no_cache']:>17.3f}{r['peer_s_per_step']:>10.3f}",
