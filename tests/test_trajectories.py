@@ -73,3 +73,17 @@ class _NullNetwork:
 
 def _null_network():
     return _NullNetwork()
+
+
+def test_the_pool_is_made_in_one_batched_denoise_at_first_use(sd1_backend):
+    config = BASE.replace(trajectory_cache=3, trajectory_refresh_every=1000)
+    fresh = SliderStep(sd1_backend, _null_network(), PROMPTS, BASE, sd1_backend.encode_prompts(PROMPTS.all_prompts()))
+    cached = SliderStep(sd1_backend, _null_network(), PROMPTS, config, sd1_backend.encode_prompts(PROMPTS.all_prompts()))
+    plan = cached.plan(torch.Generator().manual_seed(1))
+    with Counting(sd1_backend) as counting:
+        x = cached.denoise(plan)
+    assert counting.calls == cached.allowed_k[-1], "one batched denoise for the whole pool"
+    assert torch.allclose(x, fresh.denoise(plan), atol=1e-5), "the step's own noise is the trajectory it uses"
+    (pool,) = cached.cache.pools.values()
+    assert len(pool) == 3 and cached.cache.trajectories_made == 3
+    assert not torch.allclose(pool[0], pool[1]) and not torch.allclose(pool[1], pool[2])

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..registry import Registry
 
@@ -71,6 +72,17 @@ class LoRAModule(nn.Module):
         """The update in float32 (the hook scales it before casting, keeping precision)."""
         with _no_autocast(x.device):
             return self.lora_up(self.lora_down(x.float())) * self.scale
+
+    def delta_scaled(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        """delta_float(x) * factor with one full-size multiply and, for Linear, no module-call overhead: the
+        hook runs on every adapted layer of every forward, so this is the hot path."""
+        with _no_autocast(x.device):
+            x = x.float()
+            if isinstance(self.lora_down, nn.Linear):
+                h = F.linear(F.linear(x, self.lora_down.weight), self.lora_up.weight)
+            else:
+                h = self.lora_up(self.lora_down(x))
+            return h * (self.scale * factor)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         return self.delta_float(x).to(x.dtype)

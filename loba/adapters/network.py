@@ -114,7 +114,7 @@ class AdapterNetwork(nn.Module):
             if multiplier == 0:
                 return None  # bit-identical base output, and no adapter compute for teacher passes
             x = args[0] if args else next(iter(kwargs.values()))
-            return output + (lora.delta_float(x) * multiplier).to(output.dtype)
+            return output + lora.delta_scaled(x, multiplier).to(output.dtype)
 
         return add_delta
 

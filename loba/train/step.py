@@ -8,7 +8,7 @@ student forward with grad for the target prompt and the anchors.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -116,8 +116,15 @@ class SliderStep:
         if self.cache is None:
             return self._denoise(plan, plan.k)[-1]
         key = (plan.pair_index, plan.height, plan.width)
-        # Trajectories run to the deepest k this run can draw, so every later draw of k finds its x_t.
-        return self.cache.x_t(key, plan.k, lambda: torch.stack(self._denoise(plan, self.allowed_k[-1])))
+        return self.cache.x_t(key, plan.k, lambda n: self._trajectories(plan, n))
+
+    def _trajectories(self, plan: StepPlan, n: int) -> list[torch.Tensor]:
+        """n trajectories in one batched denoise: the plan's noise, then n - 1 draws of the cache's generator.
+        They run to the deepest k this run can draw, so every later draw of k finds its x_t."""
+        extra = [initial_noise(tuple(plan.noise.shape), self.cache.generator, self.config.noise, self.backend.device,
+                               torch.float32) for _ in range(n - 1)]
+        batched = replace(plan, noise=torch.cat([plan.noise, *extra]))
+        return list(torch.stack(self._denoise(batched, self.allowed_k[-1])).chunk(n, dim=1))
 
     @torch.no_grad()
     def _denoise(self, plan: StepPlan, steps: int) -> list[torch.Tensor]:

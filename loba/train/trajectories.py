@@ -29,13 +29,16 @@ class TrajectoryCache:
         self.generator = torch.Generator().manual_seed(int(seed) + 0x7A1)  # its own stream: the plan's draws stay as without cache
         self.trajectories_made = 0
 
-    def x_t(self, key: Key, k: int, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """x at grid index k; `make()` returns a new trajectory [K, B, C, h, w] with entry i = x at grid index i + 1."""
+    def x_t(self, key: Key, k: int, make: Callable[[int], list[torch.Tensor]]) -> torch.Tensor:
+        """x at grid index k. `make(n)` returns n new trajectories [K, B, C, h, w] (entry i = x at grid index
+        i + 1), the first from the step's own noise: the whole pool at a key's first use, in one batched
+        denoise (cheaper per trajectory than one by one), then one per refresh."""
         pool = self.pools.setdefault(key, deque(maxlen=self.size))
         uses = self.uses_since_refresh.get(key, 0)
         if len(pool) < self.size or uses >= self.refresh_every:
-            pool.append(make())
-            self.trajectories_made += 1
+            made = make(self.size - len(pool) if len(pool) < self.size else 1)
+            pool.extend(reversed(made))  # the step's own trajectory last, so it is the one used now
+            self.trajectories_made += len(made)
             self.uses_since_refresh[key] = 0
             chosen = pool[-1]  # a new trajectory is used at once, so no denoise work is ever wasted
         else:
