@@ -23,6 +23,11 @@ import torch
 PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer")
 
 
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS")) / 1024
+
+
 def erase_prompts(resolution: int, batch_size: int, anchors: bool):
     from loba.prompts import AnchorPrompt, PromptPair, PromptSet
 
@@ -153,6 +158,7 @@ def main() -> None:
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     backend = toy_backend(load_toy_components(args.model))
+    loaded = current_rss_mb()  # the model is loaded; what grows from here is training
     prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
     if args.recipe:
         prompts, config = recipe_run(args.recipe, args.steps, args.seed)
@@ -186,7 +192,7 @@ def main() -> None:
     result_json = {
         "step_seconds": steps, "stamps": stamps, "phases": clock.steps,
         "modules": result.report.num_modules, "parameters": result.report.num_parameters,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline, "loaded_rss_mb": loaded,
         "floor_seconds": floor_seconds(backend, prompts, config), "torch": torch.__version__,
     }
     Path(args.out).write_text(json.dumps(result_json))

@@ -20,6 +20,11 @@ import sys
 import time
 
 
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS")) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("leco", "model", "out", "save_dir", "prompt_yaml", "method"):
@@ -52,8 +57,10 @@ def main() -> None:
         text_encoder = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder")
         unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet")
         scheduler = model_util.create_noise_scheduler(scheduler_name, "v_prediction" if v_pred else "epsilon")
+        loaded_rss.append(current_rss_mb())  # the model is loaded; what grows from here is training
         return tokenizer, text_encoder, unet, scheduler
 
+    loaded_rss = []
     model_util.load_models = load_models
     stamps = []
     original_get_optimizer = train_util.get_optimizer
@@ -88,6 +95,7 @@ def main() -> None:
     with open(args.out, "w") as handle:
         json.dump({"step_seconds": step_seconds, "stamps": [s - started for s in stamps],
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline,
+                   "loaded_rss_mb": loaded_rss[0],
                    "torch": torch.__version__}, handle)
 
 

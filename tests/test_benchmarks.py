@@ -29,7 +29,7 @@ def test_loba_run_reports_steps_phases_floor_and_memory(toy_folder, tmp_path):
     assert len(data["step_seconds"]) == len(data["phases"]) == 4
     for seconds, phases in zip(data["step_seconds"], data["phases"]):
         assert set(phases) == set(PHASES) and sum(phases.values()) <= seconds + 1e-3
-    assert data["phases"][0]["denoise"] > 0 and data["floor_seconds"] > 0 and data["peak_rss_mb"] >= data["baseline_rss_mb"] > 0
+    assert data["phases"][0]["denoise"] > 0 and data["floor_seconds"] > 0 and data["peak_rss_mb"] >= data["loaded_rss_mb"] > 0
     assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == ["step-00002.safetensors", "step-00004.safetensors"]
 
 
