@@ -56,7 +56,7 @@ def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") ->
     """The slider's UNet tensors, after checking that every module exists in this MODEL."""
     known = set(comfy.lora.model_lora_keys_unet(model.model, {}))
     tensors = {k: v for k, v in slider.tensors.items() if not k.startswith(TEXT_ENCODER_PREFIXES)}
-    stems = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in tensors}
+    stems = SliderFile(tensors).module_stems()
     foreign = sorted(stem for stem in stems if stem not in known)
     if not stems:
         raise fail(node, field, "the slider holds no UNet layers (text-encoder-only LoRAs are not sliders)")

@@ -73,6 +73,16 @@ def trained_example(name: str, note: str, prompt_nodes: list[Node], prompts: Ref
     return Example(name, note, nodes, thumbnail_node=12)
 
 
+def erase_red_nodes() -> list[Node]:
+    """The erase example's prompts (red erased, a blue circle and the empty prompt kept) and its Sampling node;
+    the resume example must use the very same ones to continue its checkpoint."""
+    return [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
+                                                 "neutral": "a circle"}),
+            Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
+            Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)}),
+            Node(5, "LOBA_Sampling", (COL, 810), {"trajectory_cache": 4, "trajectory_refresh_every": 48})]
+
+
 ERASE = trained_example(
     "loba_erase_concept",
     "## Erase a concept\nTrains a slider that removes **red** from *a red circle* (erase: the target is pushed away "
@@ -81,12 +91,7 @@ ERASE = trained_example(
     "CPU in under a minute. At weight 1 the red circle loses its red; weight 0 is the "
     "base model. Swap the loader for **Load Checkpoint** and write your own prompts for a real model (and raise the "
     "steps to a few hundred). Also writes a resumable checkpoint every 20 steps (used by *loba_resume_from_checkpoint*).",
-    [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
-                                          "neutral": "a circle"}),
-     Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
-     Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)}),
-     Node(5, "LOBA_Sampling", (COL, 810), {"trajectory_cache": 4, "trajectory_refresh_every": 48})],
-    Ref(4, 0), "loba/erase-red", "a red circle\na blue circle", "0, 1, 2", steps=150, save_every_n_steps=20,
+    erase_red_nodes(), Ref(4, 0), "loba/erase-red", "a red circle\na blue circle", "0, 1, 2", steps=150, save_every_n_steps=20,
     max_denoising_steps=25, sampling=Ref(5, 0))
 
 ENHANCE = trained_example(
@@ -125,12 +130,7 @@ RESUME = replace(trained_example(
     "checkpoints are written every `checkpoint_every` steps before the last). Prompts and "
     "settings must be those of the run that wrote the checkpoint; only steps, checkpoint_every and save_precision may "
     "change. A resumed run ends with exactly the slider of an uninterrupted 150-step run.",
-    [Node(2, "LOBA_PromptPair", (COL, 0), {"target": "a red circle", "action": "erase", "unconditional": "a circle",
-                                          "neutral": "a circle"}),
-     Node(3, "LOBA_PreservationPrompt", (COL, 470), {"prompt": "a blue circle", "prompts": Ref(2, 0)}),
-     Node(4, "LOBA_PreservationPrompt", (COL, 640), {"prompt": "", "prompts": Ref(3, 0)}),
-     Node(5, "LOBA_Sampling", (COL, 810), {"trajectory_cache": 4, "trajectory_refresh_every": 48})],
-    Ref(4, 0), "loba/erase-red-resumed", "a red circle\na blue circle", "0, 1, 2", steps=150, save_every_n_steps=20,
+    erase_red_nodes(), Ref(4, 0), "loba/erase-red-resumed", "a red circle\na blue circle", "0, 1, 2", steps=150, save_every_n_steps=20,
     max_denoising_steps=25, sampling=Ref(5, 0),
     resume_file="loba_checkpoints/erase-red/checkpoints/step-000020.pt"), needs=("loba_erase_concept",))
 

@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 
 import torch
 
@@ -44,10 +44,3 @@ def run_node(cls, hidden: dict | None = None, **inputs):
     with torch.inference_mode():
         return clone.EXECUTE_NORMALIZED(**inputs)
 
-
-def engine(pack: ModuleType) -> SimpleNamespace:
-    """The pack's own engine modules (the nodes check isinstance against these, not against top-level `loba`)."""
-    import importlib
-
-    names = ["prompts", "files", "merge", "config", "errors", "prompts.slider"]
-    return SimpleNamespace(**{n.replace(".", "_"): importlib.import_module(f"{pack.__name__}.loba.{n}") for n in names})

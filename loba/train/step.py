@@ -114,7 +114,7 @@ class SliderStep:
     def denoise(self, plan: StepPlan) -> torch.Tensor:
         """x at grid[k]: from the trajectory cache when it is on, else k fresh DDIM steps from noise."""
         if self.cache is None:
-            return self._denoise(plan, plan.k)[-1]
+            return self._denoise(plan, plan.k, keep_all=False)[-1]
         key = (plan.pair_index, plan.height, plan.width)
         return self.cache.x_t(key, plan.k, lambda n: self._trajectories(plan, n))
 
@@ -124,11 +124,12 @@ class SliderStep:
         extra = [initial_noise(tuple(plan.noise.shape), self.cache.generator, self.config.noise, self.backend.device,
                                torch.float32) for _ in range(n - 1)]
         batched = replace(plan, noise=torch.cat([plan.noise, *extra]))
-        return list(torch.stack(self._denoise(batched, self.allowed_k[-1])).chunk(n, dim=1))
+        return list(torch.stack(self._denoise(batched, self.allowed_k[-1], keep_all=True)).chunk(n, dim=1))
 
     @torch.no_grad()
-    def _denoise(self, plan: StepPlan, steps: int) -> list[torch.Tensor]:
-        """x at grid[1..steps]: DDIM steps from noise with CFG; no gradient ever flows through here."""
+    def _denoise(self, plan: StepPlan, steps: int, keep_all: bool) -> list[torch.Tensor]:
+        """x at grid[1..steps] (keep_all) or only the last one: DDIM steps from noise with CFG; no gradient
+        ever flows through here."""
         sampling = self.config.sampling
         self.network.multiplier = plan.pair.multiplier if sampling.denoise_with_adapter else 0.0
         x = plan.noise
@@ -140,8 +141,9 @@ class SliderStep:
             uncond, text = self._predict(x_in, t, cond, plan.size).chunk(2)
             guided = uncond + sampling.leco_denoise_guidance_scale * (text - uncond)
             x = self.schedule.ddim_step(guided, x, t, t_next)
-            xs.append(x)
-        return xs
+            if keep_all:
+                xs.append(x)
+        return xs if keep_all else [x]
 
     def preserving(self, plan: StepPlan) -> bool:
         """True where the slider must leave the target prompt as the frozen model predicts it."""
