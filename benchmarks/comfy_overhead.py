@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .speed import REPO
+from .common import REPO
 
 SHORT, LONG = 10, 60
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .speed import loba_command, peer_command, run_json
+from .common import loba_command, peer_command, run_json
 
 EFFICACY, PRESERVATION = 0.9, 0.95
 EVERY, MAX_STEPS = 25, 300

@@ -101,8 +101,8 @@ def instrument(clock: PhaseClock):
 
 def recipe_run(name: str, steps: int, seed: int):
     """(prompts, config) of a shipped toy-world recipe, with the step budget and seed of this run."""
+    from loba.config.runfile import split_run_table
     from loba.prompts.loader import read_prompt_table
-    from loba.runfile import split_run_table
     from loba.toyworld.demo import recipe_path
 
     path = recipe_path(name, "train")
@@ -150,7 +150,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from loba.config import TrainConfig
-    from loba.export import save_trained_slider
+    from loba.sliders.metadata import save_trained_slider
     from loba.toyworld.backend import toy_backend
     from loba.toyworld.sampling import load_toy_components
     from loba.train.callbacks import TrainCallbacks

@@ -22,46 +22,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import REPO, default_model, loba_command, peer_command, run_json
+
 PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer")
-
-
-def default_model() -> Path:
-    folder = Path.home() / ".cache" / "loba" / "toyworld-diffusers"
-    if not (folder / "model_index.json").is_file():
-        subprocess.run([sys.executable, "-m", "loba.cli", "toyworld", "export-diffusers", str(folder)], cwd=REPO, check=True)
-    return folder
-
-
-def run_json(command: list[str], out: Path, env: dict) -> dict:
-    subprocess.run(command, cwd=REPO, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return json.loads(out.read_text())
 
 
 def steady_mean(steps: list[float], skip: int) -> float:
     return statistics.fmean(steps[skip:]) if len(steps) > skip else statistics.fmean(steps)
-
-
-def settings_args(s: argparse.Namespace) -> list[str]:
-    return ["--rank", str(s.rank), "--alpha", str(s.alpha), "--lr", str(s.lr), "--denoise-steps", str(s.denoise_steps),
-            "--seed", str(s.seed), "--threads", str(s.threads)]
-
-
-def loba_command(s, model: Path, out: Path, steps: int, cache: int, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.loba_run", "--model", str(model), "--out", str(out), "--steps", str(steps),
-            "--cache", str(cache), "--refresh", str(s.refresh), "--denoise-cfg", "3", "--preset", s.preset,
-            *settings_args(s), *extra]
-
-
-def peer_command(s, model: Path, out: Path, steps: int, prompts: Path, extra: list[str] = ()) -> list[str]:
-    return [s.peer_python, str(REPO / "benchmarks" / "peer_leco.py"), "--leco", str(s.peer), "--model", str(model),
-            "--out", str(out), "--steps", str(steps), "--prompt-yaml", str(prompts), "--method", s.peer_method,
-            *settings_args(s), *extra]
 
 
 PEER_PROMPTS = """- target: "a red circle"

@@ -32,3 +32,8 @@ class AdapterFileError(LobaError, ValueError):
 
 class TrainingAborted(LobaError, RuntimeError):
     """Training stopped on a non-finite loss or another unrecoverable condition."""
+
+
+class StepAborted(LobaError):
+    """A stop request arrived inside a training step: the step is dropped (no optimizer update) and the
+    run ends as stopped, keeping every step done before it."""

@@ -27,9 +27,9 @@ import comfy.supported_models
 import torch
 from torch import nn
 
-from ..loba.backends.base import Conditioning, ModelBackend, SizeConditioning
 from ..loba.errors import UnsupportedModelError
-from ..loba.naming import KohyaNames
+from ..loba.models.backend import Conditioning, ModelBackend, SizeConditioning
+from ..loba.models.naming import KohyaNames
 
 # First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
 FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))

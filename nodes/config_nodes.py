@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..loba.adapters.targeting import TARGETING_PRESETS
 from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
-from ..loba.losses import LOSSES
+from ..loba.objectives.losses import LOSSES
 from ..loba.optim import validate_names
-from ..loba.targeting import TARGETING_PRESETS
 from .node_errors import fail, reported_as
 from .types import ConfigPart, LossSocket, OptimizerSocket, SamplingSocket, TargetingSocket
 from .widgets import config_input

@@ -7,8 +7,8 @@ import json
 import folder_paths
 from comfy_api.latest import io
 
-from ..loba.export import SAVE_DTYPES
-from ..loba.files import SliderFile
+from ..loba.dtypes import SAVE_PRECISIONS, dtype_named
+from ..loba.sliders.kohya import SliderFile
 from .node_errors import fail
 from .slider_io import load_lora_by_name, new_slider_path, save_slider_file
 from .types import SliderSocket
@@ -34,7 +34,7 @@ class SaveSliderNode(io.ComfyNode):
             inputs=[SliderSocket.Input("slider", tooltip="The slider to save."),
                     io.String.Input("filename_prefix", default="loba/slider",
                                     tooltip="Name inside the loras folder; a counter is appended."),
-                    io.Combo.Input("precision", options=list(SAVE_DTYPES), default="fp16", tooltip="dtype of the saved tensors.")],
+                    io.Combo.Input("precision", options=list(SAVE_PRECISIONS), default="fp16", tooltip="dtype of the saved tensors.")],
             outputs=[io.String.Output(display_name="path", tooltip="The written file.")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
         )
@@ -49,7 +49,7 @@ class SaveSliderNode(io.ComfyNode):
         workflow = (cls.hidden.extra_pnginfo or {}).get("workflow")
         if workflow is not None:
             metadata["workflow"] = json.dumps(workflow)
-        save_slider_file(SliderFile(slider.tensors, metadata, str(path)), path, SAVE_DTYPES[precision])
+        save_slider_file(SliderFile(slider.tensors, metadata, str(path)), path, dtype_named(precision, "precision"))
         return io.NodeOutput(str(path), ui={"text": [str(path)]})
 
 

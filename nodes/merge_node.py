@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..loba.merge import MERGE_MODES, merge_sliders
+from ..loba.sliders.merge import MERGE_MODES, merge_sliders
 from .file_nodes import check_slider
 from .node_errors import reported_as
 from .types import SliderSocket

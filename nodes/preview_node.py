@@ -10,10 +10,10 @@ from PIL import Image
 
 from ..loba.errors import ConfigError
 from ..loba.images import labelled_grid, parse_weights
+from ..loba.pixels import pil_to_pixels, pixels_to_pil
 from .file_nodes import check_slider
 from .node_errors import fail
 from .slider_io import apply_slider
-from .train_node import image_tensor
 from .types import SliderSocket
 
 
@@ -31,7 +31,7 @@ def sample_image(model, vae, positive, negative, seed: int, steps: int, cfg: flo
                                   denoise=1.0, disable_pbar=True, seed=seed)
     pixels = vae.decode(samples)
     pixels = pixels.reshape(-1, *pixels.shape[-3:])[0]
-    return Image.fromarray((pixels.clamp(0, 1).cpu().numpy() * 255).astype("uint8")[..., :3])
+    return pixels_to_pil(pixels)[0]
 
 
 class SliderPreviewGridNode(io.ComfyNode):
@@ -85,13 +85,13 @@ class SliderPreviewGridNode(io.ComfyNode):
             cells.append([sample_image(models[w], vae, positive, negative_cond, seed, steps, cfg, sampler_name, scheduler,
                                        width, height) for w in columns])
         grid = labelled_grid(cells, rows, [f"w = {w:g}" for w in columns])
-        return io.NodeOutput(image_tensor(grid), ui=_preview_ui(grid))
+        return io.NodeOutput(pil_to_pixels(grid), ui=_preview_ui(grid))
 
 
 def _preview_ui(grid: Image.Image):
     from comfy_api.latest import ui
 
     try:
-        return ui.PreviewImage(image_tensor(grid))
+        return ui.PreviewImage(pil_to_pixels(grid))
     except Exception:  # no output folder (in-process tests without a server): the IMAGE output still carries the grid
         return None

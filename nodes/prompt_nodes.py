@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
-from ..loba.objectives import OBJECTIVES
+from ..loba.objectives.actions import OBJECTIVES
 from ..loba.prompts import AnchorPrompt, PromptPair, PromptSet
 from ..loba.prompts.loader import parse_toml, prompt_set_from_dict
 from ..loba.prompts.slider import SliderTarget

@@ -14,7 +14,7 @@ import folder_paths
 import torch
 
 from ..loba.errors import AdapterFileError
-from ..loba.files import SliderFile, load_slider, write_slider_file
+from ..loba.sliders.kohya import SliderFile, load_slider, write_slider_file
 from .node_errors import fail
 
 TEXT_ENCODER_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_")

@@ -16,9 +16,9 @@ import os
 
 import torch
 
-from ..loba.checkpoint_format import SD1_TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
 from ..loba.errors import LobaError
 from ..loba.toyworld.files import read_toy_state
+from ..loba.toyworld.single_file import SD1_TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
 
 
 def load_toyworld_comfy(path: str | os.PathLike | None = None, dtype: torch.dtype | None = None):

@@ -12,16 +12,17 @@ from typing import Optional
 
 import comfy.model_management
 import folder_paths
-import numpy as np
 import torch
 from comfy_api.latest import io
 from PIL import Image
 
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
-from ..loba.export import SAVE_DTYPES, slider_metadata
-from ..loba.files import SliderFile, network_metadata, slider_tensors
+from ..loba.dtypes import dtype_named
 from ..loba.images import labelled_grid, loss_curve_image, parse_weights
+from ..loba.pixels import pil_to_pixels, pixels_to_pil
 from ..loba.prompts import PromptSet
+from ..loba.sliders.kohya import SliderFile, network_metadata, slider_tensors
+from ..loba.sliders.metadata import slider_metadata
 from ..loba.train.loop import train
 from ..loba.train.preview import preview_latents
 from .comfy_backend import ComfyBackend
@@ -32,11 +33,6 @@ from .types import ConfigPart, LossSocket, OptimizerSocket, PromptsSocket, Sampl
 from .widgets import config_input
 
 NATIVE_RESOLUTION = {"sd1": 512, "sd2": 512, "sdxl": 1024}
-
-
-def image_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL -> ComfyUI IMAGE [1, H, W, 3] in 0..1."""
-    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)[None]
 
 
 def native_resolution(backend: ComfyBackend) -> int:
@@ -74,8 +70,7 @@ def latents_to_images(latents: torch.Tensor, backend: ComfyBackend, vae) -> list
         x = latents.float().cpu()[:, :3]
         low, high = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
         pixels = ((x - low) / (high - low).clamp_min(1e-6)).permute(0, 2, 3, 1)
-    array = (pixels.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
-    return [Image.fromarray(a[..., :3]) for a in array]
+    return pixels_to_pil(pixels)
 
 
 class PreviewMaker:
@@ -190,11 +185,11 @@ class TrainSliderNode(io.ComfyNode):
         with reported_as(node, "prompts"):
             result = train(backend, prompts, config, callbacks=seam, out_dir=checkpoints, resume=resume)
         slider = cls._slider(result, backend, config, prompts, save_path)
-        save_slider_file(slider, save_path, SAVE_DTYPES[config.save_precision])
+        save_slider_file(slider, save_path, dtype_named(config.save_precision, "save_precision"))
         if result.stopped:
             # Saved above; now let ComfyUI end the run as interrupted, so this partial result is not cached as done.
             comfy.model_management.throw_exception_if_processing_interrupted()
-        curve = image_tensor(loss_curve_image(result.losses))
+        curve = pil_to_pixels(loss_curve_image(result.losses))
         return io.NodeOutput(slider, curve, str(save_path), ui={"loba_losses": result.losses[-2000:]})
 
     @classmethod

@@ -8,9 +8,9 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..loba.losses import LOSSES
+from ..loba.adapters.targeting import TARGETING_PRESETS
+from ..loba.objectives.losses import LOSSES
 from ..loba.optim import OPTIMIZERS, SCHEDULES
-from ..loba.targeting import TARGETING_PRESETS
 
 REGISTRIES = {"targeting_presets": TARGETING_PRESETS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "losses": LOSSES}
 

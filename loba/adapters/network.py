@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -13,9 +12,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import AdapterFileError, UnsupportedModelError
 from .lora import ADAPTERS, LoRAModule, adapter_kind
-
-if TYPE_CHECKING:  # only for annotations: targeting imports this package's lora module
-    from ..targeting import TargetSpec
+from .target_spec import TargetSpec
 
 STATE_KEYS = ("lora_down.weight", "lora_up.weight", "alpha")
 
@@ -155,8 +152,6 @@ class AdapterNetwork(nn.Module):
     @classmethod
     def from_state(cls, root: nn.Module, state: Mapping[str, Mapping[str, torch.Tensor]]) -> AdapterNetwork:
         """Rebuild a network whose ranks and alphas come from the tensors, then load them."""
-        from ..targeting import TargetSpec  # late: targeting imports this package
-
         specs = []
         for name, tensors in state.items():
             base = _find(root, name, error=AdapterFileError)

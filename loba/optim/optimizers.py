@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..config import OptimizerConfig
+from ..config.train_config import OptimizerConfig
 from ..errors import ConfigError
 from ..registry import Registry
 from .lion import Lion

@@ -12,7 +12,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..config import OptimizerConfig
+from ..config.train_config import OptimizerConfig
 from ..registry import Registry
 from .optimizers import OPTIMIZERS
 

@@ -17,7 +17,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, Union
 
-from ..config import SECTIONS, TrainConfig
+from ..config.train_config import SECTIONS, TrainConfig
 from ..errors import SpecError
 from .checks import require
 from .entries import (
@@ -64,7 +64,7 @@ def read_prompt_table(path: Path) -> dict:
 
 
 def parse_toml(text: str, source: str) -> Any:
-    from ..toml_compat import TOMLDecodeError, loads
+    from ..config.toml_compat import TOMLDecodeError, loads
 
     try:
         return loads(text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backends.diffusers_backend import DiffusersBackend
+from ..models.diffusers_backend import DiffusersBackend
 from .model import ToyComponents
 from .sampling import toy_noise_schedule
 

@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-from ..atomic import atomic_write_text
+from ..config.runfile import split_run_table
 from ..prompts.loader import read_prompt_table
-from ..runfile import split_run_table
+from ..sliders.atomic import atomic_write_text
 
 DEMO_RECIPES = ("erase-red", "size-slider")
 # Recipe variants by objective: LOBA's own settings, or the original LECO recipe (adapter on during the
@@ -44,7 +44,7 @@ QUICK_EVAL = {"samples": 1, "steps": 2}
 
 
 def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False, objective: str = "loba") -> dict:
-    from ..export import save_trained_slider
+    from ..sliders.metadata import save_trained_slider
     from ..train.loop import train
     from .backend import toy_backend
     from .evaluate import evaluate, load_spec

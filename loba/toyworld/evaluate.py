@@ -178,7 +178,7 @@ def parse_spec(data: dict, source: str = "eval spec") -> EvalSpec:
 
 
 def load_spec(path: str | os.PathLike) -> EvalSpec:
-    from ..toml_compat import TOMLDecodeError, loads
+    from ..config.toml_compat import TOMLDecodeError, loads
 
     try:
         data = loads(Path(path).read_text(encoding="utf-8"))
@@ -245,7 +245,7 @@ def render_all(sampler, slider, spec: EvalSpec, batch_size: int = 64) -> dict[fl
 def evaluate(components, slider_path: str | os.PathLike, spec: EvalSpec | str | os.PathLike, out_dir: str | os.PathLike, *,
              device: str = "cpu", batch_size: int = 64) -> dict:
     """Render, read, score; writes out_dir/metrics.json and out_dir/grid.png and returns the metrics."""
-    from ..atomic import atomic_write_bytes
+    from ..sliders.atomic import atomic_write_bytes
     from .grid import make_grid
     from .reader import read_batch
     from .sampling import ToySampler, load_slider_network

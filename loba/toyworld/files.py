@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_bytes
 from ..errors import LobaError
+from ..sliders.atomic import atomic_write_bytes
 from . import model
 
 METADATA_KEY = "loba_toyworld"
@@ -60,7 +60,7 @@ def save_toy_checkpoint(path: str | os.PathLike, components: model.ToyComponents
     Raises ToyWeightsError when a weight does not fit in float16 or the file would exceed MAX_FILE_BYTES."""
     from safetensors.torch import save
 
-    from ..checkpoint_format import single_file_state
+    from .single_file import single_file_state
 
     state = single_file_state(components.unet, components.vae, components.text_encoder)
     half = {key: tensor.to(torch.float16) for key, tensor in state.items()}
@@ -119,7 +119,7 @@ def load_toy_components(path: str | os.PathLike | None = None, dtype: torch.dtyp
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from ..checkpoint_format import load_single_file_state
+    from .single_file import load_single_file_state
 
     state, info = read_toy_state(path)
     configs = info["configs"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..clip_vocab import byte_alphabet
+from .clip_vocab import byte_alphabet
 
 IMAGE_SIZE = 64
 LATENT_SIZE = 8

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from ..adapters import AdapterNetwork
-from ..noise_schedule import NoiseSchedule, scaled_linear_alphas_cumprod
+from ..diffusion.sampler import cfg_ddim
+from ..diffusion.schedule import NoiseSchedule, scaled_linear_alphas_cumprod
+from ..pixels import decoder_to_pixels, pixels_to_uint8
 from .model import DEFAULT_SAMPLING, LATENT_SIZE, SCHEDULER_CONFIG, ToyComponents
 
 LATENT_CHANNELS = 4
@@ -39,8 +41,7 @@ def initial_noise(seeds: Sequence[int]) -> torch.Tensor:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Decoder output [N, 3, H, W] in -1..1 -> uint8 [N, H, W, 3], rounded like a saved PNG."""
-    levels = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round()
-    return levels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return pixels_to_uint8(decoder_to_pixels(images))
 
 
 class ToySampler:
@@ -92,21 +93,21 @@ class ToySampler:
         n = len(prompts)
         # Unconditional and conditional halves in one UNet call: the slider sees both, as in any LoRA host.
         context = torch.cat([self.embed([UNCONDITIONAL] * n), self.embed(prompts)])
-        x = initial_noise(seeds).to(self.device)
         grid = self.schedule.ddim_grid(steps).tolist()
-        for index, t in enumerate(grid):
+
+        def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:
             timesteps = torch.full((2 * n,), t, dtype=torch.long, device=self.device)
-            uncond, cond = self.components.unet(torch.cat([x, x]), timesteps, context).sample.float().chunk(2)
-            guided = uncond + cfg * (cond - uncond)
-            x = self.schedule.ddim_step(guided, x, t, grid[index + 1] if index + 1 < len(grid) else None)
+            return self.components.unet(x_pair, timesteps, context).sample
+
+        [x] = cfg_ddim(predict, initial_noise(seeds).to(self.device), self.schedule, grid, cfg)
         decoded = self.components.vae.decode(x / self.components.scaling_factor).sample
         return to_uint8(decoded)
 
 
 def load_slider_network(path: str | os.PathLike, unet: torch.nn.Module) -> AdapterNetwork:
     """The slider file's AdapterNetwork for the toy UNet (diffusers module names, kohya SD1 stems), not attached."""
-    from ..files import load_slider, network_from_file
-    from ..naming import KohyaNames
+    from ..models.naming import KohyaNames
+    from ..sliders.kohya import load_slider, network_from_file
 
     return network_from_file(load_slider(path), unet, KohyaNames(unet, "sd1").module_name_from_kohya)
 

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..noise_schedule import NoiseSchedule
+from ..diffusion.schedule import NoiseSchedule
 from .captions import caption
 from .render import render_batch
 from .train_autoencoder import cosine_lr, images_to_tensor

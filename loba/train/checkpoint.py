@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write
 from ..errors import ConfigError
+from ..sliders.atomic import atomic_write
 
 FORMAT = "loba-checkpoint"
 FORMAT_VERSION = 1

@@ -11,12 +11,12 @@ from typing import Optional
 import torch
 
 from ..adapters import AdapterNetwork
-from ..backends.base import ModelBackend
-from ..config import TrainConfig
+from ..adapters.targeting import TargetingReport, describe, select_targets
+from ..config.train_config import TrainConfig
 from ..errors import TrainingAborted
+from ..models.backend import ModelBackend
 from ..optim import build_optimizer, build_scheduler
 from ..prompts import PromptSet
-from ..targeting import TargetingReport, describe, select_targets
 from .callbacks import StepReport, TrainCallbacks, TrainStart
 from .checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
 from .step import SliderStep

@@ -8,18 +8,20 @@ student forward with grad for the target prompt and the anchors.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 
-from ..backends.base import Conditioning, ModelBackend, SizeConditioning
-from ..config import TrainConfig
+from ..config.train_config import TrainConfig
+from ..diffusion.noise import initial_noise
+from ..diffusion.sampler import cfg_ddim
+from ..diffusion.schedule import NoiseSchedule
 from ..errors import ConfigError
-from ..losses import compute_loss
-from ..noise import initial_noise
-from ..noise_schedule import NoiseSchedule
-from ..objectives import OBJECTIVES
+from ..models.backend import Conditioning, ModelBackend, SizeConditioning
+from ..objectives.actions import OBJECTIVES
+from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
 from .trajectories import TrajectoryCache
@@ -65,6 +67,8 @@ class SliderStep:
         if not self.allowed_k:
             raise ConfigError("min_timestep", f"no timestep of the {len(self.grid)}-step denoise grid lies in "
                               f"[{sampling.min_timestep}, {sampling.max_timestep}); widen the range")
+        # Polled inside the denoise; the trainer points it at the host's stop request.
+        self.should_stop: Callable[[], bool] = lambda: False
         self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
         self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed) \
             if sampling.trajectory_cache else None
@@ -128,22 +132,18 @@ class SliderStep:
 
     @torch.no_grad()
     def _denoise(self, plan: StepPlan, steps: int, keep_all: bool) -> list[torch.Tensor]:
-        """x at grid[1..steps] (keep_all) or only the last one: DDIM steps from noise with CFG; no gradient
+        """x at grid[1..steps] (keep_all) or only the last one: CFG-DDIM steps from noise; no gradient
         ever flows through here."""
         sampling = self.config.sampling
         self.network.multiplier = plan.pair.multiplier if sampling.denoise_with_adapter else 0.0
-        x = plan.noise
-        xs = []
-        prompts = [plan.pair.unconditional, plan.pair.target]
-        for i in range(steps):
-            t, t_next = int(self.grid[i]), int(self.grid[i + 1])
-            x_in, cond = self._batched(prompts, x)
-            uncond, text = self._predict(x_in, t, cond, plan.size).chunk(2)
-            guided = uncond + sampling.leco_denoise_guidance_scale * (text - uncond)
-            x = self.schedule.ddim_step(guided, x, t, t_next)
-            if keep_all:
-                xs.append(x)
-        return xs if keep_all else [x]
+        n = plan.noise.shape[0]
+        cond = Conditioning.cat([self.embeddings[p].repeat(n) for p in (plan.pair.unconditional, plan.pair.target)])
+
+        def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:
+            return self._predict(x_pair, t, cond, plan.size)
+
+        return cfg_ddim(predict, plan.noise, self.schedule, self.grid, sampling.leco_denoise_guidance_scale, steps=steps,
+                        keep_all=keep_all, should_stop=self.should_stop)
 
     def preserving(self, plan: StepPlan) -> bool:
         """True where the slider must leave the target prompt as the frozen model predicts it."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..config import TrainConfig
+from ..adapters.targeting import TARGETING_PRESETS
+from ..config.train_config import TrainConfig
 from ..errors import SpecError
-from ..losses import LOSSES
-from ..objectives import OBJECTIVES
+from ..objectives.actions import OBJECTIVES
+from ..objectives.losses import LOSSES
 from ..optim import validate_names
 from ..prompts import PromptSet
-from ..targeting import TARGETING_PRESETS
 
 
 def validate_before_model_work(prompts: PromptSet, config: TrainConfig) -> None:

@@ -1,0 +1,1 @@
+"""Developer tools (not shipped in the pack): the ComfyUI finder and server harness, the example-workflow builder."""

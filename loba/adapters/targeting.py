@@ -1,0 +1,208 @@
+"""Which UNet layers the slider trains: presets, include/exclude regexes and per-layer rank/alpha/lr.
+
+Presets match module names of both naming schemes: diffusers (down_blocks.0.attentions.0...,
+down_blocks.0.resnets.0.conv1, downsamplers.0.conv, mid_block) and LDM/ComfyUI (input_blocks.1.1...,
+input_blocks.1.0.in_layers.2, emb_layers.1, out_layers.3, skip_connection, input_blocks.3.0.op,
+output_blocks.2.1.conv, middle_block). Leaf names inside transformer blocks are the same in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..config.train_config import NetworkConfig
+from ..errors import ConfigError
+from ..registry import Registry
+from .lora import adapter_kind
+from .target_spec import TargetSpec
+
+Predicate = Callable[[str, nn.Module], bool]
+TARGETING_PRESETS: Registry[Predicate] = Registry("targeting preset", field="preset")
+
+_ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$")
+_CROSS_ATTENTION = re.compile(r"\.attn2\.(to_q|to_k|to_v|to_out\.0)$")
+_IN_CROSS_ATTENTION = re.compile(r"\.attn2\.")
+_FEED_FORWARD = re.compile(r"\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)$")
+# Everything inside a Transformer2DModel / SpatialTransformer (kohya's default LoRA scope).
+_TRANSFORMER = re.compile(r"\.transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$")
+# ResnetBlock2D (diffusers) / ResBlock (LDM) layers; the norms are not Linear/Conv2d anyway.
+_RESNET = re.compile(r"\.resnets\.\d+\.(conv1|conv2|time_emb_proj|conv_shortcut)$"
+                     r"|\.\d+\.(in_layers\.2|out_layers\.3|emb_layers\.1|skip_connection)$")
+# Down/up samplers; conv_in (input_blocks.0.0) and conv_out (out.2) are excluded, as kohya does.
+_SAMPLER = re.compile(r"\.(downsamplers|upsamplers)\.\d+\.conv$"
+                      r"|(^|\.)input_blocks\.\d+\.0\.op$|(^|\.)output_blocks\.\d+\.[12]\.conv$")
+
+
+def _is_linear_like(module: nn.Module) -> bool:
+    return adapter_kind(module) == "lora"
+
+
+@TARGETING_PRESETS.register("attention")
+def attention(name: str, module: nn.Module) -> bool:
+    """Self- and cross-attention q/k/v/out projections."""
+    return _is_linear_like(module) and bool(_ATTENTION.search(name))
+
+
+@TARGETING_PRESETS.register("cross_attention")
+def cross_attention(name: str, module: nn.Module) -> bool:
+    """Cross-attention (attn2) only: ESD-x."""
+    return _is_linear_like(module) and bool(_CROSS_ATTENTION.search(name))
+
+
+@TARGETING_PRESETS.register("attention_mlp")
+def attention_mlp(name: str, module: nn.Module) -> bool:
+    """Attention projections plus the transformer feed-forward layers."""
+    return attention(name, module) or (_is_linear_like(module) and bool(_FEED_FORWARD.search(name)))
+
+
+@TARGETING_PRESETS.register("all_linear")
+def all_linear(name: str, module: nn.Module) -> bool:
+    """Every Linear and 1x1 Conv2d in the transformer blocks incl. proj_in/out: kohya's default LoRA."""
+    return _is_linear_like(module) and bool(_TRANSFORMER.search(name))
+
+
+@TARGETING_PRESETS.register("all_linear_conv")
+def all_linear_conv(name: str, module: nn.Module) -> bool:
+    """all_linear plus resnet and sampler layers (kohya LoCon with conv_dim); not conv_in/conv_out."""
+    if adapter_kind(module) is None:
+        return False
+    return all_linear(name, module) or bool(_RESNET.search(name) or _SAMPLER.search(name))
+
+
+@TARGETING_PRESETS.register("no_cross_attention")
+def no_cross_attention(name: str, module: nn.Module) -> bool:
+    """all_linear_conv without cross-attention: ESD-u."""
+    return all_linear_conv(name, module) and not _IN_CROSS_ATTENTION.search(name)
+
+
+def _compile(field_name: str, pattern: str) -> re.Pattern:
+    try:
+        return re.compile(str(pattern))
+    except re.error as exc:
+        raise ConfigError(field_name, f"pattern {pattern!r} is not a valid regular expression ({exc})") from None
+
+
+def _compile_table(field_name: str, table: Mapping) -> list[tuple[re.Pattern, object]]:
+    return [(_compile(field_name, pattern), value) for pattern, value in table.items()]
+
+
+def _first_match(table: list[tuple[re.Pattern, object]], name: str, default):
+    for pattern, value in table:
+        if pattern.search(name):
+            return value
+    return default
+
+
+def _number(field_name: str, pattern: str, value, cast, minimum: float) -> float:
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < minimum or (cast is int and number != float(value)):
+        kind = "an integer" if cast is int else "a number"
+        raise ConfigError(field_name, f"pattern {pattern!r}: value {value!r} must be {kind} >= {minimum:g}")
+    return number
+
+
+@dataclass
+class _Rules:
+    """The compiled regex tables of a NetworkConfig."""
+
+    include: list[re.Pattern]
+    exclude: list[re.Pattern]
+    rank: list[tuple[re.Pattern, object]]
+    alpha: list[tuple[re.Pattern, object]]
+    lr: list[tuple[re.Pattern, object]]
+
+    @staticmethod
+    def of(cfg: NetworkConfig) -> _Rules:
+        return _Rules([_compile("include", p) for p in cfg.include], [_compile("exclude", p) for p in cfg.exclude],
+                      _compile_table("rank_pattern", cfg.rank_pattern), _compile_table("alpha_pattern", cfg.alpha_pattern),
+                      _compile_table("lr_pattern", cfg.lr_pattern))
+
+    def spec(self, name: str, module: nn.Module, cfg: NetworkConfig) -> TargetSpec:
+        kind = adapter_kind(module)
+        rank, alpha = (cfg.network_dim, cfg.network_alpha) if kind == "lora" else (cfg.conv_dim, cfg.conv_alpha)
+        rank = _number("rank_pattern", _pattern_of(self.rank, name), _first_match(self.rank, name, rank), int, 1)
+        alpha = _number("alpha_pattern", _pattern_of(self.alpha, name), _first_match(self.alpha, name, alpha), float, 0)
+        lr = _number("lr_pattern", _pattern_of(self.lr, name), _first_match(self.lr, name, 1.0), float, 0)
+        return TargetSpec(name, kind, int(rank), float(alpha), float(lr))
+
+
+def _pattern_of(table: list[tuple[re.Pattern, object]], name: str) -> str:
+    return next((p.pattern for p, _ in table if p.search(name)), "(default)")
+
+
+def candidate_modules(root: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every Linear/Conv2d sub-module (subclasses included): what targeting can choose from."""
+    return [(name, module) for name, module in root.named_modules() if name and adapter_kind(module) is not None]
+
+
+def select_targets(root: nn.Module, cfg: NetworkConfig) -> list[TargetSpec]:
+    """The layers to adapt: preset, plus `include`, minus `exclude`, with rank/alpha/lr patterns applied."""
+    predicate = TARGETING_PRESETS.get(cfg.preset)
+    rules = _Rules.of(cfg)
+    candidates = candidate_modules(root)
+    targets = []
+    for name, module in candidates:
+        chosen = predicate(name, module) or any(p.search(name) for p in rules.include)
+        if chosen and not any(p.search(name) for p in rules.exclude):
+            targets.append(rules.spec(name, module, cfg))
+    if not targets:
+        raise ConfigError("preset", f"preset '{cfg.preset}' with include {list(cfg.include)} and exclude "
+                          f"{list(cfg.exclude)} selects none of the {len(candidates)} Linear/Conv2d modules scanned; "
+                          f"try preset 'all_linear' or loosen exclude (presets: {', '.join(TARGETING_PRESETS.names())})")
+    return targets
+
+
+def adapter_parameters(spec: TargetSpec, module: nn.Module) -> int:
+    """r*(in+out) for Linear; r*in*kh*kw + out*r for Conv2d (same formula as LoRAModule's shapes)."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return spec.rank * module.in_channels * kh * kw + module.out_channels * spec.rank
+    return spec.rank * (module.in_features + module.out_features)
+
+
+@dataclass(frozen=True)
+class TargetingReport:
+    """What a targeting choice trains: for logs, the CLI and node tooltips."""
+
+    num_modules: int
+    num_parameters: int
+    by_kind: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.by_kind.items()))
+        return f"{self.num_modules} layers ({kinds}), {self.num_parameters:,} adapter parameters"
+
+
+def describe(targets: Iterable[TargetSpec], root: nn.Module, examples_per_kind: int = 3) -> TargetingReport:
+    targets = list(targets)
+    by_kind: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    parameters = 0
+    for spec in targets:
+        by_kind[spec.kind] = by_kind.get(spec.kind, 0) + 1
+        if len(examples.setdefault(spec.kind, [])) < examples_per_kind:
+            examples[spec.kind].append(spec.name)
+        parameters += adapter_parameters(spec, root.get_submodule(spec.name))
+    return TargetingReport(len(targets), parameters, by_kind, examples)
+
+
+def describe_presets(root: nn.Module, cfg: NetworkConfig | None = None) -> dict[str, TargetingReport]:
+    """A report per registered preset (with cfg's ranks and patterns): lets a UI compare presets."""
+    cfg = cfg or NetworkConfig()
+    reports = {}
+    for preset in TARGETING_PRESETS.names():
+        try:
+            targets = select_targets(root, dataclasses.replace(cfg, preset=preset))
+        except ConfigError:
+            targets = []
+        reports[preset] = describe(targets, root)
+    return reports

@@ -1,1 +1,0 @@
-"""Model backends: the small interface the trainer talks to, and its implementations."""

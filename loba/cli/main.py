@@ -1,0 +1,153 @@
+"""`loba`: the headless command line.
+
+    loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH] [--set key=value ...]
+    loba demo --out DIR                        the main job: two sliders on the embedded toy model
+    loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
+    loba toyworld build|competence|export-diffusers ...
+    loba make-tiny-model DIR [--kind sd1|sd2|sdxl] [--v-prediction]
+
+Each command is a registered (add_arguments, run) pair; heavy imports happen inside run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import LobaError
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: Registry[Command] = Registry("command", field="command")
+
+
+def _parse_value(text: str):
+    from ..config.toml_compat import TOMLDecodeError, loads
+
+    try:
+        return loads(f"v = {text}")["v"]
+    except TOMLDecodeError:
+        return text
+
+
+def _overrides(pairs: Sequence[str]) -> dict:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise LobaError(f"--set expects key=value, got '{pair}'")
+        values[key.strip()] = _parse_value(value.strip())
+    return values
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="run file: model, training options and prompts (sd-scripts LECO keys work)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: slider.safetensors, loss.csv, checkpoints/")
+    parser.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest in OUT/checkpoints")
+    parser.add_argument("--model", help="base model (overrides pretrained_model_name_or_path)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option, e.g. --set network_dim=8")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train(args) -> int:
+    from .train import run_train
+
+    return run_train(args.config, args.out, resume=args.resume, model=args.model, overrides=_overrides(args.set), quiet=args.quiet)
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slider", type=Path, required=True, help="kohya LoRA file trained on the toy model")
+    parser.add_argument("--spec", type=Path, required=True, help="eval spec TOML (see examples/eval-*.toml)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--weights", help="toy model: a diffusers folder or weights file (default: the shipped one)")
+    parser.add_argument("--device", default="cpu")
+
+
+def _eval(args) -> int:
+    from ..toyworld.evaluate import run_eval
+
+    return run_eval(args.slider, args.spec, args.out, args.weights, args.device)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per slider, summary.json)")
+    parser.add_argument("--weights", type=Path, help="toy-world weight file (default: the one shipped in the package)")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same steps (figures meaningless)")
+    parser.add_argument("--objective", choices=("leco-classic",),
+                        help="also run the original LECO recipe on the same budget and print both side by side")
+
+
+def _demo(args) -> int:
+    from ..toyworld.demo import run_demo
+
+    objectives = ("loba",) + ((args.objective,) if args.objective else ())
+    run_demo(args.out, args.weights, quick=args.quick, objectives=objectives)
+    print(f"demo results in {args.out} (summary.json, */eval/grid.png)")
+    return 0
+
+
+def _tiny_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--kind", choices=("sd1", "sd2", "sdxl"), default="sd1")
+    parser.add_argument("--v-prediction", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _tiny(args) -> int:
+    from support.tiny_models import tiny_pipeline
+
+    tiny_pipeline(args.folder, args.kind, "v_prediction" if args.v_prediction else "epsilon", args.seed)
+    print(f"tiny {args.kind} pipeline written to {args.folder}")
+    return 0
+
+
+def _toyworld_arguments(parser: argparse.ArgumentParser) -> None:
+    from .toyworld import add_toyworld_verbs
+
+    add_toyworld_verbs(parser)
+
+
+def _toyworld(args) -> int:
+    from .toyworld import run_toyworld
+
+    return run_toyworld(args)
+
+
+COMMANDS.register("train", Command("train a slider from a TOML/JSON run file", _train_arguments, _train))
+COMMANDS.register("demo", Command("train and evaluate two sliders on the embedded toy model (offline, CPU)", _demo_arguments, _demo))
+COMMANDS.register("eval", Command("score a slider on the toy world: metrics.json and grid.png", _eval_arguments, _eval))
+COMMANDS.register("toyworld", Command("the toy-world text-to-image model", _toyworld_arguments, _toyworld))
+COMMANDS.register("make-tiny-model", Command("build a tiny random SD-architecture pipeline (smoke tests, no download)",
+                                            _tiny_arguments, _tiny))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loba", description="Train LoRA sliders from prompts alone (LECO, extended).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        command.add_arguments(commands.add_parser(name, help=command.help))
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS.get(args.command).run(args)
+    except LobaError as exc:
+        print(f"loba: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

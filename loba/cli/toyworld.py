@@ -1,0 +1,75 @@
+"""`loba toyworld <verb>`: build the embedded toy model, measure it, export it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import LobaError
+
+DEFAULT_WORK = Path.home() / ".cache" / "loba" / "toyworld-build"
+
+
+def add_toyworld_verbs(parser: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="toyworld_command", required=True)
+    build = verbs.add_parser("build", help="train the toy model from nothing (deterministic; resumes an interrupted build)")
+    build.add_argument("--out", type=Path, required=True,
+                       help="weights file to write (shipped: loba/toyworld/weights/toyworld.safetensors)")
+    build.add_argument("--work", type=Path, default=DEFAULT_WORK, help="stage checkpoints (resumable)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--denoiser-steps", type=int, help="override the recipe (quick trial builds)")
+    build.add_argument("--autoencoder-steps", type=int, help="override the recipe (quick trial builds)")
+    build.add_argument("--no-competence", action="store_true", help="skip measuring competence before packaging")
+    competence = verbs.add_parser("competence", help="measure how well the toy model draws what it is asked")
+    competence.add_argument("--weights", type=Path, help="weights file (default: the shipped one)")
+    competence.add_argument("--samples", type=int, default=64, help="samples per prompt (fully specified and partial)")
+    competence.add_argument("--out", type=Path, help="write the figures as JSON here")
+    export = verbs.add_parser("export-diffusers", help="write the toy model as a diffusers StableDiffusionPipeline folder")
+    export.add_argument("folder", type=Path)
+    export.add_argument("--weights", type=Path, help="toy-world weight file (default: the one shipped in the package)")
+
+
+def _build(args) -> int:
+    from dataclasses import replace
+
+    from ..toyworld.build import BuildRecipe, build_and_package
+
+    recipe = BuildRecipe(seed=args.seed)
+    if args.denoiser_steps:
+        recipe = replace(recipe, denoiser_steps=args.denoiser_steps)
+    if args.autoencoder_steps:
+        recipe = replace(recipe, autoencoder_steps=args.autoencoder_steps)
+    build_and_package(args.work, args.out, recipe, competence=not args.no_competence)
+    return 0
+
+
+def _competence(args) -> int:
+    from ..toyworld.competence import measure_competence
+    from ..toyworld.files import load_toy_components
+
+    figures = measure_competence(load_toy_components(args.weights), samples_per_prompt=args.samples,
+                                 partial_samples=args.samples)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        from ..sliders.atomic import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    return 0 if figures["competent"] else 1
+
+
+def _export(args) -> int:
+    from ..toyworld.export import export_diffusers
+
+    print(f"toy-world pipeline written to {export_diffusers(args.folder, args.weights)}")
+    return 0
+
+
+VERBS = {"build": _build, "competence": _competence, "export-diffusers": _export}
+
+
+def run_toyworld(args) -> int:
+    if args.toyworld_command not in VERBS:
+        raise LobaError(f"unknown toyworld command '{args.toyworld_command}'")
+    return VERBS[args.toyworld_command](args)

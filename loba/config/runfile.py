@@ -1,0 +1,70 @@
+"""The `loba train` file: model, training options and prompts in one TOML (or JSON).
+
+Model keys use sd-scripts' argument names; training options are TrainConfig fields (flat or in
+[network]/[optimizer]/[loss]/[noise]/[sampling] tables); everything else is the prompt spec, in
+sd-scripts' LECO format or LOBA's own. `prompts_file` may point to a separate prompt file instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import ConfigError
+from ..prompts import PromptSet
+from ..prompts.loader import load_prompt_file, prompt_set_from_dict, read_prompt_table, training_option_keys
+from .train_config import SECTIONS, TrainConfig, config_from_dict
+
+MODEL_KEYS = {
+    "pretrained_model_name_or_path": "diffusers folder, hub id or single checkpoint file of the base model",
+    "v_parameterization": "force v-prediction (SD2 768-v style models whose scheduler config says epsilon)",
+    "sdxl": "the single checkpoint file is SDXL (detected from its keys when unset)",
+    "model_config": "for a single checkpoint file: a diffusers folder (or hub id) holding the component configs, for offline loading",
+    "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
+    "device": "cpu, cuda, cuda:1, mps ...",
+    "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
+}
+
+
+@dataclass(frozen=True)
+class RunFile:
+    model: str
+    prompts: PromptSet
+    config: TrainConfig
+    prediction_type: Optional[str] = None
+    sdxl: Optional[bool] = None
+    model_dtype: str = "float32"
+    model_config: Optional[str] = None
+    device: str = "cpu"
+
+
+def split_run_table(data: dict[str, Any], base_dir: Path, source: str) -> tuple[dict[str, Any], TrainConfig, PromptSet]:
+    """(model keys, training config, prompt set) of a parsed run table."""
+    data = dict(data)
+    model_values = {key: data.pop(key) for key in list(data) if key in MODEL_KEYS}
+    training_keys = training_option_keys() | set(SECTIONS)
+    training = {key: data.pop(key) for key in list(data) if key in training_keys}
+    config = config_from_dict(training, where=source)
+    prompts_file = model_values.get("prompts_file")
+    if prompts_file:
+        if data:
+            raise ConfigError(next(iter(data)), "prompts are given both inline and by prompts_file; keep one")
+        return model_values, config, load_prompt_file(base_dir / prompts_file)
+    return model_values, config, prompt_set_from_dict(data, base_dir, source)
+
+
+def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> RunFile:
+    path = Path(path)
+    model_values, config, prompts = split_run_table({**read_prompt_table(path), **(overrides or {})}, path.parent, path.name)
+    model = model_values.get("pretrained_model_name_or_path")
+    if not model:
+        raise ConfigError("pretrained_model_name_or_path", f"{path.name} names no base model; set it or pass --model")
+    return RunFile(
+        model=str(model), prompts=prompts, config=config,
+        prediction_type="v_prediction" if model_values.get("v_parameterization") else None,
+        sdxl=None if "sdxl" not in model_values else bool(model_values["sdxl"]),
+        model_dtype=str(model_values.get("model_dtype", "float32")),
+        model_config=model_values.get("model_config"),
+        device=str(model_values.get("device", "cpu")),
+    )

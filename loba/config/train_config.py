@@ -1,0 +1,248 @@
+"""Training configuration: frozen dataclasses whose help strings double as node tooltips.
+
+Field names follow sd-scripts' LECO arguments where they exist (network_dim, network_alpha,
+learning_rate, max_train_steps, save_every_n_steps, max_denoising_steps,
+leco_denoise_guidance_scale) so that users can carry their settings over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..dtypes import SAVE_PRECISIONS
+from ..errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+def option(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with a help string (and optional min/max/choices for UIs)."""
+    meta = {"help": help, **extra}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _require(cond: bool, name: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(name, message)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    network_dim: int = option(4, "LoRA rank of linear (and 1x1 conv) layers. SD 4-8, SDXL 8-16.", min=1, max=1024)
+    network_alpha: float = option(1.0, "LoRA alpha; the update is scaled by alpha/rank.", min=0.0)
+    conv_dim: int = option(4, "LoCon rank of 3x3 convolutions, used when the preset targets convolutions.", min=1, max=1024)
+    conv_alpha: float = option(1.0, "LoCon alpha of 3x3 convolutions (scale alpha/conv_dim).", min=0.0)
+    preset: str = option("all_linear", "Which layers to train: a targeting preset.", choices="targeting_presets")
+    include: tuple = option((), "Regexes over module names; matching Linear/Conv layers are added to the preset.")
+    exclude: tuple = option((), "Regexes over module names; matching layers are never trained.")
+    rank_pattern: dict = option({}, "Per-block rank: {regex: rank}; the first regex that matches a module name wins.")
+    alpha_pattern: dict = option({}, "Per-block alpha: {regex: alpha}; the first regex that matches wins.")
+    lr_pattern: dict = option({}, "Per-layer learning-rate multipliers: {regex: multiplier}; first match wins.")
+
+    def __post_init__(self):
+        _require(int(self.network_dim) >= 1, "network_dim", "must be a positive integer, e.g. 4")
+        _require(float(self.network_alpha) >= 0, "network_alpha", "must be >= 0, e.g. 1.0")
+        _require(int(self.conv_dim) >= 1, "conv_dim", "must be a positive integer, e.g. 4")
+        _require(float(self.conv_alpha) >= 0, "conv_alpha", "must be >= 0, e.g. 1.0")
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        for name in ("rank_pattern", "alpha_pattern", "lr_pattern"):
+            _require(isinstance(getattr(self, name), Mapping), name, "must be a table {regex = value}")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    optimizer: str = option("adamw", "Optimizer name from the optimizer registry.", choices="optimizers")
+    learning_rate: float = option(1e-4, "Base learning rate.", min=0.0)
+    weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, Lion) or L2 (Adam, SGD).", min=0.0)
+    optimizer_args: dict = option({}, "Extra keyword arguments for the optimizer, e.g. {betas = [0.9, 0.99]}.")
+    lr_scheduler: str = option("constant", "Learning-rate schedule from the schedule registry.", choices="schedules")
+    lr_warmup_steps: int = option(0, "Linear warmup steps before the schedule starts.", min=0)
+    lr_scheduler_num_cycles: int = option(1, "Restarts for cosine_with_restarts.", min=1)
+    max_grad_norm: float = option(1.0, "Clip the gradient norm to this value; 0 disables clipping.", min=0.0)
+
+    def __post_init__(self):
+        _require(float(self.learning_rate) > 0, "learning_rate", "must be > 0, e.g. 1e-4")
+        _require(int(self.lr_warmup_steps) >= 0, "lr_warmup_steps", "must be >= 0")
+        _require(int(self.lr_scheduler_num_cycles) >= 1, "lr_scheduler_num_cycles", "must be >= 1")
+        _require(float(self.max_grad_norm) >= 0, "max_grad_norm", "must be >= 0 (0 disables clipping)")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    loss_type: str = option("mse", "Per-element loss from the loss registry.", choices="losses")
+    huber_delta: float = option(1.0, "Delta of the huber loss and beta of smooth_l1.", min=0.0)
+    min_snr_gamma: float = option(0.0, "Min-SNR-gamma loss weighting (5 is typical); 0 disables it.", min=0.0)
+    preservation_weight: float = option(1.0, "Scale on every preservation prompt's own weight.", min=0.0)
+
+    def __post_init__(self):
+        _require(float(self.huber_delta) > 0, "huber_delta", "must be > 0, e.g. 1.0")
+        _require(float(self.min_snr_gamma) >= 0, "min_snr_gamma", "must be >= 0 (0 disables it)")
+        _require(float(self.preservation_weight) >= 0, "preservation_weight", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    noise_offset: float = option(0.0, "Offset noise strength added to the initial noise; 0 disables it.", min=0.0)
+    multires_noise_iterations: int = option(0, "Pyramid (multires) noise levels on the initial noise; 0 disables it.", min=0)
+    multires_noise_discount: float = option(0.3, "Per-level discount of the pyramid noise.", min=0.0, max=1.0)
+
+    def __post_init__(self):
+        _require(float(self.noise_offset) >= 0, "noise_offset", "must be >= 0")
+        _require(int(self.multires_noise_iterations) >= 0, "multires_noise_iterations", "must be >= 0")
+        _require(0 <= float(self.multires_noise_discount) <= 1, "multires_noise_discount", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_denoising_steps: int = option(40, "DDIM grid of the partial denoise that produces x_t.", min=2)
+    leco_denoise_guidance_scale: float = option(3.0, "CFG scale of the partial denoise.", min=0.0)
+    denoise_with_adapter: bool = option(True, "Apply the slider (at the pair's multiplier) during the partial denoise, as LECO does.")
+    trajectory_cache: int = option(0, "Trajectory cache: keep this many partial-denoise trajectories per pair and read "
+                                   "x_t from them instead of re-denoising every step (much faster); 0 = off (LECO).", min=0, max=64)
+    trajectory_refresh_every: int = option(4, "With the trajectory cache: one new trajectory per pair every N uses.", min=1)
+    min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
+    max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
+    preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "
+                                         "prediction for its target prompt: the slider learns to stay off in the early "
+                                         "steps that decide layout and background. 1000 disables it.", min=1, max=1000)
+
+    def __post_init__(self):
+        _require(int(self.max_denoising_steps) >= 2, "max_denoising_steps", "must be >= 2, e.g. 40")
+        _require(int(self.trajectory_cache) >= 0, "trajectory_cache", "must be >= 0 (0 turns the cache off)")
+        _require(int(self.trajectory_refresh_every) >= 1, "trajectory_refresh_every", "must be >= 1")
+        _require(0 <= int(self.min_timestep) < int(self.max_timestep) <= 1000, "min_timestep",
+                 "need 0 <= min_timestep < max_timestep <= 1000")
+        _require(1 <= int(self.preserve_from_timestep) <= 1000, "preserve_from_timestep", "must be in 1-1000 (1000 disables it)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    version: int = option(CONFIG_VERSION, "Config format version (migrations keep old files loading).")
+    max_train_steps: int = option(500, "Number of optimizer steps.", min=1)
+    seed: int = option(42, "Seed of every random draw (pairs, timesteps, noise); same seed -> same slider.")
+    save_every_n_steps: int = option(0, "Write a resumable checkpoint every N steps; 0 disables it.", min=0)
+    save_precision: str = option("float", "dtype of the saved slider: float, fp16 or bf16.", choices=SAVE_PRECISIONS)
+    mixed_precision: str = option("no", "Autocast the model forward: no, fp16, bf16 (adapter stays fp32).", choices=("no", "fp16", "bf16"))
+    gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
+    network: NetworkConfig = field(default_factory=NetworkConfig, metadata={"help": "Adapter and targeting."})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "Optimizer and schedule."})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "Loss stack."})
+    noise: NoiseConfig = field(default_factory=NoiseConfig, metadata={"help": "Initial-noise shaping."})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "How x_t is produced."})
+
+    def __post_init__(self):
+        _require(int(self.version) <= CONFIG_VERSION, "version",
+                 f"config version {self.version} is newer than this LOBA ({CONFIG_VERSION}); update LOBA")
+        _require(int(self.max_train_steps) >= 1, "max_train_steps", "must be >= 1")
+        _require(int(self.save_every_n_steps) >= 0, "save_every_n_steps", "must be >= 0")
+        _require(self.save_precision in ("float", "fp16", "bf16"), "save_precision", "use float, fp16 or bf16")
+        _require(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision", "use no, fp16 or bf16")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=list)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Return a copy with flat or nested field changes, e.g. replace(network_dim=8)."""
+        return config_from_dict({**_flatten(self.to_dict()), **changes})
+
+
+SECTIONS = {"network": NetworkConfig, "optimizer": OptimizerConfig, "loss": LossConfig,
+            "noise": NoiseConfig, "sampling": SamplingConfig}
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _flatten(nested: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _section_of(name: str) -> str | None:
+    for section, cls in SECTIONS.items():
+        if name in _field_names(cls):
+            return section
+    return None
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
+    """Build a TrainConfig from nested tables ([network] ...) or flat sd-scripts-style keys."""
+    top_fields = _field_names(TrainConfig) - set(SECTIONS)
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            for sub_key, _sub_value in value.items():
+                if sub_key not in _field_names(SECTIONS[key]):
+                    raise ConfigError(f"{key}.{sub_key}", f"unknown option in [{key}] of {where}; "
+                                      f"known: {', '.join(sorted(_field_names(SECTIONS[key])))}")
+                sections[key][sub_key] = value[sub_key]
+        elif key in top_fields:
+            top[key] = value
+        elif (section := _section_of(key)) is not None:
+            sections[section][key] = value
+        else:
+            raise ConfigError(key, f"unknown option in {where}; check the spelling (see `loba train --help`)")
+    built = {name: _construct(SECTIONS[name], values, name) for name, values in sections.items()}
+    return _construct(TrainConfig, {**top, **built}, "config")
+
+
+def _construct(cls, values: Mapping[str, Any], where: str):
+    types = {f.name: f for f in dataclasses.fields(cls)}
+    converted = {}
+    for key, value in values.items():
+        default = types[key].default
+        converted[key] = _coerce(value, default, f"{where}.{key}" if where != "config" else key)
+    return cls(**converted)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    """Convert TOML/JSON values to the field's type, naming the field when it cannot."""
+    if default is dataclasses.MISSING or isinstance(value, (NetworkConfig, OptimizerConfig, LossConfig,
+                                                            NoiseConfig, SamplingConfig)):
+        return value
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(default, int):
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise TypeError
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                return (value,)
+            return tuple(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"expected {type(default).__name__}, got {value!r}") from None
+    return value
+
+
+def field_help(cls) -> dict[str, str]:
+    """Help strings by field name: the node tooltips."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

@@ -1,0 +1,1 @@
+"""Diffusion maths: noise schedules (zero-terminal-SNR included), noise sampling, and prediction types."""

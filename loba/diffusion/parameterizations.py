@@ -1,0 +1,44 @@
+"""What the model predicts: epsilon or v. A registry, so a new parameterization is one registration.
+
+With a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t) and x_t = a*x0 + s*eps:
+    v = a*eps - s*x0,   eps = a*v + s*x_t,   x0 = a*x_t - s*v = (x_t - s*eps) / a.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..registry import Registry
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Parameterization:
+    to_epsilon: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (output, x_t, a, s) -> eps
+    to_x0: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (output, x_t, a, s) -> x0
+    from_epsilon: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (eps, x_t, a, s) -> output
+    # Min-SNR-gamma weight from the SNR at the real timestep. For a fixed x_t, v = eps/a - (s/a)*x_t,
+    # so a v-space squared error is the eps-space one times 1/a^2 = (snr+1)/snr: the v weight is the
+    # eps weight times snr/(snr+1), which makes both train identically.
+    min_snr_weight: Callable[[Tensor, float], Tensor]
+
+
+PARAMETERIZATIONS: Registry[Parameterization] = Registry("prediction type", field="prediction_type")
+
+PARAMETERIZATIONS.register("epsilon", Parameterization(
+    to_epsilon=lambda out, x, a, s: out,
+    to_x0=lambda out, x, a, s: (x - s * out) / a,
+    from_epsilon=lambda eps, x, a, s: eps,
+    # min(snr, gamma)/snr written as min(gamma/snr, 1): finite (1) at snr = 0.
+    min_snr_weight=lambda snr, gamma: torch.clamp(gamma / snr, max=1.0),
+))
+PARAMETERIZATIONS.register("v_prediction", Parameterization(
+    to_epsilon=lambda out, x, a, s: a * out + s * x,
+    to_x0=lambda out, x, a, s: a * x - s * out,
+    from_epsilon=lambda eps, x, a, s: (eps - s * x) / a,
+    min_snr_weight=lambda snr, gamma: torch.clamp(snr, max=gamma) / (snr + 1),
+))

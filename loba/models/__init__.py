@@ -1,0 +1,1 @@
+"""Models: the small backend interface the trainer talks to, its diffusers implementation, and key naming."""

@@ -1,0 +1,179 @@
+"""ModelBackend for diffusers models: UNet2DConditionModel plus CLIP text encoders.
+
+Loads SD1.x, SD2.x (epsilon or v-prediction) and SDXL from a pipeline folder or hub id
+(`from_pretrained`) or from one checkpoint file (`from_single_file`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..diffusion.parameterizations import PARAMETERIZATIONS
+from ..errors import UnsupportedModelError
+from .backend import Conditioning, ModelBackend, SizeConditioning
+
+
+def detect_family(unet: nn.Module) -> str:
+    config = unet.config
+    if getattr(config, "addition_embed_type", None) == "text_time":
+        return "sdxl"
+    if getattr(config, "use_linear_projection", False) or getattr(config, "cross_attention_dim", 768) == 1024:
+        return "sd2"
+    return "sd1"
+
+
+class DiffusersBackend(ModelBackend):
+    def __init__(self, unet: nn.Module, text_encoders: Sequence[nn.Module], tokenizers: Sequence, alphas_cumprod: torch.Tensor,
+                 prediction_type: str = "epsilon", family: Optional[str] = None):
+        if prediction_type not in PARAMETERIZATIONS:
+            supported = ", ".join(PARAMETERIZATIONS.names())
+            raise UnsupportedModelError(f"prediction_type '{prediction_type}' is not supported; LOBA trains {supported} models")
+        self.unet = unet
+        self.text_encoders = list(text_encoders)
+        self.tokenizers = list(tokenizers)
+        self._alphas_cumprod = alphas_cumprod.detach().to("cpu", torch.float64)
+        self.prediction_type = prediction_type
+        self.family = family or detect_family(unet)
+        self.latent_channels = int(unet.config.in_channels)
+        if self.family == "sdxl" and len(self.text_encoders) != 2:
+            raise UnsupportedModelError("an SDXL UNet needs two text encoders (text_encoder and text_encoder_2)")
+        self._kohya_names = None
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_id: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
+                        prediction_type: Optional[str] = None, **kwargs) -> DiffusersBackend:
+        """Load from a diffusers pipeline folder (or hub id when online)."""
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+        is_sdxl = _has_component(path_or_id, "text_encoder_2", kwargs)
+        unet = UNet2DConditionModel.from_pretrained(path_or_id, subfolder="unet", torch_dtype=torch_dtype, **kwargs)
+        encoders = [CLIPTextModel.from_pretrained(path_or_id, subfolder="text_encoder", torch_dtype=torch_dtype, **kwargs)]
+        tokenizers = [CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer", **kwargs)]
+        if is_sdxl:
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(path_or_id, subfolder="text_encoder_2",
+                                                                        torch_dtype=torch_dtype, **kwargs))
+            tokenizers.append(CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer_2", **kwargs))
+        scheduler = DDPMScheduler.from_pretrained(path_or_id, subfolder="scheduler", **kwargs)
+        return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device)
+
+    @classmethod
+    def from_single_file(cls, path: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
+                         prediction_type: Optional[str] = None, sdxl: Optional[bool] = None, **kwargs) -> DiffusersBackend:
+        """Load one .safetensors/.ckpt checkpoint (pass config=<folder> to stay offline); SDXL is detected from the keys."""
+        from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        if sdxl is None:
+            sdxl = _single_file_is_sdxl(path)
+        pipeline_cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+        pipe = pipeline_cls.from_single_file(path, torch_dtype=torch_dtype, **kwargs)
+        encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
+        tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if sdxl else [])
+        scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        return cls._assemble(pipe.unet, encoders, tokenizers, scheduler, prediction_type, device)
+
+    @classmethod
+    def _assemble(cls, unet, encoders, tokenizers, scheduler, prediction_type, device) -> DiffusersBackend:
+        unet.to(device).eval()
+        for encoder in encoders:
+            encoder.to(device).eval()
+        chosen = prediction_type or scheduler.config.prediction_type
+        return cls(unet, encoders, tokenizers, scheduler.alphas_cumprod, chosen)
+
+    # -- the interface ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def denoiser(self) -> nn.Module:
+        return self.unet
+
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self._alphas_cumprod
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        distinct = list(dict.fromkeys(prompts))
+        if not distinct:
+            return {}
+        contexts, pooled = [], None
+        for index, (encoder, tokenizer) in enumerate(zip(self.text_encoders, self.tokenizers)):
+            # Tokenizers saved without model_max_length report a huge sentinel; the encoder knows its length.
+            length = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
+            ids = tokenizer(distinct, padding="max_length", max_length=length, truncation=True,
+                            return_tensors="pt").input_ids.to(encoder.device)
+            if self.family == "sdxl":
+                out = encoder(ids, output_hidden_states=True)
+                contexts.append(out.hidden_states[-2])
+                if index == 1:
+                    pooled = out.text_embeds
+            else:
+                contexts.append(encoder(ids)[0])
+        context = torch.cat(contexts, dim=-1).to(self.device, self.dtype)
+        pooled = None if pooled is None else pooled.to(self.device, self.dtype)
+        return {text: Conditioning(context[i:i + 1], None if pooled is None else pooled[i:i + 1])
+                for i, text in enumerate(distinct)}
+
+    def predict(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
+                size: Optional[SizeConditioning] = None) -> torch.Tensor:
+        added = None
+        if self.family == "sdxl":
+            if cond.pooled is None:
+                raise UnsupportedModelError("SDXL conditioning needs a pooled text embedding")
+            size = size or SizeConditioning.plain(x.shape[-2] * self.vae_scale_factor, x.shape[-1] * self.vae_scale_factor)
+            ids = torch.tensor([[*size.original, *size.crop_top_left, *size.target]], device=x.device, dtype=x.dtype)
+            added = {"text_embeds": cond.pooled, "time_ids": ids.expand(x.shape[0], -1)}
+        return self.unet(x, timesteps.to(x.device), encoder_hidden_states=cond.context, added_cond_kwargs=added).sample
+
+    def _names(self):
+        if self._kohya_names is None:
+            from .naming import KohyaNames
+
+            self._kohya_names = KohyaNames(self.unet, self.family)
+        return self._kohya_names
+
+    def kohya_name(self, module_name: str) -> str:
+        return self._names().kohya_name(module_name)
+
+    def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
+        return self._names().module_name_from_kohya(kohya_key)
+
+    def gradient_checkpointing(self) -> bool:
+        return bool(self.unet.is_gradient_checkpointing)
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        if enabled:
+            self.unet.enable_gradient_checkpointing()
+        else:
+            self.unet.disable_gradient_checkpointing()
+
+
+def _single_file_is_sdxl(path: str) -> bool:
+    """SDXL checkpoints carry a second (OpenCLIP) text encoder under conditioner.embedders.1."""
+    if not str(path).endswith(".safetensors"):
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return any(key.startswith("conditioner.embedders.1.") for key in handle.keys())
+
+
+def _has_component(path_or_id: str, name: str, kwargs: dict) -> bool:
+    index = Path(path_or_id) / "model_index.json"
+    if index.is_file():
+        return name in json.loads(index.read_text())
+    from huggingface_hub import hf_hub_download
+
+    local = hf_hub_download(path_or_id, "model_index.json", **{k: v for k, v in kwargs.items() if k in ("revision", "token")})
+    return name in json.loads(Path(local).read_text())

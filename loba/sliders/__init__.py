@@ -1,0 +1,1 @@
+"""Slider files: kohya-format read/write, LOBA metadata, merging, and atomic writes."""

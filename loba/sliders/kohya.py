@@ -1,0 +1,136 @@
+"""kohya-format LoRA/LoCon slider files: the format ComfyUI, A1111/Forge, kohya and diffusers load."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..adapters import AdapterNetwork
+from ..errors import AdapterFileError
+from .atomic import atomic_write
+
+DOWN, UP, ALPHA = "lora_down.weight", "lora_up.weight", "alpha"
+_KEY = re.compile(r"^(lora_(?:unet|te|te1|te2)_\w+)\.(lora_down\.weight|lora_up\.weight|alpha)$")
+_TEXT_ENCODER_STEM = re.compile(r"^lora_te\d?_")
+
+
+def network_metadata(network: AdapterNetwork) -> dict[str, str]:
+    """kohya's ss_* fields: dim/alpha of the linear layers, conv dim/alpha in ss_network_args for LoCon."""
+    by_kind: dict[str, Counter] = {}
+    for _, lora in network.items():
+        by_kind.setdefault(lora.kind, Counter())[(lora.rank, float(lora.alpha))] += 1
+    main = by_kind.get("lora") or by_kind.get("locon") or Counter({(0, 0.0): 1})
+    (dim, alpha), _ = main.most_common(1)[0]
+    metadata = {"ss_network_module": "networks.lora", "ss_network_dim": str(dim), "ss_network_alpha": str(alpha)}
+    if "locon" in by_kind:
+        (conv_dim, conv_alpha), _ = by_kind["locon"].most_common(1)[0]
+        metadata["ss_network_args"] = json.dumps({"conv_dim": str(conv_dim), "conv_alpha": str(conv_alpha)})
+    return metadata
+
+
+def slider_tensors(network: AdapterNetwork, kohya_name: Callable[[str], str],
+                   dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The file's tensors: <stem>.lora_down.weight, <stem>.lora_up.weight, <stem>.alpha (0-d), all in `dtype`."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, state in network.module_state().items():
+        stem = kohya_name(name)
+        if f"{stem}.{DOWN}" in tensors:
+            raise ValueError(f"two modules share the kohya name '{stem}' (second: '{name}')")
+        for key in (DOWN, UP, ALPHA):
+            tensors[f"{stem}.{key}"] = state[key].detach().to(device="cpu", dtype=dtype).contiguous()
+    return tensors
+
+
+def save_slider(path: str | os.PathLike, network: AdapterNetwork, kohya_name: Callable[[str], str], *,
+                metadata: Mapping[str, object] | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Write a kohya LoRA/LoCon file atomically. Caller metadata (loba_config ...) is added to the ss_* fields;
+    non-string values are stored as JSON."""
+    from safetensors.torch import save
+
+    tensors = slider_tensors(network, kohya_name, dtype)
+    text = network_metadata(network)
+    for key, value in (metadata or {}).items():
+        text[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    data = save(tensors, metadata=text)
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_slider_file(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
+                      dtype: torch.dtype = torch.float32) -> Path:
+    """Write already-named kohya tensors (a merged or loaded slider) atomically, checked like a loaded file."""
+    from safetensors.torch import save
+
+    _validate(tensors, path)
+    data = save({key: t.detach().to("cpu", dtype).contiguous() for key, t in tensors.items()},
+                metadata={str(k): str(v) for k, v in metadata.items()})
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+@dataclass
+class SliderFile:
+    """A loaded kohya LoRA file: tensors by key, the string metadata, and where it came from."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str] = field(default_factory=dict)
+    path: str = ""
+
+    def module_stems(self) -> set[str]:
+        return {key.rsplit(".", 2)[0] if key.endswith(".weight") else key.rsplit(".", 1)[0] for key in self.tensors}
+
+    def module_state(self, stem: str) -> dict[str, torch.Tensor]:
+        """{lora_down.weight, lora_up.weight[, alpha]} of one stem (alpha absent means alpha = rank)."""
+        return {key: self.tensors[f"{stem}.{key}"] for key in (DOWN, UP, ALPHA) if f"{stem}.{key}" in self.tensors}
+
+
+def load_slider(path: str | os.PathLike) -> SliderFile:
+    """Read and validate a kohya LoRA/LoCon file (any LoRA trainer's, not only LOBA's)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises several types for missing, truncated or foreign files
+        raise AdapterFileError(f"cannot read LoRA file {path}: {exc}") from exc
+    _validate(tensors, path)
+    return SliderFile(tensors, metadata, str(path))
+
+
+def _validate(tensors: Mapping[str, torch.Tensor], path) -> None:
+    parts: dict[str, set[str]] = {}
+    for key in tensors:
+        match = _KEY.match(key)
+        if match is None:
+            raise AdapterFileError(f"{path}: key '{key}' is not in kohya LoRA form "
+                                   "(lora_unet_<module>.lora_down.weight / .lora_up.weight / .alpha); "
+                                   "LoHa, LoKr, DoRA and diffusers/peft-format files are not supported")
+        parts.setdefault(match.group(1), set()).add(match.group(2))
+    for stem, found in sorted(parts.items()):
+        for needed in (DOWN, UP):
+            if needed not in found:
+                raise AdapterFileError(f"{path}: '{stem}' has no {needed} partner (found: {', '.join(sorted(found))})")
+        down, up = tensors[f"{stem}.{DOWN}"], tensors[f"{stem}.{UP}"]
+        if down.ndim not in (2, 4) or up.ndim != down.ndim or up.shape[1] != down.shape[0]:
+            raise AdapterFileError(f"{path}: '{stem}' has inconsistent shapes down {tuple(down.shape)}, up {tuple(up.shape)}")
+
+
+def network_from_file(slider_file: SliderFile, root: torch.nn.Module,
+                      module_name_from_kohya: Callable[[str], str | None]) -> AdapterNetwork:
+    """Rebuild the AdapterNetwork of a file for `root` (not attached; multiplier 1)."""
+    stems = sorted(slider_file.module_stems())
+    names = {stem: None if _TEXT_ENCODER_STEM.match(stem) else module_name_from_kohya(stem) for stem in stems}
+    foreign = [stem for stem, name in names.items() if name is None]
+    if foreign:
+        raise AdapterFileError(f"{slider_file.path or 'LoRA file'}: {len(foreign)} of {len(stems)} modules do not "
+                               f"match this model, e.g. {', '.join(foreign[:5])}; the file was made for another model "
+                               "family, or holds text-encoder layers, which sliders do not use")
+    if not stems:
+        raise AdapterFileError(f"{slider_file.path or 'LoRA file'}: holds no LoRA modules")
+    return AdapterNetwork.from_state(root, {names[stem]: slider_file.module_state(stem) for stem in stems})

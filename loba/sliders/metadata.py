@@ -1,0 +1,43 @@
+"""Writing a trained slider as a kohya-format LoRA file with LOBA's metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from .. import __version__
+from ..config.train_config import TrainConfig
+from ..dtypes import dtype_named
+from ..models.backend import ModelBackend
+from ..prompts import PromptSet
+from .kohya import save_slider
+
+BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+
+
+def slider_metadata(config: TrainConfig, prompts: PromptSet, backend: ModelBackend, steps: int,
+                    extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    metadata = {
+        "loba_version": __version__,
+        "loba_config": config.to_json(),
+        "loba_prompts": json.dumps(prompts.to_dict(), sort_keys=True),
+        "ss_base_model_version": BASE_MODEL_VERSIONS.get(backend.family, backend.family),
+        "ss_v2": str(backend.family == "sd2").lower(),
+        "ss_v_parameterization": str(backend.prediction_type == "v_prediction").lower(),
+        "ss_steps": str(steps),
+        "ss_learning_rate": str(config.optimizer.learning_rate),
+        "ss_seed": str(config.seed),
+        "ss_training_comment": "LOBA prompt-only slider",
+    }
+    metadata.update(extra or {})
+    return metadata
+
+
+def save_trained_slider(path: Path, network, backend: ModelBackend, config: TrainConfig, prompts: PromptSet, steps: int,
+                        extra_metadata: Optional[dict[str, str]] = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = slider_metadata(config, prompts, backend, steps, extra_metadata)
+    save_slider(path, network, backend.kohya_name, metadata=metadata, dtype=dtype_named(config.save_precision, "save_precision"))
+    return path
