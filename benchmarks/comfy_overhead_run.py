@@ -36,7 +36,7 @@ def main() -> None:
     sys.modules[spec.name] = pack
     spec.loader.exec_module(pack)
     nodes = {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(asyncio.run(pack.comfy_entrypoint()).get_node_list())}
-    engine = importlib.import_module("loba_bench_pack.loba.train.loop")
+    engine = importlib.import_module("loba_bench_pack.loba.train.run")
     config_module = importlib.import_module("loba_bench_pack.loba.config")
     backend_module = importlib.import_module("loba_bench_pack.nodes.comfy_backend")
     with torch.inference_mode():
@@ -59,7 +59,7 @@ def main() -> None:
         started = time.perf_counter()
         with torch.inference_mode():
             backend = backend_module.ComfyBackend(model, clip)
-            engine.train(backend, prompts.with_default_resolution((64, 64)), config)
+            engine.run_training(engine.RunRequest(prompts, config, backend=backend))
         return time.perf_counter() - started
 
     runs = {"node": [], "engine": []}

@@ -1,7 +1,7 @@
 """One LOBA training run for the benchmarks, in its own process (so its peak memory is its own).
 
-Times every step and splits it into denoise / teachers / student forward / backward / optimizer by
-wrapping the step's phases (the engine itself is unchanged), optionally saves the slider every N steps
+Times every step and reads its split into denoise / teachers / student forward / backward / optimizer
+from the step's own report (StepReport.phases, device-synchronized), optionally saves the slider every N steps
 (save time excluded from the clock) for the time-to-effect figure, and measures the floor: one batched
 teacher forward plus one student forward+backward on the same model and batch.
 
@@ -11,7 +11,6 @@ Usage: python -m benchmarks.loba_run --model DIR --out FILE.json [--steps N] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import resource
 import statistics
@@ -19,8 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-
-PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer")
 
 
 def current_rss_mb() -> float:
@@ -35,68 +32,6 @@ def erase_prompts(resolution: int, batch_size: int, anchors: bool):
                       action="erase", guidance_scale=1.0, resolutions=((resolution, resolution),), batch_size=batch_size)
     kept = ("", "a blue circle", "a green square", "a yellow triangle") if anchors else ()
     return PromptSet((pair,), tuple(AnchorPrompt(p) for p in kept))
-
-
-class PhaseClock:
-    """Wall time per phase of each step; CUDA work is synchronized so it lands in the right phase."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.current = device, {}
-        self.steps: list[dict[str, float]] = []
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        self.sync()
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.sync()
-            self.current[name] = self.current.get(name, 0.0) + time.perf_counter() - started
-
-    def end_step(self) -> None:
-        self.steps.append({name: self.current.get(name, 0.0) for name in PHASES})
-        self.current = {}
-
-
-def instrument(clock: PhaseClock):
-    """Wrap the step's phases; returns a function that undoes it."""
-    from loba.train import step as step_module
-
-    cls = step_module.SliderStep
-    originals = {name: getattr(cls, name) for name in ("denoise", "teachers", "student")}
-    labels = {"denoise": "denoise", "teachers": "teachers", "student": "student_forward"}
-
-    def wrap(name):
-        def timed(self, *args, **kwargs):
-            with clock.phase(labels[name]):
-                return originals[name](self, *args, **kwargs)
-        return timed
-
-    for name in originals:
-        setattr(cls, name, wrap(name))
-    backward, scaler_step = torch.Tensor.backward, torch.amp.GradScaler.step
-
-    def timed_backward(self, *args, **kwargs):
-        with clock.phase("backward"):
-            return backward(self, *args, **kwargs)
-
-    def timed_step(self, *args, **kwargs):
-        with clock.phase("optimizer"):
-            return scaler_step(self, *args, **kwargs)
-
-    torch.Tensor.backward, torch.amp.GradScaler.step = timed_backward, timed_step
-
-    def undo():
-        for name, fn in originals.items():
-            setattr(cls, name, fn)
-        torch.Tensor.backward, torch.amp.GradScaler.step = backward, scaler_step
-
-    return undo
 
 
 def recipe_run(name: str, steps: int, seed: int):
@@ -150,11 +85,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from loba.config import TrainConfig
-    from loba.sliders.metadata import save_trained_slider
+    from loba.sliders.trained import save_trained_slider
     from loba.toyworld.backend import toy_backend
     from loba.toyworld.sampling import load_toy_components
     from loba.train.callbacks import TrainCallbacks
-    from loba.train.loop import train
+    from loba.train.run import RunRequest, run_training
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     backend = toy_backend(load_toy_components(args.model))
@@ -168,14 +103,16 @@ def main() -> None:
             max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
             trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
             denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
-    clock = PhaseClock(backend.device)
+    phases: list[dict[str, float]] = []
     stamps: list[float] = []
     paused = [0.0]
     started = time.perf_counter()
 
     class Clock(TrainCallbacks):
+        sync_phases = True
+
         def on_step(self, report, network):
-            clock.end_step()
+            phases.append(dict(report.phases))
             stamps.append(time.perf_counter() - started - paused[0])
             if args.save_every and report.step % args.save_every == 0:
                 t0 = time.perf_counter()
@@ -183,14 +120,10 @@ def main() -> None:
                                     prompts, report.step)
                 paused[0] += time.perf_counter() - t0
 
-    undo = instrument(clock)
-    try:
-        result = train(backend, prompts, config, callbacks=Clock())
-    finally:
-        undo()
+    result = run_training(RunRequest(prompts, config, backend=backend, callbacks=Clock()))
     steps = [b - a for a, b in zip([0.0] + stamps[:-1], stamps)]
     result_json = {
-        "step_seconds": steps, "stamps": stamps, "phases": clock.steps,
+        "step_seconds": steps, "stamps": stamps, "phases": phases,
         "modules": result.report.num_modules, "parameters": result.report.num_parameters,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline, "loaded_rss_mb": loaded,
         "floor_seconds": floor_seconds(backend, prompts, config), "torch": torch.__version__,

@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import REPO, default_model, loba_command, peer_command, run_json
+from loba.train.phases import PHASES
 
-PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer")
+from .common import REPO, default_model, loba_command, peer_command, run_json
 
 
 def steady_mean(steps: list[float], skip: int) -> float:

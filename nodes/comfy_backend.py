@@ -56,9 +56,10 @@ def _equal_lengths(contexts: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 class ComfyBackend(ModelBackend):
-    def __init__(self, model_patcher, clip):
+    def __init__(self, model_patcher, clip, vae=None):
         self.patcher = model_patcher
         self.clip = clip
+        self.vae = vae  # optional: decodes previews
         self.model = model_patcher.model
         self.family = model_family(self.model)
         if self.model.model_type not in PREDICTION_TYPES:
@@ -71,6 +72,17 @@ class ComfyBackend(ModelBackend):
         self._alphas_cumprod = 1.0 / (1.0 + sigmas**2)
         self.latent_channels = int(self.model.latent_format.latent_channels)
         self._names = KohyaNames(self.model.diffusion_model, self.family)
+
+    @property
+    def native_resolution(self) -> int:
+        own = getattr(self.model.model_config, "loba_native_resolution", None)  # the toy world's config sets it
+        return int(own) if own else super().native_resolution
+
+    def decode(self, latents: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.vae is None:
+            return None
+        pixels = self.vae.decode(self.model.latent_format.process_out(latents.float()).to("cpu"))
+        return pixels.reshape(-1, *pixels.shape[-3:])
 
     @property
     def device(self) -> torch.device:

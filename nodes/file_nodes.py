@@ -7,10 +7,11 @@ import json
 import folder_paths
 from comfy_api.latest import io
 
-from ..loba.dtypes import SAVE_PRECISIONS, dtype_named
+from ..loba.dtypes import SAVE_PRECISIONS
 from ..loba.sliders.kohya import SliderFile
+from ..loba.sliders.trained import save_slider_file
 from .node_errors import fail
-from .slider_io import load_lora_by_name, new_slider_path, save_slider_file
+from .slider_io import load_lora_by_name, new_slider_path
 from .types import SliderSocket
 
 CATEGORY = "LOBA/files"
@@ -49,7 +50,7 @@ class SaveSliderNode(io.ComfyNode):
         workflow = (cls.hidden.extra_pnginfo or {}).get("workflow")
         if workflow is not None:
             metadata["workflow"] = json.dumps(workflow)
-        save_slider_file(SliderFile(slider.tensors, metadata, str(path)), path, dtype_named(precision, "precision"))
+        save_slider_file(SliderFile(slider.tensors, metadata, str(path)), path, precision)
         return io.NodeOutput(str(path), ui={"text": [str(path)]})
 
 

@@ -38,10 +38,8 @@ def websocket_sender() -> Callable[[str, dict], None]:
 
 
 class ComfySeam(TrainCallbacks):
-    def __init__(self, node_id: Optional[str], preview: Optional[Callable[[Any, int], Any]] = None, preview_every: int = 0,
-                 send: Optional[Callable[[str, dict], None]] = None):
+    def __init__(self, node_id: Optional[str], send: Optional[Callable[[str, dict], None]] = None):
         self.node_id = None if node_id is None else str(node_id)
-        self.preview, self.preview_every = preview, int(preview_every)
         self.send = send or websocket_sender()
         self.bar: Optional[comfy.utils.ProgressBar] = None
         self.losses: list[float] = []
@@ -67,15 +65,14 @@ class ComfySeam(TrainCallbacks):
         self.send(LOSS_EVENT, {"node": self.node_id, "step": report.step, "total": report.total_steps, "loss": report.loss,
                                "main_loss": report.main_loss, "preservation_loss": report.preservation_loss,
                                "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds})
-        if comfy.model_management.processing_interrupted():
-            return
-        image = None
-        due = self.preview_every and (report.step % self.preview_every == 0 or report.step == report.total_steps)
-        if self.preview is not None and due:
-            image = self.preview(network, report.step)
-            self.previews += 1
-        if self.bar is not None:
-            self.bar.update_absolute(report.step, report.total_steps, ("JPEG", image, PREVIEW_MAX_PX) if image is not None else None)
+        if self.bar is not None and not comfy.model_management.processing_interrupted():
+            self.bar.update_absolute(report.step, report.total_steps)
+
+    def on_preview(self, image, step: int) -> None:
+        """The engine's preview grid (its policy says when) onto the progress bar."""
+        self.previews += 1
+        if self.bar is not None and not comfy.model_management.processing_interrupted():
+            self.bar.update_absolute(step, self.bar.total, ("JPEG", image, PREVIEW_MAX_PX))
 
     def should_stop(self) -> bool:
         return comfy.model_management.processing_interrupted()

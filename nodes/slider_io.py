@@ -14,7 +14,7 @@ import folder_paths
 import torch
 
 from ..loba.errors import AdapterFileError
-from ..loba.sliders.kohya import SliderFile, load_slider, write_slider_file
+from ..loba.sliders.kohya import SliderFile, load_slider
 from .node_errors import fail
 
 TEXT_ENCODER_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_")
@@ -35,11 +35,6 @@ def new_slider_path(prefix: str, node: str, field: str = "filename_prefix") -> P
     except Exception as exc:  # ComfyUI refuses names outside the folder
         raise fail(node, field, f"'{prefix}' would leave the loras folder ({exc})") from None
     return Path(full_folder) / f"{name}_{counter:05}_.safetensors"
-
-
-def save_slider_file(slider: SliderFile, path: Path, dtype: torch.dtype = torch.float32) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_slider_file(path, slider.tensors, slider.metadata, dtype)
 
 
 def load_lora_by_name(name: str, node: str, field: str = "lora_name") -> SliderFile:

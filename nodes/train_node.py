@@ -1,7 +1,8 @@
 """LOBA Train Slider: MODEL + CLIP + prompts -> a slider, with progress, previews, live loss and cancel.
 
 It only adapts: ComfyBackend fits ComfyUI's objects to the engine, the seam turns callbacks into UI
-feedback, and loba.train.loop.train does the training (and restores the model whatever happens).
+feedback, and the engine's run facade (loba.train.run) does the rest: native resolution, previews,
+training, checkpoints (and it restores the model whatever happens).
 """
 
 from __future__ import annotations
@@ -12,37 +13,21 @@ from typing import Optional
 
 import comfy.model_management
 import folder_paths
-import torch
 from comfy_api.latest import io
-from PIL import Image
 
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
-from ..loba.dtypes import dtype_named
-from ..loba.images import labelled_grid, loss_curve_image, parse_weights
-from ..loba.pixels import pil_to_pixels, pixels_to_pil
+from ..loba.images import loss_curve_image, parse_weights
+from ..loba.pixels import pil_to_pixels
 from ..loba.prompts import PromptSet
-from ..loba.sliders.kohya import SliderFile, network_metadata, slider_tensors
-from ..loba.sliders.metadata import slider_metadata
-from ..loba.train.loop import train
-from ..loba.train.preview import preview_latents
+from ..loba.sliders.trained import save_slider_file
+from ..loba.train.preview import PreviewPolicy
+from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
 from .node_errors import fail, reported_as
 from .seam import ComfySeam
-from .slider_io import new_slider_path, save_slider_file
+from .slider_io import new_slider_path
 from .types import ConfigPart, LossSocket, OptimizerSocket, PromptsSocket, SamplingSocket, SliderSocket, TargetingSocket
 from .widgets import config_input
-
-NATIVE_RESOLUTION = {"sd1": 512, "sd2": 512, "sdxl": 1024}
-
-
-def native_resolution(backend: ComfyBackend) -> int:
-    config = backend.model.model_config
-    own = getattr(config, "loba_native_resolution", None)
-    if own:
-        return int(own)
-    if backend.family == "sd2" and backend.prediction_type == "v_prediction":
-        return 768
-    return NATIVE_RESOLUTION[backend.family]
 
 
 def checkpoint_folder(prefix: str) -> Path:
@@ -58,41 +43,6 @@ def resolve_resume(text: str, node: str) -> Optional[Path]:
         raise fail(node, "resume_file", f"{path} does not exist; give a checkpoint written by Train Slider "
                                         "(output/loba_checkpoints/...), absolute or relative to the output folder")
     return path
-
-
-def latents_to_images(latents: torch.Tensor, backend: ComfyBackend, vae) -> list[Image.Image]:
-    """Decode with the VAE when one is connected, else a quick look at the latent's first three channels."""
-    latent_format = backend.model.latent_format
-    if vae is not None:
-        pixels = vae.decode(latent_format.process_out(latents.float()).to("cpu"))
-        pixels = pixels.reshape(-1, *pixels.shape[-3:])
-    else:
-        x = latents.float().cpu()[:, :3]
-        low, high = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
-        pixels = ((x - low) / (high - low).clamp_min(1e-6)).permute(0, 2, 3, 1)
-    return pixels_to_pil(pixels)
-
-
-class PreviewMaker:
-    """Samples the first pair's target at a few slider weights from one seed (the progress-bar preview)."""
-
-    def __init__(self, backend: ComfyBackend, prompts: PromptSet, config: TrainConfig, weights: list[float], vae):
-        pair = prompts.pairs()[0]
-        self.backend, self.weights, self.vae, self.config = backend, weights, vae, config
-        self.prompt = pair.target
-        self.height, self.width = pair.resolutions[0]
-        with torch.inference_mode(False):
-            encoded = backend.encode_prompts([pair.target, pair.unconditional])
-        self.cond, self.uncond = encoded[pair.target], encoded[pair.unconditional]
-
-    @torch.no_grad()  # the trainer runs with grad enabled; the VAE's weights are inference tensors
-    def __call__(self, network, step: int) -> Image.Image:
-        sampling = self.config.sampling
-        latents = preview_latents(self.backend, network, self.cond, self.uncond, self.weights, self.height, self.width,
-                                  steps=min(20, sampling.max_denoising_steps), cfg=sampling.leco_denoise_guidance_scale,
-                                  seed=self.config.seed)
-        images = latents_to_images(latents, self.backend, self.vae)
-        return labelled_grid([images], [f"step {step}: {self.prompt}"], [f"w = {w:g}" for w in self.weights], min_tile=96)
 
 
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
@@ -172,31 +122,29 @@ class TrainSliderNode(io.ComfyNode):
                    "save_precision": save_precision, "save_every_n_steps": save_every_n_steps}
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
         with reported_as(node):
-            weights = parse_weights(preview_weights, "preview_weights") if preview_every else []
+            weights = tuple(parse_weights(preview_weights, "preview_weights")) if preview_every else ()
         save_path = new_slider_path(filename_prefix, node)
         resume = resolve_resume(resume_file or "", node)
         with reported_as(node, "model"):
-            backend = ComfyBackend(model, clip)
-            prompts = prompts.with_default_resolution((resolution or native_resolution(backend),) * 2)
-            prompts.validate()
-        preview = PreviewMaker(backend, prompts, config, weights, vae) if preview_every else None
-        seam = ComfySeam(cls.hidden.unique_id, preview, preview_every)
-        checkpoints = checkpoint_folder(filename_prefix) if save_every_n_steps else None
+            backend = ComfyBackend(model, clip, vae)
+        request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
+                             out_dir=checkpoint_folder(filename_prefix) if save_every_n_steps else None, resume=resume,
+                             preview=PreviewPolicy(preview_every, weights), resolution=resolution)
         with reported_as(node, "prompts"):
-            result = train(backend, prompts, config, callbacks=seam, out_dir=checkpoints, resume=resume)
-        slider = cls._slider(result, backend, config, prompts, save_path)
-        save_slider_file(slider, save_path, dtype_named(config.save_precision, "save_precision"))
-        if result.stopped:
+            slider = run_training(request)
+        slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
+        save_slider_file(slider_file, save_path, config.save_precision)
+        if slider.stopped:
             # Saved above; now let ComfyUI end the run as interrupted, so this partial result is not cached as done.
             comfy.model_management.throw_exception_if_processing_interrupted()
-        curve = pil_to_pixels(loss_curve_image(result.losses))
-        return io.NodeOutput(slider, curve, str(save_path), ui={"loba_losses": result.losses[-2000:]})
+        curve = pil_to_pixels(loss_curve_image(slider.losses))
+        return io.NodeOutput(slider_file, curve, str(save_path), ui={"loba_losses": slider.losses[-2000:]})
 
     @classmethod
-    def _slider(cls, result, backend, config, prompts, path: Path) -> SliderFile:
-        extra = {"loba_stopped_early": str(result.stopped).lower()}
+    def _workflow_metadata(cls) -> dict[str, str]:
+        """The graph that made the slider, in its metadata (ComfyUI can load a workflow from it)."""
+        extra = {}
         for key, value in (("prompt", cls.hidden.prompt), ("workflow", (cls.hidden.extra_pnginfo or {}).get("workflow"))):
             if value is not None:
                 extra[key] = json.dumps(value)
-        metadata = {**network_metadata(result.network), **slider_metadata(config, prompts, backend, result.steps_done, extra)}
-        return SliderFile(slider_tensors(result.network, backend.kohya_name), metadata, str(path))
+        return extra

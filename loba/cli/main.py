@@ -1,10 +1,10 @@
 """`loba`: the headless command line.
 
-    loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH] [--set key=value ...]
+    loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH|toyworld] [--set key=value ...]
+               [--preview-every N [--preview-weights -1,0,1]]
     loba demo --out DIR                        the main job: two sliders on the embedded toy model
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba toyworld build|competence|export-diffusers ...
-    loba make-tiny-model DIR [--kind sd1|sd2|sdxl] [--v-prediction]
 
 Each command is a registered (add_arguments, run) pair; heavy imports happen inside run.
 """
@@ -52,18 +52,16 @@ def _overrides(pairs: Sequence[str]) -> dict:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="run file: model, training options and prompts (sd-scripts LECO keys work)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder: slider.safetensors, loss.csv, checkpoints/")
-    parser.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest in OUT/checkpoints")
-    parser.add_argument("--model", help="base model (overrides pretrained_model_name_or_path)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option, e.g. --set network_dim=8")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .train import add_train_arguments
+
+    add_train_arguments(parser)
 
 
 def _train(args) -> int:
     from .train import run_train
 
-    return run_train(args.config, args.out, resume=args.resume, model=args.model, overrides=_overrides(args.set), quiet=args.quiet)
+    return run_train(args.config, args.out, resume=args.resume, model=args.model, overrides=_overrides(args.set), quiet=args.quiet,
+                     preview_every=args.preview_every, preview_weights=args.preview_weights)
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,21 +95,6 @@ def _demo(args) -> int:
     return 0
 
 
-def _tiny_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--kind", choices=("sd1", "sd2", "sdxl"), default="sd1")
-    parser.add_argument("--v-prediction", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def _tiny(args) -> int:
-    from support.tiny_models import tiny_pipeline
-
-    tiny_pipeline(args.folder, args.kind, "v_prediction" if args.v_prediction else "epsilon", args.seed)
-    print(f"tiny {args.kind} pipeline written to {args.folder}")
-    return 0
-
-
 def _toyworld_arguments(parser: argparse.ArgumentParser) -> None:
     from .toyworld import add_toyworld_verbs
 
@@ -128,8 +111,6 @@ COMMANDS.register("train", Command("train a slider from a TOML/JSON run file", _
 COMMANDS.register("demo", Command("train and evaluate two sliders on the embedded toy model (offline, CPU)", _demo_arguments, _demo))
 COMMANDS.register("eval", Command("score a slider on the toy world: metrics.json and grid.png", _eval_arguments, _eval))
 COMMANDS.register("toyworld", Command("the toy-world text-to-image model", _toyworld_arguments, _toyworld))
-COMMANDS.register("make-tiny-model", Command("build a tiny random SD-architecture pipeline (smoke tests, no download)",
-                                            _tiny_arguments, _tiny))
 
 
 def build_parser() -> argparse.ArgumentParser:

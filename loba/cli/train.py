@@ -1,33 +1,50 @@
-"""`loba train`: load the run file and the model, train, write the slider, loss.csv and checkpoints."""
+"""`loba train`: a run file -> the run facade -> OUT/slider.safetensors, loss.csv, checkpoints/, samples/.
+
+Ctrl-C (SIGINT) or SIGTERM never loses work: the step in flight is dropped, the partial slider and a
+checkpoint are written, and the command exits 128 + the signal number.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
+import argparse
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
-from ..config.runfile import RunFile, load_run_file
-from ..dtypes import dtype_named
-from ..errors import ConfigError
-from ..sliders.atomic import atomic_write
+from ..config.runfile import load_run_file
+from ..images import parse_weights
+from ..models.sources import ModelSource
 from ..train.callbacks import StepReport, TrainCallbacks, TrainStart
+from ..train.preview import PreviewPolicy
 
-LOSS_COLUMNS = ("step", "loss", "main_loss", "preservation_loss", "learning_rate", "timestep", "pair_index", "seconds")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="run file: model, training options and prompts (sd-scripts LECO keys work)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: slider.safetensors, loss.csv, checkpoints/, slider-NNNNNN.safetensors, samples/")
+    parser.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest in OUT/checkpoints")
+    parser.add_argument("--model", help="base model: a diffusers folder, hub id, checkpoint file or 'toyworld' "
+                                        "(overrides pretrained_model_name_or_path)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option, e.g. --set network_dim=8")
+    parser.add_argument("--preview-every", type=int, default=0, metavar="N",
+                        help="every N steps write a sample grid at the preview weights to OUT/samples/step-NNNNNN.png")
+    parser.add_argument("--preview-weights", default="-1, 0, 1", help="slider weights of the previews, comma-separated")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 class CliCallbacks(TrainCallbacks):
-    """Progress bar, loss.csv kept current at every checkpoint and at the end."""
+    """Progress bar; a stop signal ends the run after (or inside) the current step."""
 
-    def __init__(self, out_dir: Path, quiet: bool):
-        self.out_dir = out_dir
+    def __init__(self, quiet: bool):
         self.quiet = quiet
-        self.rows: list[dict] = []
         self.bar = None
+        self.stop_signal: Optional[int] = None
 
     def on_start(self, start: TrainStart) -> None:
-        # A resumed run keeps the rows of the steps it does not redo.
-        self.rows = _previous_rows(self.out_dir, start.start_step) if start.start_step else []
         print(f"training {start.num_modules} modules ({start.num_parameters:,} parameters) on {start.num_pairs} prompt pairs")
         if not self.quiet:
             from tqdm.auto import tqdm
@@ -35,84 +52,54 @@ class CliCallbacks(TrainCallbacks):
             self.bar = tqdm(total=start.total_steps, initial=start.start_step, desc="loba", unit="step")
 
     def on_step(self, report: StepReport, network) -> None:
-        self.rows.append({name: getattr(report, name) for name in LOSS_COLUMNS})
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{report.loss:.5f}", t=report.timestep)
 
-    def on_checkpoint(self, path: Path, step: int) -> None:
-        self.write_losses()
+    def should_stop(self) -> bool:
+        return self.stop_signal is not None
 
     def on_end(self, steps_done: int, stopped: bool, error) -> None:
         if self.bar is not None:
             self.bar.close()
-        self.write_losses()
-
-    def write_losses(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOSS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write(self.out_dir / "loss.csv", lambda handle: handle.write(buffer.getvalue().encode()))
 
 
-def _previous_rows(out_dir: Path, up_to_step: int) -> list[dict]:
-    path = out_dir / "loss.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+@contextlib.contextmanager
+def stop_on_signals(callbacks: CliCallbacks) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the run to stop instead of killing it; the previous handlers come back after."""
+    def request_stop(signum, frame):
+        callbacks.stop_signal = signum
+        print(f"\nloba: {signal.Signals(signum).name}: stopping after this step, saving the partial slider")
 
-
-def _resolve_resume(resume: Optional[str], out_dir: Path) -> Optional[Path]:
-    if not resume:
-        return None
-    if resume != "auto":
-        return Path(resume)
-    found = sorted((out_dir / "checkpoints").glob("step-*.pt"))
-    return found[-1] if found else None
-
-
-def load_backend(run: RunFile):
-    """The model named by the run file; a path or id that cannot be loaded is a ConfigError naming the key."""
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     try:
-        return _load_backend(run)
-    except (OSError, ValueError) as exc:  # missing files, bad hub ids (HFValidationError is a ValueError)
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError("pretrained_model_name_or_path", f"cannot load '{run.model}': {exc}") from exc
-
-
-def _load_backend(run: RunFile):
-    from ..models.diffusers_backend import DiffusersBackend
-
-    dtype = dtype_named(run.model_dtype, "model_dtype")
-    path = Path(run.model)
-    if path.is_file():
-        extra = {"config": run.model_config} if run.model_config else {}
-        return DiffusersBackend.from_single_file(str(path), torch_dtype=dtype, device=run.device,
-                                                 prediction_type=run.prediction_type, sdxl=run.sdxl, **extra)
-    return DiffusersBackend.from_pretrained(run.model, torch_dtype=dtype, device=run.device, prediction_type=run.prediction_type)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_train(config_path: Path, out_dir: Path, *, resume: Optional[str] = None, model: Optional[str] = None,
-              overrides: Optional[dict] = None, quiet: bool = False) -> int:
-    from ..sliders.metadata import save_trained_slider
-    from ..train.loop import train
-    from ..train.validate import validate_before_model_work
+              overrides: Optional[dict] = None, quiet: bool = False, preview_every: int = 0,
+              preview_weights: str = "-1, 0, 1") -> int:
+    from ..train.run import RunRequest, run_training
 
     overrides = dict(overrides or {})
     if model:
         overrides["pretrained_model_name_or_path"] = model
     run = load_run_file(config_path, overrides)
-    validate_before_model_work(run.prompts, run.config)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resume_path = _resolve_resume(resume, out_dir)
-    callbacks = CliCallbacks(out_dir, quiet)
-    backend = load_backend(run)
-    result = train(backend, run.prompts, run.config, callbacks=callbacks, out_dir=out_dir, resume=resume_path)
-    path = save_trained_slider(out_dir / "slider.safetensors", result.network, backend, run.config, run.prompts,
-                               result.steps_done)
-    print(f"wrote {path} after {result.steps_done} steps (final loss {result.losses[-1] if result.losses else float('nan'):.5f})")
+    weights = tuple(parse_weights(preview_weights, "--preview-weights")) if preview_every else ()
+    source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
+                         with_vae=bool(preview_every))
+    callbacks = CliCallbacks(quiet)
+    request = RunRequest(run.prompts, run.config, model=source, callbacks=callbacks, out_dir=Path(out_dir), resume=resume,
+                         preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every))
+    with stop_on_signals(callbacks):
+        slider = run_training(request)
+    path = slider.save(Path(out_dir) / "slider.safetensors")
+    final = slider.losses[-1] if slider.losses else float("nan")
+    print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
+    if callbacks.stop_signal is not None:
+        print(f"stopped by {signal.Signals(callbacks.stop_signal).name}: resume with --resume auto")
+        return 128 + int(callbacks.stop_signal)
     return 0

@@ -16,6 +16,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .resolution import family_resolution
+
 
 @dataclass(frozen=True)
 class Conditioning:
@@ -100,6 +102,16 @@ class ModelBackend(abc.ABC):
     @abc.abstractmethod
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         """The denoiser sub-module name of a kohya key stem, or None when it is foreign."""
+
+    @property
+    def native_resolution(self) -> int:
+        """The side length the model was trained at: prompts that set no resolution train there."""
+        return family_resolution(self.family, self.prediction_type)
+
+    def decode(self, latents: torch.Tensor) -> Optional[torch.Tensor]:
+        """Pixels [N, H, W, C] in 0..1 of latents, or None when the backend holds no decoder (previews then
+        show the latent itself)."""
+        return None
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Turn gradient checkpointing on or off where the model supports it."""

@@ -30,7 +30,8 @@ def detect_family(unet: nn.Module) -> str:
 
 class DiffusersBackend(ModelBackend):
     def __init__(self, unet: nn.Module, text_encoders: Sequence[nn.Module], tokenizers: Sequence, alphas_cumprod: torch.Tensor,
-                 prediction_type: str = "epsilon", family: Optional[str] = None):
+                 prediction_type: str = "epsilon", family: Optional[str] = None, vae: Optional[nn.Module] = None,
+                 native_resolution: Optional[int] = None, vae_scaling: Optional[float] = None):
         if prediction_type not in PARAMETERIZATIONS:
             supported = ", ".join(PARAMETERIZATIONS.names())
             raise UnsupportedModelError(f"prediction_type '{prediction_type}' is not supported; LOBA trains {supported} models")
@@ -44,12 +45,15 @@ class DiffusersBackend(ModelBackend):
         if self.family == "sdxl" and len(self.text_encoders) != 2:
             raise UnsupportedModelError("an SDXL UNet needs two text encoders (text_encoder and text_encoder_2)")
         self._kohya_names = None
+        self.vae = vae  # only previews decode; training never needs it
+        self._native_resolution = native_resolution
+        self._vae_scaling = vae_scaling  # the latent scale; the VAE config's when None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
-                        prediction_type: Optional[str] = None, **kwargs) -> DiffusersBackend:
-        """Load from a diffusers pipeline folder (or hub id when online)."""
+                        prediction_type: Optional[str] = None, with_vae: bool = False, **kwargs) -> DiffusersBackend:
+        """Load from a diffusers pipeline folder (or hub id when online); with_vae also loads the VAE (previews)."""
         from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -62,11 +66,13 @@ class DiffusersBackend(ModelBackend):
                                                                         torch_dtype=torch_dtype, **kwargs))
             tokenizers.append(CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer_2", **kwargs))
         scheduler = DDPMScheduler.from_pretrained(path_or_id, subfolder="scheduler", **kwargs)
-        return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device)
+        vae = _load_vae(path_or_id, torch_dtype, kwargs) if with_vae else None
+        return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device, vae)
 
     @classmethod
     def from_single_file(cls, path: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
-                         prediction_type: Optional[str] = None, sdxl: Optional[bool] = None, **kwargs) -> DiffusersBackend:
+                         prediction_type: Optional[str] = None, sdxl: Optional[bool] = None, with_vae: bool = False,
+                         **kwargs) -> DiffusersBackend:
         """Load one .safetensors/.ckpt checkpoint (pass config=<folder> to stay offline); SDXL is detected from the keys."""
         from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -77,15 +83,14 @@ class DiffusersBackend(ModelBackend):
         encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
         tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if sdxl else [])
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        return cls._assemble(pipe.unet, encoders, tokenizers, scheduler, prediction_type, device)
+        return cls._assemble(pipe.unet, encoders, tokenizers, scheduler, prediction_type, device, pipe.vae if with_vae else None)
 
     @classmethod
-    def _assemble(cls, unet, encoders, tokenizers, scheduler, prediction_type, device) -> DiffusersBackend:
-        unet.to(device).eval()
-        for encoder in encoders:
-            encoder.to(device).eval()
+    def _assemble(cls, unet, encoders, tokenizers, scheduler, prediction_type, device, vae=None) -> DiffusersBackend:
+        for module in (unet, *encoders, *([vae] if vae is not None else [])):
+            module.to(device).eval()
         chosen = prediction_type or scheduler.config.prediction_type
-        return cls(unet, encoders, tokenizers, scheduler.alphas_cumprod, chosen)
+        return cls(unet, encoders, tokenizers, scheduler.alphas_cumprod, chosen, vae=vae)
 
     # -- the interface ---------------------------------------------------------------------------
     @property
@@ -136,6 +141,23 @@ class DiffusersBackend(ModelBackend):
             added = {"text_embeds": cond.pooled, "time_ids": ids.expand(x.shape[0], -1)}
         return self.unet(x, timesteps.to(x.device), encoder_hidden_states=cond.context, added_cond_kwargs=added).sample
 
+    @property
+    def native_resolution(self) -> int:
+        if self._native_resolution:
+            return int(self._native_resolution)
+        sample_size = getattr(self.unet.config, "sample_size", None)
+        return int(sample_size) * self.vae_scale_factor if isinstance(sample_size, int) else super().native_resolution
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.vae is None:
+            return None
+        from ..pixels import decoder_to_pixels
+
+        vae_dtype = next(self.vae.parameters()).dtype
+        scaled = latents.to(self.device, vae_dtype) / float(self._vae_scaling or self.vae.config.scaling_factor)
+        return decoder_to_pixels(self.vae.decode(scaled).sample)
+
     def _names(self):
         if self._kohya_names is None:
             from .naming import KohyaNames
@@ -177,3 +199,11 @@ def _has_component(path_or_id: str, name: str, kwargs: dict) -> bool:
 
     local = hf_hub_download(path_or_id, "model_index.json", **{k: v for k, v in kwargs.items() if k in ("revision", "token")})
     return name in json.loads(Path(local).read_text())
+
+
+def _load_vae(path_or_id: str, torch_dtype: torch.dtype, kwargs: dict):
+    from diffusers import AutoencoderKL
+
+    if not _has_component(path_or_id, "vae", kwargs):
+        return None  # a pipeline without its VAE still trains; previews show latents
+    return AutoencoderKL.from_pretrained(path_or_id, subfolder="vae", torch_dtype=torch_dtype, **kwargs)

@@ -1,17 +1,14 @@
-"""Writing a trained slider as a kohya-format LoRA file with LOBA's metadata."""
+"""The metadata a LOBA slider file carries: kohya's ss_* fields and LOBA's own (config, prompts, version)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Optional
 
 from .. import __version__
 from ..config.train_config import TrainConfig
-from ..dtypes import dtype_named
 from ..models.backend import ModelBackend
 from ..prompts import PromptSet
-from .kohya import save_slider
 
 BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 
@@ -32,12 +29,3 @@ def slider_metadata(config: TrainConfig, prompts: PromptSet, backend: ModelBacke
     }
     metadata.update(extra or {})
     return metadata
-
-
-def save_trained_slider(path: Path, network, backend: ModelBackend, config: TrainConfig, prompts: PromptSet, steps: int,
-                        extra_metadata: Optional[dict[str, str]] = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = slider_metadata(config, prompts, backend, steps, extra_metadata)
-    save_slider(path, network, backend.kohya_name, metadata=metadata, dtype=dtype_named(config.save_precision, "save_precision"))
-    return path

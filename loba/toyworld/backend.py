@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..models.diffusers_backend import DiffusersBackend
-from .model import ToyComponents
+from .model import LATENT_SIZE, ToyComponents
 from .sampling import toy_noise_schedule
 
 
 def toy_backend(components: ToyComponents) -> DiffusersBackend:
     schedule = toy_noise_schedule()
     return DiffusersBackend(components.unet, [components.text_encoder], [components.tokenizer], schedule.alphas_cumprod,
-                            schedule.prediction_type, family="sd1")
+                            schedule.prediction_type, family="sd1", vae=components.vae,
+                            native_resolution=LATENT_SIZE * 8, vae_scaling=components.scaling_factor)

@@ -34,18 +34,13 @@ def recipe_path(name: str, kind: str, objective: str = "loba") -> Path:
     return Path(str(resources.files(__package__).joinpath(f"recipes/{name}{suffix}")))
 
 
-def _write_losses(path: Path, losses: list[float]) -> None:
-    atomic_write_text(path, "step,loss\n" + "".join(f"{i + 1},{v}\n" for i, v in enumerate(losses)))
-
-
 # Smoke-test settings (tests and `--quick`): the same code path in seconds, meaningless figures.
 QUICK_TRAIN = {"max_train_steps": 2, "max_denoising_steps": 3}
 QUICK_EVAL = {"samples": 1, "steps": 2}
 
 
 def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False, objective: str = "loba") -> dict:
-    from ..sliders.metadata import save_trained_slider
-    from ..train.loop import train
+    from ..train.run import RunRequest, run_training
     from .backend import toy_backend
     from .evaluate import evaluate, load_spec
 
@@ -54,15 +49,13 @@ def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = Fal
     spec = load_spec(recipe_path(name, "eval"))
     if quick:
         config, spec = config.replace(**QUICK_TRAIN), replace(spec, **QUICK_EVAL)
-    backend = toy_backend(components)
     started = time.perf_counter()
-    result = train(backend, prompts, config)
+    slider = run_training(RunRequest(prompts, config, backend=toy_backend(components), out_dir=out_dir))
     train_seconds = time.perf_counter() - started
-    slider = save_trained_slider(out_dir / "slider.safetensors", result.network, backend, config, prompts, result.steps_done)
-    _write_losses(out_dir / "loss.csv", result.losses)
-    log(f"{name} ({objective}): trained {result.steps_done} steps in {train_seconds:.0f}s; evaluating")
-    metrics = evaluate(components, slider, spec, out_dir / "eval")
-    return {"train_seconds": train_seconds, "steps": result.steps_done, "metrics": metrics}
+    path = slider.save(out_dir / "slider.safetensors")
+    log(f"{name} ({objective}): trained {slider.steps_done} steps in {train_seconds:.0f}s; evaluating")
+    metrics = evaluate(components, path, spec, out_dir / "eval")
+    return {"train_seconds": train_seconds, "steps": slider.steps_done, "metrics": metrics}
 
 
 HEADLINES = ("efficacy", "spearman", "monotonic", "preservation", "drift")

@@ -6,7 +6,8 @@ websocket events and polls cancel through should_stop().
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -31,10 +32,14 @@ class StepReport:
     timestep: int
     pair_index: int
     seconds: float  # wall time of this step
+    phases: Mapping[str, float] = field(default_factory=dict)  # seconds per phase (loba.train.phases.PHASES)
 
 
 class TrainCallbacks:
     """No-op base: override what you need."""
+
+    #: Benchmarks on a GPU set this: each phase of StepReport.phases then waits for the device.
+    sync_phases: bool = False
 
     def on_start(self, start: TrainStart) -> None:
         pass
@@ -44,6 +49,9 @@ class TrainCallbacks:
 
     def on_checkpoint(self, path: Path, step: int) -> None:
         pass
+
+    def on_preview(self, image, step: int) -> None:
+        """A sample grid of the slider at the preview weights (a PIL image), when the run asked for previews."""
 
     def should_stop(self) -> bool:
         return False

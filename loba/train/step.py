@@ -24,6 +24,7 @@ from ..objectives.actions import OBJECTIVES
 from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
+from .phases import PhaseClock
 from .trajectories import TrajectoryCache
 
 
@@ -175,14 +176,18 @@ class SliderStep:
             self._latent_masks[key] = mask_to_latent(plan.pair.mask, latent_hw).to(self.backend.device, torch.float32)
         return self._latent_masks[key]
 
-    def run(self, plan: StepPlan) -> StepResult:
-        x_t = self.denoise(plan)
-        teacher = self.teachers(plan, x_t)
+    def run(self, plan: StepPlan, clock: Optional[PhaseClock] = None) -> StepResult:
+        clock = clock or PhaseClock(self.backend.device)
+        with clock("denoise"):
+            x_t = self.denoise(plan)
+        with clock("teachers"):
+            teacher = self.teachers(plan, x_t)
         if self.preserving(plan):
             target = teacher[plan.pair.target]
         else:
             target = OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher)
-        predictions = self.student(plan, x_t)
+        with clock("student_forward"):
+            predictions = self.student(plan, x_t)
         timesteps = torch.full((x_t.shape[0],), plan.timestep, dtype=torch.long)
         loss_cfg = self.config.loss
         mask = self.latent_mask(plan, tuple(x_t.shape[-2:]))

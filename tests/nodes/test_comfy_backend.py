@@ -76,7 +76,7 @@ def test_training_under_inference_mode_leaves_the_model_exactly_as_it_was(hosts,
 
 
 def test_a_saved_slider_reloaded_by_the_stock_lora_path_reproduces_the_student(hosts, comfy, tmp_path):
-    from loba.sliders.metadata import save_trained_slider
+    from loba.sliders.trained import save_trained_slider
 
     with torch.inference_mode():
         result = train(hosts.comfy, PROMPTS, CONFIG)

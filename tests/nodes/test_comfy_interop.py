@@ -29,7 +29,7 @@ from loba.config import TrainConfig
 from loba.models.backend import Conditioning
 from loba.models.diffusers_backend import DiffusersBackend
 from loba.prompts import PromptPair, PromptSet
-from loba.sliders.metadata import save_trained_slider
+from loba.sliders.trained import save_trained_slider
 from loba.train.loop import build_network
 
 require_comfyui()

@@ -118,7 +118,7 @@ def test_failures_in_a_run_leave_the_model_alone(pack, comfy, toy, monkeypatch, 
     def broken(self, network, step):
         raise failure
 
-    monkeypatch.setattr(pack.module.nodes.train_node.PreviewMaker, "__call__", broken)
+    monkeypatch.setattr(pack.module.loba.train.preview.PreviewSampler, "__call__", broken)
     with pytest.raises(type(failure)):
         run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
                  **train_inputs(resolution=0, preview_every=1))
@@ -131,8 +131,8 @@ def test_a_nan_loss_fails_with_the_node_name_and_leaves_the_model_alone(pack, co
     step_module = pack.module.loba.train.step
     original = step_module.SliderStep.run
 
-    def poisoned(self, plan):
-        result = original(self, plan)
+    def poisoned(self, plan, clock=None):
+        result = original(self, plan, clock)
         return type(result)(**{**result.__dict__, "loss": result.loss * float("nan")})
 
     monkeypatch.setattr(step_module.SliderStep, "run", poisoned)

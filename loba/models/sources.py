@@ -1,0 +1,67 @@
+"""Where a run's model comes from: an embedded model name (`toyworld`), a diffusers folder or hub id, or one
+checkpoint file. The one loader behind `loba train`, `loba demo` and the benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..dtypes import dtype_named
+from ..errors import ConfigError
+from ..registry import Registry
+from .backend import ModelBackend
+
+FIELD = "pretrained_model_name_or_path"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name_or_path: str
+    prediction_type: Optional[str] = None  # None: the model's own scheduler config decides
+    sdxl: Optional[bool] = None  # single files: None detects SDXL from the keys
+    dtype: str = "float32"
+    model_config: Optional[str] = None  # single files: a diffusers folder with the component configs (offline)
+    device: str = "cpu"
+    with_vae: bool = False  # previews decode through it; training never needs it
+
+
+# Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
+EMBEDDED_MODELS: Registry[Callable[[ModelSource], ModelBackend]] = Registry("embedded model", field=FIELD)
+
+
+@EMBEDDED_MODELS.register("toyworld")
+def _toyworld(source: ModelSource) -> ModelBackend:
+    from ..toyworld.backend import toy_backend
+    from ..toyworld.sampling import load_toy_components
+
+    backend = toy_backend(load_toy_components())
+    for module in (backend.unet, *backend.text_encoders, backend.vae):
+        module.to(source.device, dtype_named(source.dtype, "model_dtype"))
+    return backend
+
+
+def load_backend(source: ModelSource) -> ModelBackend:
+    """The backend of `source`; a path or id that cannot be loaded is a ConfigError naming the key."""
+    dtype = dtype_named(source.dtype, "model_dtype")
+    if source.name_or_path in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS.get(source.name_or_path)(source)
+    try:
+        return _load_diffusers(source, dtype)
+    except (OSError, ValueError) as exc:  # missing files, bad hub ids (HFValidationError is a ValueError)
+        if isinstance(exc, ConfigError):
+            raise
+        known = ", ".join(EMBEDDED_MODELS.names())
+        raise ConfigError(FIELD, f"cannot load '{source.name_or_path}': {exc} (a diffusers folder, a hub id, a "
+                                 f"checkpoint file, or an embedded model: {known})") from exc
+
+
+def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
+    from .diffusers_backend import DiffusersBackend
+
+    common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae)
+    if Path(source.name_or_path).is_file():
+        extra = {"config": source.model_config} if source.model_config else {}
+        return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)
+    return DiffusersBackend.from_pretrained(source.name_or_path, **common)

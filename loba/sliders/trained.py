@@ -1,0 +1,62 @@
+"""A trained slider: what a run returns, and the one way it becomes a file (validated, atomic, with LOBA's
+metadata), whichever host asked for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..adapters import AdapterNetwork
+from ..adapters.targeting import TargetingReport
+from ..config import TrainConfig
+from ..dtypes import dtype_named
+from ..models.backend import ModelBackend
+from ..prompts import PromptSet
+from .kohya import SliderFile, network_metadata, slider_tensors, write_slider_file
+from .metadata import slider_metadata
+
+
+@dataclass
+class TrainedSlider:
+    network: AdapterNetwork
+    backend: ModelBackend
+    config: TrainConfig
+    prompts: PromptSet
+    steps_done: int
+    stopped: bool
+    report: Optional[TargetingReport] = None
+    loss_rows: list[dict] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    step_files: list[Path] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)
+
+    @property
+    def losses(self) -> list[float]:
+        return [float(row["loss"]) for row in self.loss_rows]
+
+    def metadata(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+        """kohya's ss_* fields and LOBA's (config, prompts, version), plus the host's own (workflow ...)."""
+        extra = {"loba_stopped_early": str(self.stopped).lower(), **(extra or {})}
+        return {**network_metadata(self.network),
+                **slider_metadata(self.config, self.prompts, self.backend, self.steps_done, extra)}
+
+    def slider_file(self, path: str = "", extra: Optional[dict[str, str]] = None) -> SliderFile:
+        return SliderFile(slider_tensors(self.network, self.backend.kohya_name), self.metadata(extra), str(path))
+
+    def save(self, path: Path, extra: Optional[dict[str, str]] = None) -> Path:
+        """Write the slider at the config's save_precision, atomically; returns the path."""
+        return save_slider_file(self.slider_file(str(path), extra), Path(path), self.config.save_precision)
+
+
+def save_slider_file(slider: SliderFile, path: Path, precision: str = "float") -> Path:
+    """The one write path of slider files: checked like a loaded file, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_slider_file(path, slider.tensors, slider.metadata, dtype_named(precision, "save_precision"))
+
+
+def save_trained_slider(path: Path, network: AdapterNetwork, backend: ModelBackend, config: TrainConfig, prompts: PromptSet,
+                        steps: int, extra_metadata: Optional[dict[str, str]] = None) -> Path:
+    """A network trained outside a run (tests, notebooks) saved the same way as a run's slider."""
+    return TrainedSlider(network, backend, config, prompts, steps, False).save(path, extra_metadata)

@@ -1,0 +1,82 @@
+"""The run facade: the one engine entry point every host calls (the Train node, `loba train`, `loba demo`,
+the benchmarks). A RunRequest (model, prompts, config, callbacks, output folder, resume, previews) goes
+in; a TrainedSlider that knows how to save itself comes out.
+
+With an output folder the run keeps it current: loss.csv (at every checkpoint and at the end),
+checkpoints/step-NNNNNN.pt and slider-NNNNNN.safetensors every save_every_n_steps (as sd-scripts does),
+a checkpoint when it is stopped, and samples/step-NNNNNN.png when asked to save its previews.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from ..adapters import AdapterNetwork
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..models.backend import ModelBackend
+from ..models.sources import ModelSource, load_backend
+from ..prompts import PromptSet
+from ..sliders.trained import TrainedSlider
+from .callbacks import TrainCallbacks
+from .checkpoint import latest_checkpoint
+from .loop import train
+from .preview import PreviewPolicy, PreviewSampler
+from .recorder import RunRecorder
+from .validate import validate_before_model_work
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    prompts: PromptSet
+    config: TrainConfig = field(default_factory=TrainConfig)
+    model: Optional[ModelSource] = None  # loaded when no backend is given
+    backend: Optional[ModelBackend] = None
+    callbacks: Optional[TrainCallbacks] = None
+    out_dir: Optional[Path] = None
+    resume: Union[Path, str, None] = None  # a checkpoint file, or "auto": the latest one in out_dir (if any)
+    preview: PreviewPolicy = field(default_factory=PreviewPolicy)
+    save_samples: bool = False  # previews also go to out_dir/samples/step-NNNNNN.png
+    resolution: int = 0  # for prompts that set none; 0 = the model's native resolution
+    network: Optional[AdapterNetwork] = None  # start from these adapters instead of fresh ones
+
+
+def run_training(request: RunRequest) -> TrainedSlider:
+    """Train the slider a request describes. Bad input fails before any model is loaded; the model is
+    left exactly as it was, whatever happens; a stop request or Ctrl-C returns the partial slider."""
+    out_dir = None if request.out_dir is None else Path(request.out_dir)
+    _check_request(request, out_dir)
+    validate_before_model_work(request.prompts.with_default_resolution((request.resolution or 512,) * 2), request.config)
+    resume = _resume_path(request.resume, out_dir)
+    backend = request.backend or load_backend(request.model)
+    prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)
+    prompts.validate()
+    sampler = PreviewSampler(backend, prompts, request.config, request.preview) if request.preview.every else None
+    recorder = RunRecorder(backend, prompts, request.config, request.callbacks or TrainCallbacks(), out_dir, sampler,
+                           request.preview, request.save_samples)
+    result = train(backend, prompts, request.config, callbacks=recorder, out_dir=out_dir, resume=resume,
+                   network=request.network)
+    return TrainedSlider(result.network, backend, request.config, prompts, result.steps_done, result.stopped, result.report,
+                         recorder.rows, result.checkpoints, recorder.step_files, recorder.samples)
+
+
+def _check_request(request: RunRequest, out_dir: Optional[Path]) -> None:
+    if request.backend is None and request.model is None:
+        raise ConfigError("pretrained_model_name_or_path", "no model: give a model path or name (e.g. toyworld)")
+    if out_dir is None and request.config.save_every_n_steps:
+        raise ConfigError("save_every_n_steps", "checkpoints need an output folder; set one or use 0")
+    if out_dir is None and (request.save_samples or request.resume == "auto"):
+        raise ConfigError("out_dir", "saved previews and resume = auto need an output folder")
+
+
+def _resume_path(resume: Union[Path, str, None], out_dir: Optional[Path]) -> Optional[Path]:
+    if not resume:
+        return None
+    if resume == "auto":
+        return latest_checkpoint(out_dir)
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError("resume", f"{path} does not exist; give a checkpoint written by save_every_n_steps, or auto")
+    return path
