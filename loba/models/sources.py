@@ -37,8 +37,10 @@ def _toyworld(source: ModelSource) -> ModelBackend:
     from ..toyworld.sampling import load_toy_components
 
     backend = toy_backend(load_toy_components())
-    for module in (backend.unet, *backend.text_encoders, backend.vae):
-        module.to(source.device, dtype_named(source.dtype, "model_dtype"))
+    dtype = dtype_named(source.dtype, "model_dtype")
+    if source.device != "cpu" or dtype != backend.dtype:  # the shipped weights are float32 on the CPU
+        for module in (backend.unet, *backend.text_encoders, backend.vae):
+            module.to(source.device, dtype)
     return backend
 
 

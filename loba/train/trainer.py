@@ -13,7 +13,7 @@ import torch
 
 from ..adapters import AdapterNetwork
 from ..config import TrainConfig
-from ..errors import ConfigError, TrainingAborted
+from ..errors import ConfigError, StepAborted, TrainingAborted
 from ..models.backend import ModelBackend
 from ..optim import build_optimizer, build_scheduler
 from ..prompts import PromptSet
@@ -56,8 +56,15 @@ class Trainer:
                    scaler, prompts_fingerprint(prompts))
 
     def one_step(self, clock: PhaseClock) -> tuple[float, StepResult]:
-        plan = self.step.plan(self.generator)
-        result = self.step.run(plan, clock)
+        rng = self._rng_state()
+        try:
+            plan = self.step.plan(self.generator)
+            result = self.step.run(plan, clock)
+        except StepAborted:
+            # A stop inside the denoise: nothing was learned yet, so undo the step's random draws too and a
+            # checkpoint of this state resumes exactly as if the step had never started.
+            self._set_rng_state(rng)
+            raise
         where = f"at timestep {plan.timestep} (pair {plan.pair.name or plan.pair_index})"
         if not torch.isfinite(result.loss):
             raise TrainingAborted(f"the loss became {float(result.loss.detach())} {where}; lower learning_rate or guidance_scale")
@@ -73,6 +80,15 @@ class Trainer:
             self.scheduler.step()
         self.steps_done += 1
         return lr, result
+
+    def _rng_state(self) -> tuple:
+        cache = self.step.cache
+        return self.generator.get_state(), None if cache is None else cache.generator.get_state()
+
+    def _set_rng_state(self, state: tuple) -> None:
+        self.generator.set_state(state[0])
+        if state[1] is not None:
+            self.step.cache.generator.set_state(state[1])
 
     def _backward(self, loss: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
