@@ -66,7 +66,7 @@ def floor_seconds(backend, prompts, config, reps: int = 10) -> float:
     return statistics.median(times[2:])
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", required=True)
@@ -80,55 +80,69 @@ def main() -> None:
     parser.add_argument("--anchors", default="no", choices=("yes", "no"))
     parser.add_argument("--save-dir", dest="save_dir", default="")
     parser.add_argument("--recipe", default="", help="train a shipped toy-world recipe (its prompts and settings) instead")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def run_config(args: argparse.Namespace):
+    """(prompts, config) of this run: the erase pair with the given settings, or a shipped recipe."""
+    from loba.config import TrainConfig
+
+    if args.recipe:
+        return recipe_run(args.recipe, args.steps, args.seed)
+    prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
+    config = TrainConfig().replace(
+        max_train_steps=args.steps, network_dim=args.rank, network_alpha=args.alpha, learning_rate=args.lr,
+        max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
+        trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
+        denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
+    return prompts, config
+
+
+def step_clock(args, backend, prompts, config):
+    """Callbacks that stamp every step, keep its phases (device-synchronized) and save the slider every
+    --save-every steps with the save time left out of the clock."""
+    from loba.sliders.trained import save_trained_slider
+    from loba.train.callbacks import TrainCallbacks
+
+    class StepClock(TrainCallbacks):
+        sync_phases = True
+
+        def __init__(self):
+            self.phases, self.stamps, self.paused, self.started = [], [], 0.0, time.perf_counter()
+
+        def on_step(self, report, network):
+            self.phases.append(dict(report.phases))
+            self.stamps.append(time.perf_counter() - self.started - self.paused)
+            if args.save_every and report.step % args.save_every == 0:
+                t0 = time.perf_counter()
+                save_trained_slider(Path(args.save_dir) / f"step-{report.step:05d}.safetensors", network, backend, config,
+                                    prompts, report.step)
+                self.paused += time.perf_counter() - t0
+
+    return StepClock()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from loba.config import TrainConfig
-    from loba.sliders.trained import save_trained_slider
     from loba.toyworld.backend import toy_backend
     from loba.toyworld.sampling import load_toy_components
-    from loba.train.callbacks import TrainCallbacks
     from loba.train.run import RunRequest, run_training
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     backend = toy_backend(load_toy_components(args.model))
     loaded = current_rss_mb()  # the model is loaded; what grows from here is training
-    prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
-    if args.recipe:
-        prompts, config = recipe_run(args.recipe, args.steps, args.seed)
-    else:
-        config = TrainConfig().replace(
-            max_train_steps=args.steps, network_dim=args.rank, network_alpha=args.alpha, learning_rate=args.lr,
-            max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
-            trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
-            denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
-    phases: list[dict[str, float]] = []
-    stamps: list[float] = []
-    paused = [0.0]
-    started = time.perf_counter()
-
-    class Clock(TrainCallbacks):
-        sync_phases = True
-
-        def on_step(self, report, network):
-            phases.append(dict(report.phases))
-            stamps.append(time.perf_counter() - started - paused[0])
-            if args.save_every and report.step % args.save_every == 0:
-                t0 = time.perf_counter()
-                save_trained_slider(Path(args.save_dir) / f"step-{report.step:05d}.safetensors", network, backend, config,
-                                    prompts, report.step)
-                paused[0] += time.perf_counter() - t0
-
-    result = run_training(RunRequest(prompts, config, backend=backend, callbacks=Clock()))
-    steps = [b - a for a, b in zip([0.0] + stamps[:-1], stamps)]
-    result_json = {
-        "step_seconds": steps, "stamps": stamps, "phases": phases,
+    prompts, config = run_config(args)
+    clock = step_clock(args, backend, prompts, config)
+    result = run_training(RunRequest(prompts, config, backend=backend, callbacks=clock))
+    steps = [b - a for a, b in zip([0.0] + clock.stamps[:-1], clock.stamps)]
+    Path(args.out).write_text(json.dumps({
+        "step_seconds": steps, "stamps": clock.stamps, "phases": clock.phases,
         "modules": result.report.num_modules, "parameters": result.report.num_parameters,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline, "loaded_rss_mb": loaded,
         "floor_seconds": floor_seconds(backend, prompts, config), "torch": torch.__version__,
-    }
-    Path(args.out).write_text(json.dumps(result_json))
+    }))
 
 
 if __name__ == "__main__":

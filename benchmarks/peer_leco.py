@@ -25,24 +25,20 @@ def current_rss_mb() -> float:
         return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS")) / 1024
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     for name in ("leco", "model", "out", "save_dir", "prompt_yaml", "method"):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default="full" if name == "method" else None)
     for name, kind in (("steps", int), ("rank", int), ("alpha", float), ("lr", float), ("denoise_steps", int),
                        ("save_every", int), ("seed", int), ("threads", int)):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=0)
-    args = parser.parse_args()
-    sys.path.insert(0, args.leco)
+    return parser.parse_args()
 
-    import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    import config_util
+def patch_leco(args, loaded_rss: list, stamps: list) -> None:
+    """Run LECO on the CPU from the local diffusers folder, and stamp the end of every optimizer step."""
     import model_util
-    import prompt_util
+    import torch
     import train_lora
     import train_util
     from diffusers import UNet2DConditionModel
@@ -60,9 +56,7 @@ def main() -> None:
         loaded_rss.append(current_rss_mb())  # the model is loaded; what grows from here is training
         return tokenizer, text_encoder, unet, scheduler
 
-    loaded_rss = []
     model_util.load_models = load_models
-    stamps = []
     original_get_optimizer = train_util.get_optimizer
 
     def stamped(name):
@@ -77,7 +71,12 @@ def main() -> None:
         return Stamped
 
     train_lora.train_util.get_optimizer = stamped
-    config = config_util.RootConfig(
+
+
+def leco_config(args):
+    import config_util
+
+    return config_util.RootConfig(
         prompts_file=args.prompt_yaml,
         pretrained_model={"name_or_path": args.model},
         network={"type": "lierla", "rank": args.rank, "alpha": args.alpha, "training_method": args.method},
@@ -87,6 +86,23 @@ def main() -> None:
         logging={"use_wandb": False, "verbose": False},
         other={"use_xformers": False},
     )
+
+
+def main() -> None:
+    args = parse_args()
+    sys.path.insert(0, args.leco)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    import prompt_util
+    import train_lora
+
+    loaded_rss, stamps = [], []
+    patch_leco(args, loaded_rss, stamps)
+    config = leco_config(args)
     prompts = prompt_util.load_prompts_from_yaml(args.prompt_yaml)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # libraries imported, no model yet
     started = time.perf_counter()
@@ -95,8 +111,7 @@ def main() -> None:
     with open(args.out, "w") as handle:
         json.dump({"step_seconds": step_seconds, "stamps": [s - started for s in stamps],
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline,
-                   "loaded_rss_mb": loaded_rss[0],
-                   "torch": torch.__version__}, handle)
+                   "loaded_rss_mb": loaded_rss[0], "torch": torch.__version__}, handle)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from .errors import ConfigError
@@ -51,5 +51,3 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         return list(self._items.items())
 
-
-Factory = Callable[..., object]

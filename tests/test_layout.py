@@ -34,3 +34,39 @@ def test_importing_the_engine_package_loads_no_torch():
     code = "import sys, loba, loba.config, loba.registry, loba.errors; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+SOURCE_FOLDERS = ("loba", "nodes", "benchmarks", "devtools", "tests", "scripts")
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 50
+# Declarative schemas (a node's inputs and outputs) are allowed to be long: they are one statement.
+DECLARATIVE = {"define_schema"}
+
+
+def python_files():
+    top = [p for p in ROOT.glob("*.py")]
+    return top + [p for folder in SOURCE_FOLDERS for p in (ROOT / folder).rglob("*.py")]
+
+
+def test_no_file_over_300_lines_and_no_function_over_50():
+    long_files = {str(p.relative_to(ROOT)): n for p in python_files() if (n := p.read_text().count("\n")) > MAX_FILE_LINES}
+    long_functions = {}
+    for path in python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in DECLARATIVE:
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions[f"{path.relative_to(ROOT)}:{node.name}"] = length
+    assert not long_files and not long_functions
+
+
+def test_tests_are_not_a_package_so_any_clone_name_works():
+    # With tests/__init__.py pytest puts the clone's parent folder on sys.path, and a clone named `loba`
+    # then shadows the engine package with the pack root (ImportError at collection).
+    assert not (ROOT / "tests" / "__init__.py").exists()
+    assert not list((ROOT / "tests").rglob("__init__.py"))
+
+
+def test_the_shipped_engine_holds_no_test_only_code():
+    assert not (ROOT / "loba" / "tiny_models.py").exists()
+    names = {p.stem for p in (ROOT / "loba").rglob("*.py")}
+    assert "tiny_models" not in names

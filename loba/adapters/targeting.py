@@ -8,7 +8,6 @@ output_blocks.2.1.conv, middle_block). Leaf names inside transformer blocks are 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -193,16 +192,3 @@ def describe(targets: Iterable[TargetSpec], root: nn.Module, examples_per_kind: 
             examples[spec.kind].append(spec.name)
         parameters += adapter_parameters(spec, root.get_submodule(spec.name))
     return TargetingReport(len(targets), parameters, by_kind, examples)
-
-
-def describe_presets(root: nn.Module, cfg: NetworkConfig | None = None) -> dict[str, TargetingReport]:
-    """A report per registered preset (with cfg's ranks and patterns): lets a UI compare presets."""
-    cfg = cfg or NetworkConfig()
-    reports = {}
-    for preset in TARGETING_PRESETS.names():
-        try:
-            targets = select_targets(root, dataclasses.replace(cfg, preset=preset))
-        except ConfigError:
-            targets = []
-        reports[preset] = describe(targets, root)
-    return reports

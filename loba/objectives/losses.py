@@ -52,11 +52,6 @@ for _name, _fn in (("mse", mse), ("l1", l1), ("huber", huber), ("smooth_l1", smo
     LOSSES.register(_name, _fn)
 
 
-def validate_loss_name(cfg: LossConfig) -> None:
-    """Raise ConfigError for an unregistered loss_type before any model is loaded."""
-    LOSSES.get(cfg.loss_type)
-
-
 def reduce_per_sample(elementwise: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """[B, C, H, W] -> [B]: the mean, or with a [B or 1, 1, H, W] mask the mean over the masked area.
 

@@ -10,10 +10,9 @@ from .loader import load_prompt_file, prompt_set_from_dict, training_option_keys
 from .masks import box_mask, load_mask_image, mask_to_latent
 from .promptset import PromptSet
 from .slider import SliderTarget
-from .spec import ACTIONS, AnchorPrompt, PromptPair, random_bucket_resolution
+from .spec import AnchorPrompt, PromptPair, random_bucket_resolution
 
 __all__ = [
-    "ACTIONS",
     "AnchorPrompt",
     "PromptPair",
     "PromptSet",

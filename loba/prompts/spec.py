@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..objectives.actions import OBJECTIVES
 from .checks import (
     Resolution,
     as_count,
@@ -25,9 +26,6 @@ from .checks import (
 
 if TYPE_CHECKING:
     import torch
-
-ACTIONS = ("erase", "enhance")
-
 
 def distinct(items) -> list:
     """Items without repeats, first occurrence order kept (prompts are encoded once each)."""
@@ -67,7 +65,8 @@ class PromptPair:
     def __post_init__(self):
         entry = self.name or "prompt pair"
         self._normalize_prompts(entry)
-        require(self.action in ACTIONS, entry, "action", f"unknown action {self.action!r}; use one of: {', '.join(ACTIONS)}")
+        require(self.action in OBJECTIVES, entry, "action",
+                f"unknown action {self.action!r}; use one of: {', '.join(OBJECTIVES.names())}")
         normalize_common_fields(self, entry)
         set_field(self, "name", as_text(self.name, entry, "name"))
 

@@ -48,16 +48,6 @@ def slider_tensors(network: AdapterNetwork, kohya_name: Callable[[str], str],
     return tensors
 
 
-def save_slider(path: str | os.PathLike, network: AdapterNetwork, kohya_name: Callable[[str], str], *,
-                metadata: Mapping[str, object] | None = None, dtype: torch.dtype = torch.float32) -> Path:
-    """Write a network as a kohya LoRA/LoCon file (through write_slider_file). Caller metadata (loba_config ...)
-    is added to the ss_* fields; non-string values are stored as JSON."""
-    text = network_metadata(network)
-    for key, value in (metadata or {}).items():
-        text[str(key)] = value if isinstance(value, str) else json.dumps(value)
-    return write_slider_file(path, slider_tensors(network, kohya_name), text, dtype)
-
-
 def write_slider_file(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
                       dtype: torch.dtype = torch.float32) -> Path:
     """Write already-named kohya tensors (a merged or loaded slider) atomically, checked like a loaded file."""

@@ -133,9 +133,3 @@ def _merged_metadata(sources: Sequence[SliderFile], weights: Sequence[float], re
         if key in first:
             metadata[key] = first[key]
     return metadata
-
-
-def module_delta(source: SliderFile, stem: str) -> torch.Tensor:
-    """The update one module of a file adds at strength 1, [out, in*k*k] (for tests and diagnostics)."""
-    factor = _factors(source, stem, 1.0)
-    return factor.up @ factor.down

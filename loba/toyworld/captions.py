@@ -38,11 +38,6 @@ def caption(attrs: Attributes, rng: np.random.Generator, drop_probability: float
     return compose(attrs.shape, **mentioned)
 
 
-def full_caption(attrs: Attributes) -> str:
-    """The caption that mentions every attribute."""
-    return compose(attrs.shape, attrs.size, attrs.color, attrs.background)
-
-
 def all_full_prompts() -> list[str]:
     """Every fully specified prompt (3 shapes x 4 colors x 2 sizes x 2 backgrounds = 48), in a fixed order."""
     combinations = itertools.product(SHAPES, COLORS, SIZES, BACKGROUNDS)

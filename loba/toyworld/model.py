@@ -102,14 +102,3 @@ class ToyComponents:
         for module in (self.unet, self.text_encoder, self.vae):
             module.eval().requires_grad_(False)
         return self
-
-
-def random_components(seed: int = 0, tokenizer_folder: Path | None = None) -> ToyComponents:
-    """Untrained components of the right architecture (tests run before, and without, the trained weights)."""
-    import tempfile
-
-    import torch
-
-    torch.manual_seed(seed)
-    folder = Path(tokenizer_folder or tempfile.mkdtemp(prefix="loba-toy-tokenizer-"))
-    return ToyComponents(build_unet(), build_text_encoder(), clip_tokenizer(folder), build_vae(), 1.0).eval()

@@ -58,16 +58,6 @@ class ReadResult:
         return {"shape": self.shape, "color": self.color, "size": self.size, "background": self.background}
 
 
-def read_attributes(image: np.ndarray) -> ReadResult:
-    """Read one uint8 image [64, 64, 3] (HWC, 0..255, as rendered or saved)."""
-    return read_batch(np.asarray(image)[None])[0]
-
-
-def read_attributes_float(image, *, value_range: tuple[float, float]) -> ReadResult:
-    """Read one float image [3, 64, 64] (CHW) whose values span `value_range`: (0, 1) or (-1, 1) (a decoder's output)."""
-    return read_batch_float(torch.as_tensor(image)[None], value_range=value_range)[0]
-
-
 def read_batch(images: np.ndarray) -> list[ReadResult]:
     """Read uint8 images [N, 64, 64, 3]."""
     images = np.asarray(images)

@@ -44,12 +44,13 @@ class RunRecorder(TrainCallbacks):
     def on_step(self, report: StepReport, network) -> None:
         self.network = network
         self.rows.append(report_row(report))
-        self.host.on_step(report, network)
+        # The preview first, so a host that shows the step (the progress bar) shows it with its picture.
         if self.sampler is not None and self.policy.due(report.step, report.total_steps) and not self.host.should_stop():
             image = self.sampler(network, report.step)
             if self.save_samples and self.out_dir is not None:
                 self.samples.append(_save_png(image, sample_path(self.out_dir, report.step)))
             self.host.on_preview(image, report.step)
+        self.host.on_step(report, network)
 
     def on_checkpoint(self, path: Path, step: int) -> None:
         every = self.config.save_every_n_steps

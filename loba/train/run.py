@@ -48,7 +48,10 @@ def run_training(request: RunRequest) -> TrainedSlider:
     left exactly as it was, whatever happens; a stop request or Ctrl-C returns the partial slider."""
     out_dir = None if request.out_dir is None else Path(request.out_dir)
     _check_request(request, out_dir)
-    validate_before_model_work(request.prompts.with_default_resolution((request.resolution or 512,) * 2), request.config)
+    # Before any model is loaded: a given backend already knows its native size; for a model still to load, a
+    # placeholder stands in (square like every native size, so mask aspect checks decide the same).
+    known = request.resolution or (request.backend.native_resolution if request.backend is not None else 512)
+    validate_before_model_work(request.prompts.with_default_resolution((known,) * 2), request.config)
     resume = _resume_path(request.resume, out_dir)
     backend = request.backend or load_backend(request.model)
     prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)

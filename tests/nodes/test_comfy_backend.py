@@ -14,12 +14,13 @@ import pytest
 import torch
 from support.comfy import COMFY_MARKS, require_comfyui
 from support.pack import import_pack
+from support.toy_models import random_components
 
 from loba.config import TrainConfig
 from loba.prompts import AnchorPrompt, PromptPair, PromptSet
 from loba.toyworld.backend import toy_backend
 from loba.toyworld.files import load_toy_components, save_toy_checkpoint
-from loba.toyworld.model import LATENT_SIZE, random_components
+from loba.toyworld.model import LATENT_SIZE
 from loba.train.loop import train
 
 require_comfyui()

@@ -145,6 +145,21 @@ def test_every_kohya_stem_names_the_same_comfy_layer(comfy, tokenizer, kind):
     assert not wrong, f"{len(wrong)} of {len(names)} kohya stems name another ComfyUI layer (or none), e.g. {list(wrong.items())[:3]}"
 
 
+def _random_locon_slider(backend, x, timesteps, cond):
+    """LoRA on every linear layer, LoCon on the 3x3 convs (other rank/alpha), random; with LOBA's own
+    outputs at every strength, the reference the ComfyUI side must reproduce."""
+    config = TrainConfig().replace(preset="all_linear_conv", network_dim=4, network_alpha=1.0, conv_dim=2, conv_alpha=3.0)
+    network = build_network(backend, config)
+    _randomize_adapters(network)
+    assert {lora.kind for _, lora in network.items()} == {"lora", "locon"}
+    expected = {}
+    with torch.no_grad(), network.attached(backend.unet):
+        for strength in (0.0, *STRENGTHS):
+            network.multiplier = strength
+            expected[strength] = backend.predict(x, timesteps, cond)
+    return network, config, expected
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_loba_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer, tmp_path, caplog, kind):
     backend = _backend(tokenizer, kind)
@@ -152,17 +167,7 @@ def test_loba_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer, t
     x, timesteps, cond = _inputs(backend)
     context, y = _comfy_side(backend, base, x, timesteps, cond)
 
-    # LoRA on every linear layer, LoCon on the 3x3 convs, with a different rank/alpha for the convs.
-    config = TrainConfig().replace(preset="all_linear_conv", network_dim=4, network_alpha=1.0, conv_dim=2, conv_alpha=3.0)
-    network = build_network(backend, config)
-    _randomize_adapters(network)
-    kinds = {lora.kind for _, lora in network.items()}
-    assert kinds == {"lora", "locon"}
-    expected = {}
-    with torch.no_grad(), network.attached(backend.unet):
-        for strength in (0.0, *STRENGTHS):
-            network.multiplier = strength
-            expected[strength] = backend.predict(x, timesteps, cond)
+    network, config, expected = _random_locon_slider(backend, x, timesteps, cond)
     path = save_trained_slider(tmp_path / f"slider_{kind}.safetensors", network, backend, config,
                                PromptSet(entries=(PromptPair(target="x"),)), steps=1)
 

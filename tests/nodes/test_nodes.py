@@ -18,6 +18,7 @@ from support.nodes import (
     train_inputs,
 )
 from support.pack import run_node
+from support.sliders import module_delta
 
 require_comfyui()
 pytestmark = COMFY_MARKS
@@ -162,11 +163,10 @@ def test_preview_grid_samples_weights_with_the_stock_sampler(pack, comfy, toy, t
 
 
 def test_merge_and_bake(pack, comfy, toy, toy_slider):
-    merge = pack.module.loba.sliders.merge
     merged = run_node(pack.nodes["LOBA_MergeSliders"], slider_1=toy_slider, weight_1=1.0, slider_2=toy_slider, weight_2=0.5,
                       mode="concat", rank=8, weight_3=1.0, weight_4=1.0).args[0]
     stem = sorted(toy_slider.module_stems())[0]
-    assert torch.allclose(merge.module_delta(merged, stem), 1.5 * merge.module_delta(toy_slider, stem), atol=1e-6)
+    assert torch.allclose(module_delta(merged, stem), 1.5 * module_delta(toy_slider, stem), atol=1e-6)
     before = snapshot(comfy, toy.model)
     baked = run_node(pack.nodes["LOBA_BakeSlider"], model=toy.model, slider=toy_slider, strength=1.0, slider_2=toy_slider,
                      strength_2=0.5).args[0]
@@ -182,7 +182,7 @@ def test_merge_and_bake(pack, comfy, toy, toy_slider):
     saved = load_file(str(path))
     weight_key = comfy.lora.model_lora_keys_unet(toy.model.model, {})[stem]
     base_weight = before[0][weight_key.removeprefix("diffusion_model.")]
-    expected = base_weight + 1.5 * merge.module_delta(toy_slider, stem).reshape(base_weight.shape)
+    expected = base_weight + 1.5 * module_delta(toy_slider, stem).reshape(base_weight.shape)
     assert (saved["model." + weight_key] - expected).abs().max() < 1e-5
     assert_untouched(comfy, toy.model, before, flags_too=False)  # the stock LoRA path ran
 
@@ -191,7 +191,10 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_slider(pack, toy):
     inputs = dict(resolution=0, max_train_steps=4, save_every_n_steps=2)
     whole = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
                      **train_inputs(**inputs, filename_prefix="loba/whole")).args[0]
-    (checkpoint,) = [p for p in (pack.root / "output" / "loba_checkpoints" / "whole").rglob("*") if p.is_file()]
+    run_folder = pack.root / "output" / "loba_checkpoints" / "whole"
+    (checkpoint,) = run_folder.rglob("*.pt")
+    # next to the checkpoint: the step-2 slider (as sd-scripts' save_every_n_steps writes) and the loss log
+    assert sorted(p.name for p in run_folder.iterdir() if p.is_file()) == ["loss.csv", "slider-000002.safetensors"]
     resumed = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
                        resume_file=str(checkpoint.relative_to(pack.root / "output")),
                        **train_inputs(**inputs, filename_prefix="loba/resumed")).args[0]

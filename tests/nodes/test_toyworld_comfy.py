@@ -16,9 +16,10 @@ import pytest
 import torch
 from support.comfy import COMFY_MARKS, comfy_eps, require_comfyui
 from support.pack import import_pack
+from support.toy_models import random_components
 
 from loba.toyworld.files import load_toy_components, read_toy_info, save_toy_checkpoint
-from loba.toyworld.model import IMAGE_SIZE, LATENT_SIZE, random_components
+from loba.toyworld.model import IMAGE_SIZE, LATENT_SIZE
 
 require_comfyui()
 pytestmark = COMFY_MARKS

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from loba.errors import SpecError
-from loba.prompts import ACTIONS, AnchorPrompt, PromptPair, PromptSet, SliderTarget, random_bucket_resolution
+from loba.prompts import AnchorPrompt, PromptPair, PromptSet, SliderTarget, random_bucket_resolution
 
 
 def spec_error(match_entry: str, match_field: str, build):
@@ -49,8 +49,14 @@ def test_prompts_are_distinct_in_order():
     assert PromptPair("x", "y", "z", "w").prompts() == ("x", "y", "z", "w")
 
 
-def test_actions_constant():
-    assert ACTIONS == ("erase", "enhance")
+def test_the_objective_registry_is_the_only_list_of_actions(monkeypatch):
+    from loba.objectives import OBJECTIVES
+
+    assert OBJECTIVES.names() == ["erase", "enhance"]
+    with pytest.raises(SpecError, match="use one of: erase, enhance"):
+        PromptPair("x", action="blur")
+    monkeypatch.setitem(OBJECTIVES._items, "blur", OBJECTIVES.get("erase"))
+    assert PromptPair("x", action="blur").action == "blur"  # registered once, accepted everywhere
 
 
 # --- PromptPair bad input ------------------------------------------------------------------------

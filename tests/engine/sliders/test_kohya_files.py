@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from support.backends import randomize_up, unet_inputs
+from support.sliders import save_slider
 from support.tiny_models import tiny_pipeline, tiny_unet
 from torch import nn
 
@@ -16,7 +17,7 @@ from loba.config import NetworkConfig
 from loba.errors import AdapterFileError
 from loba.models.naming import KohyaNames
 from loba.sliders.atomic import atomic_write, atomic_write_text
-from loba.sliders.kohya import load_slider, network_from_file, save_slider
+from loba.sliders.kohya import load_slider, network_from_file
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support.sliders import module_delta
 
 from loba.errors import AdapterFileError, ConfigError
 from loba.sliders.kohya import SliderFile, load_slider, write_slider_file
-from loba.sliders.merge import MERGE_MODES, merge_sliders, module_delta
+from loba.sliders.merge import MERGE_MODES, merge_sliders
 
 
 def _lora(seed: int, rank: int, alpha: float, conv: bool = False, stems=("lora_unet_a", "lora_unet_b")) -> SliderFile:

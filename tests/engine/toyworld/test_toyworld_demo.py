@@ -3,13 +3,13 @@
 import json
 
 import pytest
+from support.toy_models import random_components
 
 from loba.cli.main import main
 from loba.toyworld.captions import parse_caption
 from loba.toyworld.demo import DEMO_RECIPES, recipe_path
 from loba.toyworld.evaluate import load_spec
 from loba.toyworld.files import save_toy_checkpoint
-from loba.toyworld.model import random_components
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.sliders import save_slider
+from support.toy_models import random_components
 
 from loba.adapters import AdapterNetwork
 from loba.adapters.targeting import select_targets
@@ -16,10 +18,8 @@ from loba.cli.main import main
 from loba.config import NetworkConfig
 from loba.errors import ConfigError
 from loba.models.naming import KohyaNames
-from loba.sliders.kohya import save_slider
 from loba.toyworld.evaluate import compute_metrics, evaluate, load_spec, parse_spec
 from loba.toyworld.grid import grid_size
-from loba.toyworld.model import random_components
 from loba.toyworld.reader import ReadResult
 from loba.toyworld.sampling import ToySampler, load_slider_network
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from support.single_file import offline_hub
+from support.toy_models import random_components
 
 from loba.cli.main import main
 from loba.errors import LobaError
@@ -27,7 +28,7 @@ from loba.toyworld.files import (
     read_toy_info,
     save_toy_checkpoint,
 )
-from loba.toyworld.model import IMAGE_SIZE, SCHEDULER_CONFIG, UNET_CONFIG, random_components
+from loba.toyworld.model import IMAGE_SIZE, SCHEDULER_CONFIG, UNET_CONFIG
 from loba.toyworld.single_file import UNET_PREFIX, block_key_to_ldm, ldm_to_diffusers, single_file_state, unet_block_prefixes, unet_to_ldm
 
 SCALING_FACTOR = 0.4321  # not diffusers' default 0.18215 nor 1.0: proves the file's value travels

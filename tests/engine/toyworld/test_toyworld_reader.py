@@ -11,11 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from loba.toyworld.attributes import COLOR_RGB, IMAGE_SIZE, size_area_threshold
-from loba.toyworld.reader import read_attributes, read_attributes_float, read_batch, read_batch_float
+from loba.toyworld.reader import read_batch, read_batch_float
 from loba.toyworld.render import coverage, render_batch
 
 ATTRIBUTES = ("shape", "color", "size", "background")
 FRESH_SEED, NOISE_SEED = 20260611, 31
+
+
+def read_one(image):
+    return read_batch(np.asarray(image)[None])[0]
 
 
 def degrade(images: np.ndarray, seed: int, factor: int, blur_sigma: float = 1.0, noise: float = 3.0, drift: float = 0.0):
@@ -89,8 +93,8 @@ def test_float_entry_points_match_uint8(fresh_world):
     unit = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     assert read_batch_float(unit, value_range=(0.0, 1.0)) == expected
     assert read_batch_float(unit * 2 - 1, value_range=(-1.0, 1.0)) == expected
-    assert read_attributes_float(unit[0] * 2 - 1, value_range=(-1.0, 1.0)) == expected[0]
-    assert read_attributes(images[0]) == expected[0]
+    assert read_batch_float(torch.as_tensor(unit[0] * 2 - 1)[None], value_range=(-1.0, 1.0))[0] == expected[0]
+    assert read_one(images[0]) == expected[0]
     with pytest.raises(ValueError):
         read_batch(images.astype(np.float32))
     with pytest.raises(ValueError):
@@ -103,7 +107,7 @@ def _composite(shape, scale, center, color, gray):
 
 
 def test_empty_image_reports_no_object():
-    result = read_attributes(np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 40, np.uint8))
+    result = read_one(np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 40, np.uint8))
     assert (result.shape, result.color, result.size, result.center, result.confident) == (None, None, None, None, False)
     assert result.background == "dark" and result.area == 0.0
 
@@ -112,14 +116,14 @@ def test_distractor_blob_and_hole_are_ignored():
     image = _composite("square", 33.0, (36.0, 36.0), "blue", 215.0)
     image[6:9, 6:9] = COLOR_RGB["red"]  # a stray speck: not the largest component
     image[35:37, 35:37] = 215  # a pinhole inside the object: filled
-    result = read_attributes(image)
+    result = read_one(image)
     assert (result.shape, result.color, result.size, result.background) == ("square", "blue", "large", "light")
     assert result.center == pytest.approx((36.0, 36.0), abs=0.3)
 
 
 def test_in_between_size_is_not_confident():
     scale = 2 * np.sqrt(size_area_threshold() / np.pi)  # exactly on the small/large boundary
-    result = read_attributes(_composite("circle", scale, (32.0, 32.0), "green", 30.0))
+    result = read_one(_composite("circle", scale, (32.0, 32.0), "green", 30.0))
     assert result.shape == "circle" and result.color == "green" and not result.confident
 
 
