@@ -1,6 +1,6 @@
 """The example workflows as compact specs: which nodes, where, which widget values, which links.
 
-example_workflow_builder.py turns each into example_workflows/<name>.json (the UI format the frontend loads);
+builder.py turns each into example_workflows/<name>.json (the UI format the frontend loads);
 widgets not named here take their /object_info defaults. Every example runs on the toy-world model on a CPU
 in seconds (tens of steps, 64x64), so the tests run them all through a real server.
 """
