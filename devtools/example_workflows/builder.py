@@ -3,7 +3,7 @@ saves its preview grid as the same-name .jpg thumbnail.
 
     OMP_NUM_THREADS=1 python -m devtools.example_workflows.builder      # from the repository root, with ComfyUI found
 
-The widget layout follows the frontend's rules (tests/workflow_convert.py); the browser tests check the result
+The widget layout follows the frontend's rules (devtools/example_workflows/convert.py); the browser tests check the result
 loads in the real frontend and converts to the same prompt there.
 """
 
