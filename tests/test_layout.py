@@ -70,3 +70,20 @@ def test_the_shipped_engine_holds_no_test_only_code():
     assert not (ROOT / "loba" / "tiny_models.py").exists()
     names = {p.stem for p in (ROOT / "loba").rglob("*.py")}
     assert "tiny_models" not in names
+
+
+def test_no_import_cycles_in_the_engine_nodes_or_benchmarks():
+    from support.import_graph import cycles, import_graph
+
+    for package in ("loba", "nodes", "benchmarks", "devtools"):
+        assert not cycles(import_graph(ROOT, package)), package
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path):
+    from support.import_graph import cycles, import_graph
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from .b import x\n")
+    (tmp_path / "pkg" / "b.py").write_text("from . import a\nx = 1\n")
+    assert cycles(import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b"]]
