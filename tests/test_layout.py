@@ -87,3 +87,16 @@ def test_the_cycle_check_finds_a_cycle(tmp_path):
     (tmp_path / "pkg" / "a.py").write_text("from .b import x\n")
     (tmp_path / "pkg" / "b.py").write_text("from . import a\nx = 1\n")
     assert cycles(import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b"]]
+
+
+def test_the_cycle_check_counts_a_package_init_as_imported(tmp_path):
+    # The old targeting <-> adapters cycle: importing pkg.sub.lora runs pkg/sub/__init__.py, which imports back.
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("from .network import N\n")
+    (tmp_path / "pkg" / "sub" / "lora.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "sub" / "network.py").write_text("def late():\n    from ..targeting import T\n")
+    (tmp_path / "pkg" / "targeting.py").write_text("from .sub.lora import x\n")
+    from support.import_graph import cycles, import_graph
+
+    assert cycles(import_graph(tmp_path, "pkg")) == [["pkg.sub", "pkg.sub.network", "pkg.targeting"]]

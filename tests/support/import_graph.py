@@ -30,11 +30,18 @@ def _targets(node: ast.stmt, module: str, is_package: bool) -> list[str]:
     return [target] + [f"{target}.{alias.name}" for alias in node.names]
 
 
+def _parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     names = _module_names(root, package)
     graph = {}
     for module, (path, is_package) in names.items():
         found = {t for node in ast.walk(ast.parse(path.read_text())) for t in _targets(node, module, is_package)}
+        # Importing pkg.sub runs pkg/__init__.py first: that is an edge too, unless pkg encloses this module.
+        found |= {parent for t in found for parent in _parents(t) if not (module + ".").startswith(parent + ".")}
         graph[module] = {t for t in found if t in names and t != module}
     return graph
 
