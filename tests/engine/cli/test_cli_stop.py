@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 
 from loba.cli.main import main
@@ -42,7 +43,8 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 240) -> No
         time.sleep(0.2)
 
 
-def test_sigint_saves_the_partial_slider_and_a_checkpoint_then_exits_non_zero(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_saves_the_partial_slider_and_a_checkpoint_then_exits_non_zero(tmp_path, stop):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "loba.cli", "train", str(recipe_path("erase-red", "train")), "--out", str(out),
                "--model", "toyworld", "--quiet", "--set", "max_train_steps=100000", "--set", "save_every_n_steps=2", *QUICK]
@@ -50,11 +52,11 @@ def test_sigint_saves_the_partial_slider_and_a_checkpoint_then_exits_non_zero(tm
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(out / "checkpoints" / "step-000002.pt", process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         output, _ = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 128 + signal.SIGINT, output
+    assert process.returncode == 128 + stop, output
     saved = metadata(out / "slider.safetensors")
     assert saved["loba_stopped_early"] == "true"
     steps = int(saved["ss_steps"])
