@@ -16,7 +16,7 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
+from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
 from ..loba.dtypes import dtype_named
 from ..loba.images import labelled_grid, loss_curve_image, parse_weights
 from ..loba.pixels import pil_to_pixels, pixels_to_pil
@@ -104,7 +104,7 @@ def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -
             raise fail(node, "settings", f"expected a LOBA settings node output, got {type(part).__name__}")
         values.update(part.values)
     with reported_as(node):
-        return TrainConfig().replace(**values)
+        return config_from_widgets(values)
 
 
 class TrainSliderNode(io.ComfyNode):

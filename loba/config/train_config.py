@@ -127,7 +127,7 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with flat or nested field changes, e.g. replace(network_dim=8)."""
-        return config_from_dict({**_flatten(self.to_dict()), **changes})
+        return config_from_dict({**flatten_sections(self.to_dict()), **changes})
 
 
 def newer_version_message(version: Any) -> str:
@@ -142,7 +142,8 @@ def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _flatten(nested: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_sections(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """[network] = {...} and the like lifted to the top level (sd-scripts' flat form); other keys as they are."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if key in SECTIONS and isinstance(value, Mapping):
@@ -186,11 +187,11 @@ def _construct(cls, values: Mapping[str, Any], where: str):
     converted = {}
     for key, value in values.items():
         default = types[key].default
-        converted[key] = _coerce(value, default, f"{where}.{key}" if where != "config" else key)
+        converted[key] = coerce_value(value, default, f"{where}.{key}" if where != "config" else key)
     return cls(**converted)
 
 
-def _coerce(value: Any, default: Any, name: str) -> Any:
+def coerce_value(value: Any, default: Any, name: str) -> Any:
     """Convert TOML/JSON values to the field's type, naming the field when it cannot."""
     if default is dataclasses.MISSING or isinstance(value, (NetworkConfig, OptimizerConfig, LossConfig,
                                                             NoiseConfig, SamplingConfig)):
