@@ -8,7 +8,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..loba.adapters.targeting import TARGETING_PRESETS
-from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
+from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, SamplingConfig, config_from_widgets
 from ..loba.objectives.losses import LOSSES
 from ..loba.optim import validate_names
 from .node_errors import fail, reported_as
@@ -38,8 +38,9 @@ def pattern_table(text: str, node: str, field: str, kind=float) -> dict:
 
 def checked(node: str, values: dict) -> ConfigPart:
     with reported_as(node):
-        # Fails here, on this node, rather than later on the Train node.
-        config = TrainConfig().replace(**values)
+        # Fails here, on this node, rather than later on the Train node. The part keeps the widget values as they
+        # are: the Train node migrates them once, together with its own (they share the workflow's version).
+        config = config_from_widgets(values)
         TARGETING_PRESETS.get(config.network.preset)
         LOSSES.get(config.loss.loss_type)
         validate_names(config.optimizer)

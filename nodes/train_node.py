@@ -15,7 +15,7 @@ import comfy.model_management
 import folder_paths
 from comfy_api.latest import io
 
-from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig
+from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
 from ..loba.images import loss_curve_image, parse_weights
 from ..loba.pixels import pil_to_pixels
 from ..loba.prompts import PromptSet
@@ -54,7 +54,7 @@ def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -
             raise fail(node, "settings", f"expected a LOBA settings node output, got {type(part).__name__}")
         values.update(part.values)
     with reported_as(node):
-        return TrainConfig().replace(**values)
+        return config_from_widgets(values)
 
 
 class TrainSliderNode(io.ComfyNode):

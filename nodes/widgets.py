@@ -41,6 +41,9 @@ def config_input(cls, name: str, *, default: Any = None, tooltip: str | None = N
     if isinstance(value, int):
         return io.Int.Input(name, default=value, min=meta.get("min", 0), max=meta.get("max", 2**31 - 1), **common)
     if isinstance(value, float):
+        # An exclusive minimum ("> 0": learning_rate, huber_delta) keeps the bound as the widget's min: the frontend
+        # has no exclusive bound, and a min of one step would forbid smaller valid values (a learning rate of 5e-6).
+        # The config refuses the bound itself, naming the field.
         return io.Float.Input(name, default=value, min=meta.get("min", -1e9), max=meta.get("max", 1e9),
                               step=step or 0.01, round=False, **common)
     return io.String.Input(name, default=str(value), **common)

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..errors import ConfigError
 from ..prompts import PromptSet
 from ..prompts.loader import load_prompt_file, prompt_set_from_dict, read_prompt_table, training_option_keys
+from .migrations import migrate
 from .train_config import SECTIONS, TrainConfig, config_from_dict
 
 MODEL_KEYS = {
@@ -39,9 +40,12 @@ class RunFile:
     device: str = "cpu"
 
 
-def split_run_table(data: dict[str, Any], base_dir: Path, source: str) -> tuple[dict[str, Any], TrainConfig, PromptSet]:
-    """(model keys, training config, prompt set) of a parsed run table."""
-    data = dict(data)
+def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
+                    overrides: Optional[dict[str, Any]] = None) -> tuple[dict[str, Any], TrainConfig, PromptSet]:
+    """(model keys, training config, prompt set) of a parsed run table of any config version, with `overrides`
+    (current-version option names, e.g. `--set`) laid over it after its migration."""
+    # Migrated whole, before it is split: a renamed option is only a training key under its new name.
+    data = {**migrate(data), **(overrides or {})}
     model_values = {key: data.pop(key) for key in list(data) if key in MODEL_KEYS}
     training_keys = training_option_keys() | set(SECTIONS)
     training = {key: data.pop(key) for key in list(data) if key in training_keys}
@@ -56,7 +60,7 @@ def split_run_table(data: dict[str, Any], base_dir: Path, source: str) -> tuple[
 
 def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> RunFile:
     path = Path(path)
-    model_values, config, prompts = split_run_table({**read_prompt_table(path), **(overrides or {})}, path.parent, path.name)
+    model_values, config, prompts = split_run_table(read_prompt_table(path), path.parent, path.name, overrides)
     model = model_values.get("pretrained_model_name_or_path")
     if not model:
         raise ConfigError("pretrained_model_name_or_path", f"{path.name} names no base model; set it or pass --model")

@@ -1,4 +1,4 @@
-"""Training configuration: frozen dataclasses whose help strings double as node tooltips.
+"""Training configuration: frozen dataclasses whose help strings double as node tooltips (and bounds as widget limits).
 
 Field names follow sd-scripts' LECO arguments where they exist (network_dim, network_alpha,
 learning_rate, max_train_steps, save_every_n_steps, max_denoising_steps,
@@ -15,21 +15,10 @@ from typing import Any
 
 from ..dtypes import SAVE_PRECISIONS
 from ..errors import ConfigError
+from .bounds import check_bounds, option, require
 
+# The format version of configs LOBA writes; loba/config/migrations.py brings older ones up to it.
 CONFIG_VERSION = 1
-
-
-def option(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field with a help string (and optional min/max/choices for UIs)."""
-    meta = {"help": help, **extra}
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _require(cond: bool, name: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(name, message)
 
 
 @dataclass(frozen=True)
@@ -46,20 +35,17 @@ class NetworkConfig:
     lr_pattern: dict = option({}, "Per-layer learning-rate multipliers: {regex: multiplier}; first match wins.")
 
     def __post_init__(self):
-        _require(int(self.network_dim) >= 1, "network_dim", "must be a positive integer, e.g. 4")
-        _require(float(self.network_alpha) >= 0, "network_alpha", "must be >= 0, e.g. 1.0")
-        _require(int(self.conv_dim) >= 1, "conv_dim", "must be a positive integer, e.g. 4")
-        _require(float(self.conv_alpha) >= 0, "conv_alpha", "must be >= 0, e.g. 1.0")
+        check_bounds(self)
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
         for name in ("rank_pattern", "alpha_pattern", "lr_pattern"):
-            _require(isinstance(getattr(self, name), Mapping), name, "must be a table {regex = value}")
+            require(isinstance(getattr(self, name), Mapping), name, "must be a table {regex = value}")
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     optimizer: str = option("adamw", "Optimizer name from the optimizer registry.", choices="optimizers")
-    learning_rate: float = option(1e-4, "Base learning rate.", min=0.0)
+    learning_rate: float = option(1e-4, "Base learning rate.", min=0.0, min_exclusive=True, example="1e-4")
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, Lion) or L2 (Adam, SGD).", min=0.0)
     optimizer_args: dict = option({}, "Extra keyword arguments for the optimizer, e.g. {betas = [0.9, 0.99]}.")
     lr_scheduler: str = option("constant", "Learning-rate schedule from the schedule registry.", choices="schedules")
@@ -68,23 +54,18 @@ class OptimizerConfig:
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this value; 0 disables clipping.", min=0.0)
 
     def __post_init__(self):
-        _require(float(self.learning_rate) > 0, "learning_rate", "must be > 0, e.g. 1e-4")
-        _require(int(self.lr_warmup_steps) >= 0, "lr_warmup_steps", "must be >= 0")
-        _require(int(self.lr_scheduler_num_cycles) >= 1, "lr_scheduler_num_cycles", "must be >= 1")
-        _require(float(self.max_grad_norm) >= 0, "max_grad_norm", "must be >= 0 (0 disables clipping)")
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     loss_type: str = option("mse", "Per-element loss from the loss registry.", choices="losses")
-    huber_delta: float = option(1.0, "Delta of the huber loss and beta of smooth_l1.", min=0.0)
+    huber_delta: float = option(1.0, "Delta of the huber loss and beta of smooth_l1.", min=0.0, min_exclusive=True)
     min_snr_gamma: float = option(0.0, "Min-SNR-gamma loss weighting (5 is typical); 0 disables it.", min=0.0)
     preservation_weight: float = option(1.0, "Scale on every preservation prompt's own weight.", min=0.0)
 
     def __post_init__(self):
-        _require(float(self.huber_delta) > 0, "huber_delta", "must be > 0, e.g. 1.0")
-        _require(float(self.min_snr_gamma) >= 0, "min_snr_gamma", "must be >= 0 (0 disables it)")
-        _require(float(self.preservation_weight) >= 0, "preservation_weight", "must be >= 0")
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -94,9 +75,7 @@ class NoiseConfig:
     multires_noise_discount: float = option(0.3, "Per-level discount of the pyramid noise.", min=0.0, max=1.0)
 
     def __post_init__(self):
-        _require(float(self.noise_offset) >= 0, "noise_offset", "must be >= 0")
-        _require(int(self.multires_noise_iterations) >= 0, "multires_noise_iterations", "must be >= 0")
-        _require(0 <= float(self.multires_noise_discount) <= 1, "multires_noise_discount", "must be in [0, 1]")
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -105,7 +84,8 @@ class SamplingConfig:
     leco_denoise_guidance_scale: float = option(3.0, "CFG scale of the partial denoise.", min=0.0)
     denoise_with_adapter: bool = option(True, "Apply the slider (at the pair's multiplier) during the partial denoise, as LECO does.")
     trajectory_cache: int = option(0, "Trajectory cache: keep this many partial-denoise trajectories per pair and read "
-                                   "x_t from them instead of re-denoising every step (much faster); 0 = off (LECO).", min=0, max=64)
+                                   "x_t from them instead of re-denoising every step (much faster); 0 = off (LECO).", min=0, max=64,
+                                   example=4)
     trajectory_refresh_every: int = option(4, "With the trajectory cache: one new trajectory per pair every N uses.", min=1)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
@@ -114,17 +94,14 @@ class SamplingConfig:
                                          "steps that decide layout and background. 1000 disables it.", min=1, max=1000)
 
     def __post_init__(self):
-        _require(int(self.max_denoising_steps) >= 2, "max_denoising_steps", "must be >= 2, e.g. 40")
-        _require(int(self.trajectory_cache) >= 0, "trajectory_cache", "must be >= 0 (0 turns the cache off)")
-        _require(int(self.trajectory_refresh_every) >= 1, "trajectory_refresh_every", "must be >= 1")
-        _require(0 <= int(self.min_timestep) < int(self.max_timestep) <= 1000, "min_timestep",
-                 "need 0 <= min_timestep < max_timestep <= 1000")
-        _require(1 <= int(self.preserve_from_timestep) <= 1000, "preserve_from_timestep", "must be in 1-1000 (1000 disables it)")
+        check_bounds(self)
+        require(int(self.min_timestep) < int(self.max_timestep), "min_timestep",
+                "need 0 <= min_timestep < max_timestep <= 1000")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    version: int = option(CONFIG_VERSION, "Config format version (migrations keep old files loading).")
+    version: int = option(CONFIG_VERSION, "Config format version (migrations keep old files loading).", min=1)
     max_train_steps: int = option(500, "Number of optimizer steps.", min=1)
     seed: int = option(42, "Seed of every random draw (pairs, timesteps, noise); same seed -> same slider.")
     save_every_n_steps: int = option(0, "Write a resumable checkpoint every N steps; 0 disables it.", min=0)
@@ -138,12 +115,9 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "How x_t is produced."})
 
     def __post_init__(self):
-        _require(int(self.version) <= CONFIG_VERSION, "version",
-                 f"config version {self.version} is newer than this LOBA ({CONFIG_VERSION}); update LOBA")
-        _require(int(self.max_train_steps) >= 1, "max_train_steps", "must be >= 1")
-        _require(int(self.save_every_n_steps) >= 0, "save_every_n_steps", "must be >= 0")
-        _require(self.save_precision in ("float", "fp16", "bf16"), "save_precision", "use float, fp16 or bf16")
-        _require(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision", "use no, fp16 or bf16")
+        check_bounds(self)
+        # Read at call time, not bound at import, so that the migration tests can raise the version.
+        require(int(self.version) <= CONFIG_VERSION, "version", newer_version_message(self.version))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,7 +127,11 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with flat or nested field changes, e.g. replace(network_dim=8)."""
-        return config_from_dict({**_flatten(self.to_dict()), **changes})
+        return config_from_dict({**flatten_sections(self.to_dict()), **changes})
+
+
+def newer_version_message(version: Any) -> str:
+    return f"config version {version} is newer than this LOBA ({CONFIG_VERSION}); update LOBA"
 
 
 SECTIONS = {"network": NetworkConfig, "optimizer": OptimizerConfig, "loss": LossConfig,
@@ -164,7 +142,8 @@ def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _flatten(nested: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_sections(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """[network] = {...} and the like lifted to the top level (sd-scripts' flat form); other keys as they are."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if key in SECTIONS and isinstance(value, Mapping):
@@ -208,11 +187,11 @@ def _construct(cls, values: Mapping[str, Any], where: str):
     converted = {}
     for key, value in values.items():
         default = types[key].default
-        converted[key] = _coerce(value, default, f"{where}.{key}" if where != "config" else key)
+        converted[key] = coerce_value(value, default, f"{where}.{key}" if where != "config" else key)
     return cls(**converted)
 
 
-def _coerce(value: Any, default: Any, name: str) -> Any:
+def coerce_value(value: Any, default: Any, name: str) -> Any:
     """Convert TOML/JSON values to the field's type, naming the field when it cannot."""
     if default is dataclasses.MISSING or isinstance(value, (NetworkConfig, OptimizerConfig, LossConfig,
                                                             NoiseConfig, SamplingConfig)):

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 from ..adapters import AdapterNetwork
+from ..config.migrations import config_from_slider_metadata
+from ..config.train_config import TrainConfig
 from ..errors import AdapterFileError
 from .atomic import atomic_write
 
@@ -69,6 +71,10 @@ class SliderFile:
 
     def module_stems(self) -> set[str]:
         return {key.rsplit(".", 2)[0] if key.endswith(".weight") else key.rsplit(".", 1)[0] for key in self.tensors}
+
+    def training_config(self) -> TrainConfig | None:
+        """The config LOBA trained this slider with (migrated to the current version); None for other trainers' files."""
+        return config_from_slider_metadata(self.metadata)
 
     def module_state(self, stem: str) -> dict[str, torch.Tensor]:
         """{lora_down.weight, lora_up.weight[, alpha]} of one stem (alpha absent means alpha = rank)."""

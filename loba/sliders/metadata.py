@@ -6,6 +6,7 @@ import json
 from typing import Optional
 
 from .. import __version__
+from ..config.migrations import SLIDER_CONFIG_KEY
 from ..config.train_config import TrainConfig
 from ..models.backend import ModelBackend
 from ..prompts import PromptSet
@@ -17,7 +18,7 @@ def slider_metadata(config: TrainConfig, prompts: PromptSet, backend: ModelBacke
                     extra: Optional[dict[str, str]] = None) -> dict[str, str]:
     metadata = {
         "loba_version": __version__,
-        "loba_config": config.to_json(),
+        SLIDER_CONFIG_KEY: config.to_json(),  # read back by config_from_slider_metadata
         "loba_prompts": json.dumps(prompts.to_dict(), sort_keys=True),
         "ss_base_model_version": BASE_MODEL_VERSIONS.get(backend.family, backend.family),
         "ss_v2": str(backend.family == "sd2").lower(),
