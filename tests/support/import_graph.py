@@ -41,7 +41,9 @@ def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     for module, (path, is_package) in names.items():
         found = {t for node in ast.walk(ast.parse(path.read_text())) for t in _targets(node, module, is_package)}
         # Importing pkg.sub runs pkg/__init__.py first: that is an edge too, unless pkg encloses this module.
-        found |= {parent for t in found for parent in _parents(t) if not (module + ".").startswith(parent + ".")}
+        found |= {parent for t in found for parent in _parents(t)}
+        # ... and an enclosing package is already initialized while its own modules import (`from . import x`).
+        found = {t for t in found if not (module + ".").startswith(t + ".")}
         graph[module] = {t for t in found if t in names and t != module}
     return graph
 
