@@ -2,7 +2,7 @@
 
     loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH|toyworld] [--set key=value ...]
                [--preview-every N [--preview-weights -1,0,1]]
-    loba demo --out DIR                        the main job: two sliders on the embedded toy model
+    loba demo --out DIR [--threads N] [--seeds 0,1,2]   the main job: two sliders on the embedded toy model
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba toyworld build|competence|export-diffusers ...
 
@@ -78,19 +78,39 @@ def _eval(args) -> int:
     return run_eval(args.slider, args.spec, args.out, args.weights, args.device)
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got '{text}'")
+    return int(text)
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 0,1,2, got '{text}'") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in '{text}': each seed runs once")
+    return seeds
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per slider, summary.json)")
     parser.add_argument("--weights", type=Path, help="toy-world weight file (default: the one shipped in the package)")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the same steps (figures meaningless)")
     parser.add_argument("--objective", choices=("leco-classic",),
                         help="also run the original LECO recipe on the same budget and print both side by side")
+    parser.add_argument("--threads", type=_positive_int, default=1,
+                        help="torch threads while training and scoring (default 1: figures and train seconds reproducible)")
+    parser.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
+                        help="run each recipe once per training seed (e.g. 0,1,2) and report min / median / max over them")
 
 
 def _demo(args) -> int:
     from ..toyworld.demo import run_demo
 
     objectives = ("loba",) + ((args.objective,) if args.objective else ())
-    run_demo(args.out, args.weights, quick=args.quick, objectives=objectives)
+    run_demo(args.out, args.weights, quick=args.quick, objectives=objectives, threads=args.threads, seeds=args.seeds)
     print(f"demo results in {args.out} (summary.json, */eval/grid.png)")
     return 0
 

@@ -3,12 +3,15 @@
 Trains an "erase red" slider and a "small <-> large" slider with their shipped recipes
 (loba/toyworld/recipes/*.toml: ordinary `loba train` run files without a model), evaluates each
 with its eval spec, and writes DIR/<recipe>/{slider.safetensors, loss.csv, eval/metrics.json,
-eval/grid.png} plus DIR/summary.json.
+eval/grid.png} plus DIR/summary.json. Torch runs on a pinned thread count (figures and train seconds
+depend on it); with several training seeds each recipe runs once per seed, into DIR/<recipe>/seed-<n>/,
+and the table and summary.json give min / median / max over the seeds.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -39,13 +42,16 @@ QUICK_TRAIN = {"max_train_steps": 2, "max_denoising_steps": 3}
 QUICK_EVAL = {"samples": 1, "steps": 2}
 
 
-def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False, objective: str = "loba") -> dict:
+def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False, objective: str = "loba",
+               seed: Optional[int] = None) -> dict:
     from ..train.run import RunRequest, run_training
     from .backend import toy_backend
     from .evaluate import evaluate, load_spec
 
     train_file = recipe_path(name, "train", objective)
     _, config, prompts = split_run_table(read_prompt_table(train_file), train_file.parent, train_file.name)
+    if seed is not None:
+        config = config.replace(seed=seed)
     spec = load_spec(recipe_path(name, "eval"))
     if quick:
         config, spec = config.replace(**QUICK_TRAIN), replace(spec, **QUICK_EVAL)
@@ -59,29 +65,95 @@ def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = Fal
 
 
 HEADLINES = ("efficacy", "spearman", "monotonic", "preservation", "drift")
+NUMERIC_HEADLINES = tuple(h for h in HEADLINES if h != "monotonic")
+SPREAD = ("min", "median", "max")
+
+
+def _spread(values) -> Optional[dict]:
+    """min / median / max of the defined values (an undefined figure is None); n says how many there were."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers:
+        return None
+    return {"min": min(numbers), "median": statistics.median(numbers), "max": max(numbers), "n": len(numbers)}
+
+
+def seed_stats(runs: list[dict]) -> dict:
+    """Over one slider's runs (one per seed): the spread of train seconds and of each numeric headline;
+    monotonic is a yes/no per run, so it is a count of yes."""
+    stats = {"train_seconds": _spread(run["train_seconds"] for run in runs)}
+    stats.update({name: _spread(run["metrics"].get(name) for run in runs) for name in NUMERIC_HEADLINES})
+    flags = [run["metrics"].get("monotonic") for run in runs]
+    stats["monotonic"] = {"yes": sum(flag is True for flag in flags), "runs": len(runs)} if any(f is not None for f in flags) else None
+    return stats
+
+
+def _cell(value) -> str:
+    return f"{'-' if value is None else (f'{value:.3f}' if isinstance(value, float) else str(value)):>14}"
+
+
+def _run_row(key: str, run: dict) -> str:
+    return f"{key:<28}{run['train_seconds']:>9.1f}" + "".join(_cell(run["metrics"].get(h)) for h in HEADLINES)
+
+
+def _spread_rows(key: str, stats: dict) -> list[str]:
+    rows, yes = [], stats["monotonic"]
+    for stat in SPREAD:
+        values = {h: (stats[h] or {}).get(stat) for h in NUMERIC_HEADLINES}
+        # A count, not a spread: shown once, on the median row.
+        values["monotonic"] = (f"{yes['yes']}/{yes['runs']} yes" if yes else None) if stat == "median" else ""
+        cells = "".join(_cell(values[h]) for h in HEADLINES)
+        rows.append(f"{key if stat == 'min' else '':<28}{stat:<8}{stats['train_seconds'][stat]:>9.1f}{cells}")
+    return rows
 
 
 def comparison_table(summary: dict) -> str:
-    """One row per (recipe, objective): training time and the headline figures, side by side."""
-    rows = [f"{'slider':<28}{'train s':>9}" + "".join(f"{h:>14}" for h in HEADLINES)]
-    for key, run in summary.items():
-        figures = [run["metrics"].get(h) for h in HEADLINES]
-        cells = "".join(f"{'-' if v is None else (f'{v:.3f}' if isinstance(v, float) else str(v)):>14}" for v in figures)
-        rows.append(f"{key:<28}{run['train_seconds']:>9.1f}{cells}")
+    """One row per (recipe, objective): training time and the headline figures, side by side; with several
+    seeds, three rows (min / median / max over the seeds). The first line says the torch threads and seeds."""
+    first = next(iter(summary.values()), {})
+    seeds = first.get("seeds")
+    spread = ",".join(map(str, seeds)) + " (min / median / max over them)" if seeds else "the recipes' own"
+    stat_column = f"{'stat':<8}" if seeds else ""
+    rows = [f"torch threads: {first.get('threads')}; seeds: {spread}",
+            f"{'slider':<28}{stat_column}{'train s':>9}" + "".join(f"{h:>14}" for h in HEADLINES)]
+    for key, entry in summary.items():
+        rows.extend(_spread_rows(key, entry["stats"]) if seeds else [_run_row(key, entry)])
     return "\n".join(rows)
 
 
+def _seed_runs(name: str, objective: str, weights, out: Path, log: Log, quick: bool, seeds: tuple[int, ...]) -> dict:
+    from .files import load_toy_components
+
+    runs = []
+    for seed in seeds:
+        log(f"{name} ({objective}): seed {seed}")
+        components = load_toy_components(weights)  # fresh per run: nothing of one run leaks into the next
+        runs.append({"seed": seed, **run_recipe(name, components, out / f"seed-{seed}", log, quick, objective, seed=seed)})
+    return {"seeds": list(seeds), "runs": runs, "stats": seed_stats(runs)}
+
+
 def run_demo(out: Path, weights: Optional[Path] = None, recipes=DEMO_RECIPES, log: Log = print, quick: bool = False,
-             objectives: tuple[str, ...] = ("loba",)) -> dict:
+             objectives: tuple[str, ...] = ("loba",), threads: int = 1, seeds: Optional[tuple[int, ...]] = None) -> dict:
+    """Runs every recipe x objective (x seed, when seeds are given: DIR/<slider>/seed-<n>/) with `threads`
+    torch threads, writes DIR/summary.json after each slider and prints the comparison table."""
+    import torch
+
     from .files import load_toy_components
 
     out = Path(out)
     summary = {}
-    for name in recipes:
-        for objective in objectives:
-            key = name + OBJECTIVE_SUFFIXES[objective]
-            components = load_toy_components(weights)  # fresh per run: nothing of one run leaks into the next
-            summary[key] = run_recipe(name, components, out / key, log, quick, objective)
-            atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # pinned: train seconds and CPU float results depend on the thread count
+    try:
+        for name in recipes:
+            for objective in objectives:
+                key = name + OBJECTIVE_SUFFIXES[objective]
+                if seeds:
+                    entry = _seed_runs(name, objective, weights, out / key, log, quick, tuple(seeds))
+                else:  # fresh components per run: nothing of one run leaks into the next
+                    entry = run_recipe(name, load_toy_components(weights), out / key, log, quick, objective)
+                summary[key] = {"threads": torch.get_num_threads(), **entry}
+                atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    finally:
+        torch.set_num_threads(previous)
     log(comparison_table(summary))
     return summary
