@@ -13,6 +13,7 @@ import torch
 
 from ..adapters import AdapterNetwork
 from ..config import TrainConfig
+from ..config.migrations import config_from_stored
 from ..errors import ConfigError, StepAborted, TrainingAborted
 from ..models.backend import ModelBackend
 from ..optim import build_optimizer, build_scheduler
@@ -125,7 +126,9 @@ class Trainer:
         self.steps_done = int(state["step"])
 
     def _check_same_training(self, state: dict[str, Any], source: str) -> None:
-        saved, current = _training_identity(state["config"]), _training_identity(json.loads(self.config.to_json()))
+        # The stored config may be from an older LOBA: compare it in the current version's form.
+        stored = json.loads(config_from_stored(state["config"], where=source).to_json())
+        saved, current = _training_identity(stored), _training_identity(json.loads(self.config.to_json()))
         if saved != current:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise ConfigError("resume", f"{source} was written with other training options ({', '.join(changed)} differ); "

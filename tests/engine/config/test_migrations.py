@@ -102,3 +102,26 @@ def test_a_missing_migration_step_is_an_error(monkeypatch):
     monkeypatch.setattr(train_config, "CONFIG_VERSION", 3)
     with pytest.raises(ConfigError, match="no migration from config version 1 to 2"):
         migrate({})
+
+
+def test_a_checkpoint_written_by_an_older_version_still_resumes(tmp_path, monkeypatch):
+    from loba.config import TrainConfig
+    from loba.models.sources import ModelSource
+    from loba.prompts import PromptPair, PromptSet
+    from loba.train.run import RunRequest, run_training
+
+    prompts = PromptSet((PromptPair("a red circle", "a red circle", "a circle", "a circle", resolutions=((64, 64),)),), ())
+    config = TrainConfig().replace(max_train_steps=2, save_every_n_steps=1, max_denoising_steps=3, network_dim=1)
+    run_training(RunRequest(prompts, config, model=ModelSource("toyworld"), out_dir=tmp_path))
+    install_version_2(monkeypatch)  # the checkpoints above now hold a version-1 config
+    resumed = run_training(RunRequest(prompts, TrainConfig().replace(**{**_flat(config), "max_train_steps": 3, "version": 2}),
+                                      model=ModelSource("toyworld"), out_dir=tmp_path, resume="auto"))
+    assert resumed.steps_done == 3
+
+
+def _flat(config) -> dict:
+    from loba.config.train_config import flatten_sections
+
+    values = flatten_sections(config.to_dict())
+    values.pop("version")
+    return values
