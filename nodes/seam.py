@@ -44,7 +44,6 @@ class ComfySeam(TrainCallbacks):
         self.bar: Optional[comfy.utils.ProgressBar] = None
         self.losses: list[float] = []
         self.previews = 0
-        self.shown_step = 0  # the step whose preview is on the bar: on_step leaves that update alone
         self.started = time.perf_counter()
 
     def _state(self) -> dict[str, Any]:
@@ -66,7 +65,7 @@ class ComfySeam(TrainCallbacks):
         self.send(LOSS_EVENT, {"node": self.node_id, "step": report.step, "total": report.total_steps, "loss": report.loss,
                                "main_loss": report.main_loss, "preservation_loss": report.preservation_loss,
                                "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds})
-        if self.bar is not None and report.step != self.shown_step and not comfy.model_management.processing_interrupted():
+        if self.bar is not None and not comfy.model_management.processing_interrupted():
             self.bar.update_absolute(report.step, report.total_steps)
 
     def on_preview(self, image, step: int) -> None:
@@ -74,7 +73,6 @@ class ComfySeam(TrainCallbacks):
         self.previews += 1
         if self.bar is not None and not comfy.model_management.processing_interrupted():
             self.bar.update_absolute(step, self.bar.total, ("JPEG", image, PREVIEW_MAX_PX))
-            self.shown_step = step
 
     def should_stop(self) -> bool:
         return comfy.model_management.processing_interrupted()

@@ -21,8 +21,16 @@ from .bounds import check_bounds, option, require
 CONFIG_VERSION = 1
 
 
+
+class Bounded:
+    """Base of the config dataclasses: every field is checked against the bounds in its metadata."""
+
+    def __post_init__(self):
+        check_bounds(self)
+
+
 @dataclass(frozen=True)
-class NetworkConfig:
+class NetworkConfig(Bounded):
     network_dim: int = option(4, "LoRA rank of linear (and 1x1 conv) layers. SD 4-8, SDXL 8-16.", min=1, max=1024)
     network_alpha: float = option(1.0, "LoRA alpha; the update is scaled by alpha/rank.", min=0.0)
     conv_dim: int = option(4, "LoCon rank of 3x3 convolutions, used when the preset targets convolutions.", min=1, max=1024)
@@ -35,7 +43,7 @@ class NetworkConfig:
     lr_pattern: dict = option({}, "Per-layer learning-rate multipliers: {regex: multiplier}; first match wins.")
 
     def __post_init__(self):
-        check_bounds(self)
+        super().__post_init__()
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
         for name in ("rank_pattern", "alpha_pattern", "lr_pattern"):
@@ -43,7 +51,7 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
-class OptimizerConfig:
+class OptimizerConfig(Bounded):
     optimizer: str = option("adamw", "Optimizer name from the optimizer registry.", choices="optimizers")
     learning_rate: float = option(1e-4, "Base learning rate.", min=0.0, min_exclusive=True, example="1e-4")
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, Lion) or L2 (Adam, SGD).", min=0.0)
@@ -53,33 +61,24 @@ class OptimizerConfig:
     lr_scheduler_num_cycles: int = option(1, "Restarts for cosine_with_restarts.", min=1)
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this value; 0 disables clipping.", min=0.0)
 
-    def __post_init__(self):
-        check_bounds(self)
-
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Bounded):
     loss_type: str = option("mse", "Per-element loss from the loss registry.", choices="losses")
     huber_delta: float = option(1.0, "Delta of the huber loss and beta of smooth_l1.", min=0.0, min_exclusive=True)
     min_snr_gamma: float = option(0.0, "Min-SNR-gamma loss weighting (5 is typical); 0 disables it.", min=0.0)
     preservation_weight: float = option(1.0, "Scale on every preservation prompt's own weight.", min=0.0)
 
-    def __post_init__(self):
-        check_bounds(self)
-
 
 @dataclass(frozen=True)
-class NoiseConfig:
+class NoiseConfig(Bounded):
     noise_offset: float = option(0.0, "Offset noise strength added to the initial noise; 0 disables it.", min=0.0)
     multires_noise_iterations: int = option(0, "Pyramid (multires) noise levels on the initial noise; 0 disables it.", min=0)
     multires_noise_discount: float = option(0.3, "Per-level discount of the pyramid noise.", min=0.0, max=1.0)
 
-    def __post_init__(self):
-        check_bounds(self)
-
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(Bounded):
     max_denoising_steps: int = option(40, "DDIM grid of the partial denoise that produces x_t.", min=2)
     leco_denoise_guidance_scale: float = option(3.0, "CFG scale of the partial denoise.", min=0.0)
     denoise_with_adapter: bool = option(True, "Apply the slider (at the pair's multiplier) during the partial denoise, as LECO does.")
@@ -94,13 +93,13 @@ class SamplingConfig:
                                          "steps that decide layout and background. 1000 disables it.", min=1, max=1000)
 
     def __post_init__(self):
-        check_bounds(self)
+        super().__post_init__()
         require(int(self.min_timestep) < int(self.max_timestep), "min_timestep",
                 "need 0 <= min_timestep < max_timestep <= 1000")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Bounded):
     version: int = option(CONFIG_VERSION, "Config format version (migrations keep old files loading).", min=1)
     max_train_steps: int = option(500, "Number of optimizer steps.", min=1)
     seed: int = option(42, "Seed of every random draw (pairs, timesteps, noise); same seed -> same slider.")
@@ -115,7 +114,7 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "How x_t is produced."})
 
     def __post_init__(self):
-        check_bounds(self)
+        super().__post_init__()
         # Read at call time, not bound at import, so that the migration tests can raise the version.
         require(int(self.version) <= CONFIG_VERSION, "version", newer_version_message(self.version))
 

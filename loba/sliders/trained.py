@@ -50,10 +50,8 @@ class TrainedSlider:
 
 
 def save_slider_file(slider: SliderFile, path: Path, precision: str = "float") -> Path:
-    """The one write path of slider files: checked like a loaded file, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_slider_file(path, slider.tensors, slider.metadata, dtype_named(precision, "save_precision"))
+    """The one write path of slider files: checked like a loaded file, written atomically (folders made)."""
+    return write_slider_file(Path(path), slider.tensors, slider.metadata, dtype_named(precision, "save_precision"))
 
 
 def save_trained_slider(path: Path, network: AdapterNetwork, backend: ModelBackend, config: TrainConfig, prompts: PromptSet,
