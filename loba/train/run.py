@@ -51,7 +51,8 @@ def run_training(request: RunRequest) -> TrainedSlider:
     # Before any model is loaded: a given backend already knows its native size; for a model still to load, a
     # placeholder stands in (square like every native size, so mask aspect checks decide the same).
     known = request.resolution or (request.backend.native_resolution if request.backend is not None else 512)
-    family = request.backend.family if request.backend is not None else None
+    # The family's size rules too where it is known before loading: a host's model, or a run file's `sdxl = true`.
+    family = request.backend.family if request.backend is not None else ("sdxl" if request.model.sdxl else None)
     validate_before_model_work(request.prompts.with_default_resolution((known,) * 2), request.config, family,
                                request.resolution)
     resume = _resume_path(request.resume, out_dir)

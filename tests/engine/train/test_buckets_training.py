@@ -56,3 +56,11 @@ def test_sd1_takes_any_multiple_of_8():
     validate_before_model_work(pair_at((72, 64)), CONFIG, "sd1", 96)
     with pytest.raises(SpecError, match="multiple of 64"):
         validate_before_model_work(pair_at((72, 64)), CONFIG, "sdxl")
+
+
+def test_a_run_file_that_says_sdxl_is_refused_before_its_model_loads(tmp_path):
+    from loba.models.sources import ModelSource
+
+    missing = ModelSource(str(tmp_path / "no-such-model.safetensors"), sdxl=True)  # loading it would fail differently
+    with pytest.raises(SpecError, match="multiple of 64"):
+        run_training(RunRequest(pair_at((72, 64)), CONFIG, model=missing))
