@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
+from ..loba.models.buckets import BUCKET_CHOICES, SQUARE, sizes_for_choice
 from ..loba.objectives.actions import OBJECTIVES
 from ..loba.prompts import AnchorPrompt, PromptPair, PromptSet
 from ..loba.prompts.loader import parse_toml, prompt_set_from_dict
@@ -18,8 +19,12 @@ from .types import PromptsSocket
 CATEGORY = "LOBA/prompts"
 CHAIN_TIP = "Optional prompt set to extend (from another prompt node); it is copied, never changed."
 OUT_TIP = "The prompt set: the input's entries plus this node's. Connect to Train Slider or another prompt node."
-RESOLUTION_TIP = ("Training resolution of this entry in pixels (a multiple of 8). 0 = the Train Slider node's "
-                  "resolution (whose 0 means the model's native size).")
+RESOLUTION_TIP = ("Square training resolution of this entry in pixels (a multiple of 8; 64 for SDXL). 0 = the bucket's "
+                  "size, or with bucket square the Train Slider node's resolution (whose 0 means the model's native size).")
+BUCKET_TIP = ("Training size, width x height: square = resolution x resolution; a bucket (SDXL's trained aspect "
+              "buckets, or the same shapes at SD1/SD2 size) trains at that size with SDXL size conditioning of that "
+              "size; 'all buckets' draws one per step (with a mask: the buckets of the mask's aspect ratio). Set "
+              "resolution to 0 with a bucket. Other sizes: Load Prompt TOML with resolution = [height, width].")
 MASK_TIP = "Optional region mask (white = train, black = ignore): the loss counts only the white area. From LOBA Mask or Load Image."
 
 
@@ -42,6 +47,11 @@ def common_inputs(guidance_tip: str) -> list[io.Input]:
     ]
 
 
+def bucket_input() -> io.Input:
+    # Optional and last among the widgets, so saved workflows and API prompts without it still load as square.
+    return io.Combo.Input("bucket", options=list(BUCKET_CHOICES), default=SQUARE, optional=True, tooltip=BUCKET_TIP)
+
+
 def single_mask(mask: Optional[torch.Tensor], node: str) -> Optional[torch.Tensor]:
     """ComfyUI MASK [B, H, W] (or [H, W]) -> the engine's [H, W] float mask."""
     if mask is None:
@@ -55,8 +65,9 @@ def single_mask(mask: Optional[torch.Tensor], node: str) -> Optional[torch.Tenso
     return mask.detach().to("cpu", torch.float32).clone()
 
 
-def resolutions(value: int) -> tuple:
-    return () if int(value) == 0 else ((int(value), int(value)),)
+def resolutions(value: int, bucket: str, mask: Optional[torch.Tensor], entry: str) -> tuple:
+    """The entry's sizes from the resolution and bucket widgets (the engine's rules: loba.models.buckets)."""
+    return sizes_for_choice(bucket, int(value), None if mask is None else tuple(mask.shape[-2:]), entry)
 
 
 def extend(prompts: Optional[PromptSet], *items, node: str) -> PromptSet:
@@ -90,18 +101,20 @@ class PromptPairNode(io.ComfyNode):
                 io.Float.Input("multiplier", default=1.0, min=-10.0, max=10.0, step=0.1,
                                tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
                 chain_input(),
+                bucket_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target, action, positive, unconditional, neutral, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
+        name, mask = f"{cls.DISPLAY} '{target[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY):
             pair = PromptPair(target=target, positive=positive or None, unconditional=unconditional, neutral=neutral or None,
-                              action=action, guidance_scale=guidance_scale, resolutions=resolutions(resolution),
-                              batch_size=batch_size, multiplier=multiplier, weight=weight,
-                              mask=single_mask(mask, cls.DISPLAY), name=f"{cls.DISPLAY} '{target[:40]}'")
+                              action=action, guidance_scale=guidance_scale,
+                              resolutions=resolutions(resolution, bucket, mask, name),
+                              batch_size=batch_size, multiplier=multiplier, weight=weight, mask=mask, name=name)
             return io.NodeOutput(extend(prompts, pair, node=cls.DISPLAY))
 
 
@@ -124,19 +137,21 @@ class SliderTargetNode(io.ComfyNode):
                 io.Float.Input("multiplier", default=1.0, min=0.01, max=10.0, step=0.1,
                                tooltip="Slider weight the poles are trained at (+m and -m)."),
                 chain_input(),
+                bucket_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target_class, positive, negative, neutrals, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
         lines = tuple(line.strip() for line in neutrals.splitlines() if line.strip()) or ("",)
+        name, mask = f"{cls.DISPLAY} '{target_class[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY):
             target = SliderTarget(target_class=target_class, positive=positive, negative=negative, neutrals=lines,
                                   multiplier=multiplier, weight=weight, guidance_scale=guidance_scale,
-                                  resolutions=resolutions(resolution), batch_size=batch_size,
-                                  mask=single_mask(mask, cls.DISPLAY), name=f"{cls.DISPLAY} '{target_class[:40]}'")
+                                  resolutions=resolutions(resolution, bucket, mask, name), batch_size=batch_size,
+                                  mask=mask, name=name)
             return io.NodeOutput(extend(prompts, target, node=cls.DISPLAY))
 
 

@@ -57,5 +57,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 inputs[name] = [str(linked[name][1]), linked[name][2]]
             elif is_widget(spec) and name in values:
                 inputs[name] = values[name]
+            elif is_widget(spec) and len(spec) > 1 and "default" in spec[1]:
+                # A widget newer than the saved workflow keeps its default in the frontend, which queues it too.
+                inputs[name] = spec[1]["default"]
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from ..errors import SpecError
+from ..models.buckets import BUCKET_SETS
 
 Resolution = tuple[int, int]
 
@@ -69,11 +70,16 @@ def normalize_resolutions(value: Any, entry: str, field: str) -> tuple[Resolutio
 
     A flat list of numbers is ONE [height, width] (sd-scripts' rule), so `[512, 768]` is 512x768;
     several resolutions are written as a list of lists: [[512, 512], [768, 768]].
+    A bucket set's name ("sdxl_buckets", "sd_buckets": loba.models.buckets) stands for all its sizes.
     The empty tuple () means "the trainer's default" (a graph node's resolution 0): see
     PromptSet.with_default_resolution. Files never produce it: an empty list is an error.
     """
     if isinstance(value, tuple) and not value:
         return ()
+    if isinstance(value, str):
+        require(value in BUCKET_SETS, entry, field, "must be a size like 512, [height, width] like [832, 1216] or a "
+                                                    f"bucket set ({', '.join(BUCKET_SETS)}); got {value!r}")
+        return BUCKET_SETS[value]
     if isinstance(value, (list, tuple)) and value and not any(isinstance(v, (list, tuple)) for v in value):
         return (normalize_resolution(value, entry, field),)
     if isinstance(value, (list, tuple)):

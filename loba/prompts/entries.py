@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import SpecError
+from ..models.buckets import buckets_for_mask
 from .checks import Resolution, as_text, normalize_resolutions, require
 from .masks import box_mask, load_mask_image
 from .slider import SliderTarget
@@ -66,8 +67,7 @@ def plain_pairs(item: Mapping, defaults: Mapping, name: str, base_dir: Path,
     check_keys(item, PLAIN_ENTRY_KEYS, name)
     fields = _fields(item, defaults, PAIR_FIELDS)
     require("target" in fields, name, "target", 'is missing: name the concept to erase or enhance, e.g. target = "van gogh"')
-    resolutions = entry_resolutions(item, defaults, name)
-    mask = entry_mask(item, defaults, name, base_dir, resolutions[0])
+    resolutions, mask = entry_sizes_and_mask(item, defaults, name, base_dir)
     neutrals = own_neutrals(item, name, base_dir) or shared_neutrals or [None]  # None -> unconditional
     return [PromptPair(**fields, neutral=neutral, resolutions=resolutions, mask=mask,
                        name=f"{name} neutral[{i}]" if len(neutrals) > 1 else name)
@@ -82,8 +82,7 @@ def slider_target(item: Mapping, defaults: Mapping, name: str, base_dir: Path,
     fields = _fields(item, defaults, SLIDER_FIELDS)
     require("target_class" in fields, name, "target_class",
             'is missing: name the subject the slider acts on, e.g. target_class = "person"')
-    resolutions = entry_resolutions(item, defaults, name)
-    mask = entry_mask(item, defaults, name, base_dir, resolutions[0])
+    resolutions, mask = entry_sizes_and_mask(item, defaults, name, base_dir)
     neutrals = own_neutrals(item, name, base_dir) or shared_neutrals or [""]
     return SliderTarget(**fields, neutrals=tuple(neutrals), resolutions=resolutions, mask=mask, name=name)
 
@@ -111,11 +110,39 @@ def _fields(item: Mapping, defaults: Mapping, names: tuple[str, ...]) -> dict[st
 
 def entry_resolutions(item: Mapping, defaults: Mapping, name: str) -> tuple[Resolution, ...]:
     """The entry's own resolution(s) win over inherited ones; `resolutions` wins over `resolution`."""
+    key, value = _resolution_key(item, defaults)
+    return ((512, 512),) if key is None else normalize_resolutions(value, name, key)
+
+
+def _resolution_key(item: Mapping, defaults: Mapping) -> tuple[Optional[str], Any]:
     for table in (item, defaults):
         for key in ("resolutions", "resolution"):
             if key in table:
-                return normalize_resolutions(table[key], name, key)
-    return ((512, 512),)
+                return key, table[key]
+    return None, None
+
+
+def entry_sizes_and_mask(item: Mapping, defaults: Mapping, name: str, base_dir: Path) -> tuple[tuple[Resolution, ...], Any]:
+    """The entry's sizes and mask. With a bucket set (resolution = "sdxl_buckets") and a mask image, the entry trains
+    at the set's buckets of the mask's aspect ratio; a mask that fits none is refused, never stretched."""
+    resolutions = entry_resolutions(item, defaults, name)
+    key, value = _resolution_key(item, defaults)
+    from_set = isinstance(value, str)
+    require(not (from_set and _mask_key(item, defaults) == "mask_box"), name, "mask_box",
+            f"cannot go with the bucket set {value!r}: a box has no aspect ratio of its own, so it would be drawn at one "
+            "bucket only; give one resolution [height, width], or a mask image whose shape picks the buckets")
+    mask = entry_mask(item, defaults, name, base_dir, resolutions[0])
+    if from_set and mask is not None:
+        resolutions = buckets_for_mask(mask.shape, resolutions, name)
+    return resolutions, mask
+
+
+def _mask_key(item: Mapping, defaults: Mapping) -> Optional[str]:
+    for table in (item, defaults):
+        for key in ("mask", "mask_box"):
+            if key in table:
+                return key
+    return None
 
 
 def entry_mask(item: Mapping, defaults: Mapping, name: str, base_dir: Path, resolution: Resolution):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Union
 
 from ..errors import SpecError
+from ..models.buckets import check_mask_fits
 from .checks import Resolution, require, set_field
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair, distinct
@@ -81,16 +82,6 @@ class PromptSet:
                 "anchors": [anchor.to_dict() for anchor in self.anchors]}
 
 
-# A mask is resized to each training resolution; a different aspect ratio would stretch the region it marks.
-MASK_ASPECT_TOLERANCE = 0.02
-
-
 def _check_mask_aspect(entry: Entry, index: int) -> None:
-    if entry.mask is None:
-        return
-    mask_h, mask_w = entry.mask.shape[-2:]
-    for height, width in entry.resolutions:
-        stretch = abs((mask_w / mask_h) / (width / height) - 1)
-        require(stretch <= MASK_ASPECT_TOLERANCE, entry.name or f"prompt entry {index + 1}", "mask",
-                f"is {mask_w}x{mask_h} (width x height) but the entry trains at {width}x{height}; "
-                "give a mask with the same aspect ratio (it is resized, never cropped)")
+    if entry.mask is not None:
+        check_mask_fits(entry.mask.shape[-2:], entry.resolutions, entry.name or f"prompt entry {index + 1}")

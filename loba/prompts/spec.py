@@ -87,7 +87,8 @@ class PromptPair:
         return tuple(distinct((self.target, self.positive, self.unconditional, self.neutral)))
 
     def sample_resolution(self, generator: Optional[torch.Generator] = None) -> Resolution:
-        """(height, width) for one step: uniform over `resolutions`, then sd-scripts' bucket when dynamic."""
+        """(height, width) for one step: uniform over `resolutions`, then sd-scripts' bucket when dynamic
+        (square sizes only; a masked pair's bucket stays square like its mask)."""
         require(self.resolutions, self.name or "prompt pair", "resolutions",
                 "is not set; give a resolution or a default for the whole run")
         height, width = self.resolutions[0]
@@ -97,7 +98,9 @@ class PromptPair:
             device = generator.device if generator is not None else None
             height, width = self.resolutions[int(torch.randint(len(self.resolutions), (1,), generator=generator, device=device))]
         if self.dynamic_resolution and height == width:
-            return random_bucket_resolution(height, generator)
+            drawn = random_bucket_resolution(height, generator)
+            # A mask keeps its (square) aspect ratio: one drawn side for both, never a stretched mask.
+            return (drawn[0], drawn[0]) if self.mask is not None else drawn
         return height, width
 
     def to_dict(self) -> dict:

@@ -25,7 +25,7 @@ from .checkpoint import latest_checkpoint
 from .loop import train
 from .preview import PreviewPolicy, PreviewSampler
 from .recorder import RunRecorder
-from .validate import validate_before_model_work
+from .validate import check_sizes_for_family, validate_before_model_work
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,15 @@ def run_training(request: RunRequest) -> TrainedSlider:
     # Before any model is loaded: a given backend already knows its native size; for a model still to load, a
     # placeholder stands in (square like every native size, so mask aspect checks decide the same).
     known = request.resolution or (request.backend.native_resolution if request.backend is not None else 512)
-    validate_before_model_work(request.prompts.with_default_resolution((known,) * 2), request.config)
+    # The family's size rules too where it is known before loading: a host's model, or a run file's `sdxl = true`.
+    family = request.backend.family if request.backend is not None else ("sdxl" if request.model.sdxl else None)
+    validate_before_model_work(request.prompts.with_default_resolution((known,) * 2), request.config, family,
+                               request.resolution)
     resume = _resume_path(request.resume, out_dir)
     backend = request.backend or load_backend(request.model)
     prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)
+    # A loaded model's family is known only now: its size rules (SDXL: multiples of 64) before any prompt is encoded.
+    check_sizes_for_family(prompts, backend.family, request.resolution)
     prompts.validate()
     sampler = PreviewSampler(backend, prompts, request.config, request.preview) if request.preview.every else None
     recorder = RunRecorder(backend, prompts, request.config, request.callbacks or TrainCallbacks(), out_dir, sampler,
