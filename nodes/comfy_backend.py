@@ -30,6 +30,7 @@ from ..loba.errors import UnsupportedModelError
 from ..loba.models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..loba.models.clip_text import equal_lengths
 from ..loba.models.naming import KohyaNames
+from .model_patches import refuse_sampler_patches, unet_transformer_options
 
 # First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
 FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))
@@ -63,6 +64,7 @@ class ComfyBackend(ModelBackend):
         self._alphas_cumprod = 1.0 / (1.0 + sigmas**2)
         self.latent_channels = int(self.model.latent_format.latent_channels)
         self._names = KohyaNames(self.model.diffusion_model, self.family)
+        refuse_sampler_patches(model_patcher, clip)  # what only the sampler applies cannot be trained on
 
     @property
     def native_resolution(self) -> int:
@@ -111,7 +113,11 @@ class ComfyBackend(ModelBackend):
             (height, width), (top, left), (target_h, target_w) = size.original, size.crop_top_left, size.target
             y = self.model.encode_adm(pooled_output=cond.pooled, width=width, height=height, crop_w=left, crop_h=top,
                                       target_width=target_w, target_height=target_h).to(x.device, self.dtype)
-        return self.model.diffusion_model(x.to(self.dtype), timesteps.to(x.device).float(), context=cond.context, y=y)
+        timesteps = timesteps.to(x.device).float()
+        # The patches the sampler hands the UNet (FreeU, attention patches...) act in training too.
+        options = unet_transformer_options(self.patcher, timesteps)
+        extra = {} if options is None else {"transformer_options": options}
+        return self.model.diffusion_model(x.to(self.dtype), timesteps, context=cond.context, y=y, **extra)
 
     def kohya_name(self, module_name: str) -> str:
         return self._names.kohya_name(module_name)
