@@ -17,7 +17,6 @@ Imported only inside node execution and tests (it imports ComfyUI).
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
@@ -29,7 +28,9 @@ from torch import nn
 
 from ..loba.errors import UnsupportedModelError
 from ..loba.models.backend import Conditioning, ModelBackend, SizeConditioning
+from ..loba.models.clip_text import equal_lengths
 from ..loba.models.naming import KohyaNames
+from .model_patches import refuse_sampler_patches, unet_transformer_options
 
 # First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
 FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))
@@ -44,15 +45,6 @@ def model_family(model) -> str:
         if cls is not None and isinstance(config, cls):
             return family
     raise UnsupportedModelError(f"LOBA trains {SUPPORTED}; this MODEL is {type(config).__name__}")
-
-
-def _equal_lengths(contexts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Prompts longer than 77 tokens encode to several chunks; repeat to a common length as ComfyUI's sampler does."""
-    lengths = {c.shape[1] for c in contexts}
-    if len(lengths) == 1:
-        return contexts
-    common = math.lcm(*lengths)
-    return [c.repeat(1, common // c.shape[1], 1) for c in contexts]
 
 
 class ComfyBackend(ModelBackend):
@@ -72,6 +64,7 @@ class ComfyBackend(ModelBackend):
         self._alphas_cumprod = 1.0 / (1.0 + sigmas**2)
         self.latent_channels = int(self.model.latent_format.latent_channels)
         self._names = KohyaNames(self.model.diffusion_model, self.family)
+        refuse_sampler_patches(model_patcher, clip)  # what only the sampler applies cannot be trained on
 
     @property
     def native_resolution(self) -> int:
@@ -99,6 +92,8 @@ class ComfyBackend(ModelBackend):
         return self._alphas_cumprod
 
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        # The CLIPTextEncode path: ComfyUI's tokenizer parses (word:1.2) weights and cuts long prompts into
+        # 75-token chunks, encode_from_tokens applies the weights and CLIPSetLastLayer's layer.
         distinct = list(dict.fromkeys(prompts))
         contexts, pooled = [], []
         for text in distinct:
@@ -106,7 +101,7 @@ class ComfyBackend(ModelBackend):
             contexts.append(cond)
             pooled.append(pool)
         with torch.inference_mode(False):  # CLIP outputs are inference tensors under the executor: copy them out
-            contexts = [c.clone().to(self.device, self.dtype) for c in _equal_lengths(contexts)]
+            contexts = [c.clone().to(self.device, self.dtype) for c in equal_lengths(contexts)]
             pooled = [None if p is None or self.family != "sdxl" else p.clone().to(self.device, self.dtype) for p in pooled]
         return {text: Conditioning(c, p) for text, c, p in zip(distinct, contexts, pooled)}
 
@@ -118,7 +113,11 @@ class ComfyBackend(ModelBackend):
             (height, width), (top, left), (target_h, target_w) = size.original, size.crop_top_left, size.target
             y = self.model.encode_adm(pooled_output=cond.pooled, width=width, height=height, crop_w=left, crop_h=top,
                                       target_width=target_w, target_height=target_h).to(x.device, self.dtype)
-        return self.model.diffusion_model(x.to(self.dtype), timesteps.to(x.device).float(), context=cond.context, y=y)
+        timesteps = timesteps.to(x.device).float()
+        # The patches the sampler hands the UNet (FreeU, attention patches...) act in training too.
+        options = unet_transformer_options(self.patcher, timesteps)
+        extra = {} if options is None else {"transformer_options": options}
+        return self.model.diffusion_model(x.to(self.dtype), timesteps, context=cond.context, y=y, **extra)
 
     def kohya_name(self, module_name: str) -> str:
         return self._names.kohya_name(module_name)

@@ -24,6 +24,8 @@ MODEL_KEYS = {
     "model_config": "for a single checkpoint file: a diffusers folder (or hub id) holding the component configs, for offline loading",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
     "device": "cpu, cuda, cuda:1, mps ...",
+    "clip_skip": "text encoder layer counted from the end, as ComfyUI's CLIPSetLastLayer(-N): 1 last, 2 penultimate "
+                 "(unset: the model's default, 1 for SD1, 2 for SD2 and SDXL)",
     "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
 }
 
@@ -38,6 +40,7 @@ class RunFile:
     model_dtype: str = "float32"
     model_config: Optional[str] = None
     device: str = "cpu"
+    clip_skip: Optional[int] = None
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -71,4 +74,13 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         model_dtype=str(model_values.get("model_dtype", "float32")),
         model_config=model_values.get("model_config"),
         device=str(model_values.get("device", "cpu")),
+        clip_skip=_clip_skip(model_values.get("clip_skip")),
     )
+
+
+def _clip_skip(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError("clip_skip", f"{value!r} is not a layer count: 1 is the last layer, 2 the penultimate")
+    return value

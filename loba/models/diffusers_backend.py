@@ -17,6 +17,7 @@ from torch import nn
 from ..diffusion.parameterizations import PARAMETERIZATIONS
 from ..errors import UnsupportedModelError
 from .backend import Conditioning, ModelBackend, SizeConditioning
+from .clip_text import encode_text, equal_lengths, hidden_layer, token_chunks
 
 
 def detect_family(unet: nn.Module) -> str:
@@ -31,7 +32,8 @@ def detect_family(unet: nn.Module) -> str:
 class DiffusersBackend(ModelBackend):
     def __init__(self, unet: nn.Module, text_encoders: Sequence[nn.Module], tokenizers: Sequence, alphas_cumprod: torch.Tensor,
                  prediction_type: str = "epsilon", family: Optional[str] = None, vae: Optional[nn.Module] = None,
-                 native_resolution: Optional[int] = None, vae_scaling: Optional[float] = None):
+                 native_resolution: Optional[int] = None, vae_scaling: Optional[float] = None,
+                 clip_skip: Optional[int] = None):
         if prediction_type not in PARAMETERIZATIONS:
             supported = ", ".join(PARAMETERIZATIONS.names())
             raise UnsupportedModelError(f"prediction_type '{prediction_type}' is not supported; LOBA trains {supported} models")
@@ -48,11 +50,15 @@ class DiffusersBackend(ModelBackend):
         self.vae = vae  # only previews decode; training never needs it
         self._native_resolution = native_resolution
         self._vae_scaling = vae_scaling  # the latent scale; the VAE config's when None
+        self.clip_skip = clip_skip  # None: the family's default (clip_text.DEFAULT_CLIP_SKIP)
+        for encoder in self.text_encoders:  # a clip_skip the encoders cannot honor fails before any model work
+            hidden_layer(self.family, clip_skip, encoder.config.num_hidden_layers)
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
-                        prediction_type: Optional[str] = None, with_vae: bool = False, **kwargs) -> DiffusersBackend:
+                        prediction_type: Optional[str] = None, with_vae: bool = False, clip_skip: Optional[int] = None,
+                        **kwargs) -> DiffusersBackend:
         """Load from a diffusers pipeline folder (or hub id when online); with_vae also loads the VAE (previews)."""
         from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -67,12 +73,12 @@ class DiffusersBackend(ModelBackend):
             tokenizers.append(CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer_2", **kwargs))
         scheduler = DDPMScheduler.from_pretrained(path_or_id, subfolder="scheduler", **kwargs)
         vae = _load_vae(path_or_id, torch_dtype, kwargs) if with_vae else None
-        return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device, vae)
+        return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device, vae, clip_skip)
 
     @classmethod
     def from_single_file(cls, path: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
                          prediction_type: Optional[str] = None, sdxl: Optional[bool] = None, with_vae: bool = False,
-                         **kwargs) -> DiffusersBackend:
+                         clip_skip: Optional[int] = None, **kwargs) -> DiffusersBackend:
         """Load one .safetensors/.ckpt checkpoint (pass config=<folder> to stay offline); SDXL is detected from the keys."""
         from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -83,14 +89,16 @@ class DiffusersBackend(ModelBackend):
         encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
         tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if sdxl else [])
         scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        return cls._assemble(pipe.unet, encoders, tokenizers, scheduler, prediction_type, device, pipe.vae if with_vae else None)
+        return cls._assemble(pipe.unet, encoders, tokenizers, scheduler, prediction_type, device,
+                             pipe.vae if with_vae else None, clip_skip)
 
     @classmethod
-    def _assemble(cls, unet, encoders, tokenizers, scheduler, prediction_type, device, vae=None) -> DiffusersBackend:
+    def _assemble(cls, unet, encoders, tokenizers, scheduler, prediction_type, device, vae=None,
+                  clip_skip=None) -> DiffusersBackend:
         for module in (unet, *encoders, *([vae] if vae is not None else [])):
             module.to(device).eval()
         chosen = prediction_type or scheduler.config.prediction_type
-        return cls(unet, encoders, tokenizers, scheduler.alphas_cumprod, chosen, vae=vae)
+        return cls(unet, encoders, tokenizers, scheduler.alphas_cumprod, chosen, vae=vae, clip_skip=clip_skip)
 
     # -- the interface ---------------------------------------------------------------------------
     @property
@@ -109,26 +117,25 @@ class DiffusersBackend(ModelBackend):
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        """ComfyUI's encoding (loba/models/clip_text.py): 75-token chunks, clip skip, SDXL's two encoders."""
         distinct = list(dict.fromkeys(prompts))
-        if not distinct:
-            return {}
+        contexts, pooled = [], []
+        for text in distinct:
+            context, pool = self._encode_one(text)
+            contexts.append(context.to(self.device, self.dtype))
+            pooled.append(None if pool is None else pool.to(self.device, self.dtype))
+        return {text: Conditioning(c, p) for text, c, p in zip(distinct, equal_lengths(contexts), pooled)}
+
+    def _encode_one(self, text: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         contexts, pooled = [], None
-        for index, (encoder, tokenizer) in enumerate(zip(self.text_encoders, self.tokenizers)):
+        for encoder, tokenizer in zip(self.text_encoders, self.tokenizers):
             # Tokenizers saved without model_max_length report a huge sentinel; the encoder knows its length.
-            length = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
-            ids = tokenizer(distinct, padding="max_length", max_length=length, truncation=True,
-                            return_tensors="pt").input_ids.to(encoder.device)
-            if self.family == "sdxl":
-                out = encoder(ids, output_hidden_states=True)
-                contexts.append(out.hidden_states[-2])
-                if index == 1:
-                    pooled = out.text_embeds
-            else:
-                contexts.append(encoder(ids)[0])
-        context = torch.cat(contexts, dim=-1).to(self.device, self.dtype)
-        pooled = None if pooled is None else pooled.to(self.device, self.dtype)
-        return {text: Conditioning(context[i:i + 1], None if pooled is None else pooled[i:i + 1])
-                for i, text in enumerate(distinct)}
+            window = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
+            layer = hidden_layer(self.family, self.clip_skip, encoder.config.num_hidden_layers)
+            context, pooled = encode_text(encoder, token_chunks(tokenizer, text, window), layer, self.family != "sdxl")
+            contexts.append(context)
+        cut = min(c.shape[1] for c in contexts)  # ComfyUI cuts SDXL's two encoders to the shorter one
+        return torch.cat([c[:, :cut] for c in contexts], dim=-1), pooled if self.family == "sdxl" else None
 
     def predict(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
                 size: Optional[SizeConditioning] = None) -> torch.Tensor:

@@ -25,6 +25,7 @@ class ModelSource:
     model_config: Optional[str] = None  # single files: a diffusers folder with the component configs (offline)
     device: str = "cpu"
     with_vae: bool = False  # previews decode through it; training never needs it
+    clip_skip: Optional[int] = None  # None: the model's default layer (loba/models/clip_text.py)
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -36,7 +37,7 @@ def _toyworld(source: ModelSource) -> ModelBackend:
     from ..toyworld.backend import toy_backend
     from ..toyworld.sampling import load_toy_components
 
-    backend = toy_backend(load_toy_components())
+    backend = toy_backend(load_toy_components(), clip_skip=source.clip_skip)
     dtype = dtype_named(source.dtype, "model_dtype")
     if source.device != "cpu" or dtype != backend.dtype:  # the shipped weights are float32 on the CPU
         for module in (backend.unet, *backend.text_encoders, backend.vae):
@@ -62,7 +63,8 @@ def load_backend(source: ModelSource) -> ModelBackend:
 def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
     from .diffusers_backend import DiffusersBackend
 
-    common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae)
+    common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae,
+                  clip_skip=source.clip_skip)
     if Path(source.name_or_path).is_file():
         extra = {"config": source.model_config} if source.model_config else {}
         return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)
