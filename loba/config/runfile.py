@@ -22,6 +22,8 @@ MODEL_KEYS = {
     "v_parameterization": "force v-prediction (SD2 768-v style models whose scheduler config says epsilon)",
     "sdxl": "the single checkpoint file is SDXL (detected from its keys when unset)",
     "model_config": "for a single checkpoint file: a diffusers folder (or hub id) holding the component configs, for offline loading",
+    "zero_terminal_snr": "rescale the noise schedule to zero terminal SNR as diffusers does (v-prediction models only; "
+                         "pair it with timestep_spacing = trailing so that training reaches t = 999)",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
     "device": "cpu, cuda, cuda:1, mps ...",
     "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
@@ -38,6 +40,7 @@ class RunFile:
     model_dtype: str = "float32"
     model_config: Optional[str] = None
     device: str = "cpu"
+    zero_terminal_snr: bool = False
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -71,4 +74,12 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         model_dtype=str(model_values.get("model_dtype", "float32")),
         model_config=model_values.get("model_config"),
         device=str(model_values.get("device", "cpu")),
+        zero_terminal_snr=_flag(model_values, "zero_terminal_snr"),
     )
+
+
+def _flag(values: dict[str, Any], key: str) -> bool:
+    value = values.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    return value

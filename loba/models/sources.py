@@ -25,6 +25,7 @@ class ModelSource:
     model_config: Optional[str] = None  # single files: a diffusers folder with the component configs (offline)
     device: str = "cpu"
     with_vae: bool = False  # previews decode through it; training never needs it
+    zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR (v-prediction models only)
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -36,6 +37,9 @@ def _toyworld(source: ModelSource) -> ModelBackend:
     from ..toyworld.backend import toy_backend
     from ..toyworld.sampling import load_toy_components
 
+    if source.zero_terminal_snr:
+        raise ConfigError("zero_terminal_snr", "the toy world predicts epsilon, which cannot train with zero terminal SNR; "
+                                               "remove zero_terminal_snr")
     backend = toy_backend(load_toy_components())
     dtype = dtype_named(source.dtype, "model_dtype")
     if source.device != "cpu" or dtype != backend.dtype:  # the shipped weights are float32 on the CPU
@@ -62,7 +66,8 @@ def load_backend(source: ModelSource) -> ModelBackend:
 def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
     from .diffusers_backend import DiffusersBackend
 
-    common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae)
+    common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae,
+                  zero_terminal_snr=source.zero_terminal_snr)
     if Path(source.name_or_path).is_file():
         extra = {"config": source.model_config} if source.model_config else {}
         return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)
