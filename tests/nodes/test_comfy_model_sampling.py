@@ -18,6 +18,7 @@ from loba.config import TrainConfig
 from loba.objectives.actions import OBJECTIVES
 from loba.prompts import PromptPair, PromptSet
 from loba.train.loop import build_network, train
+from loba.train.preview import preview_latents
 from loba.train.step import SliderStep, StepPlan
 
 require_comfyui()
@@ -96,6 +97,13 @@ class ComfyHand:
             x_sigma = d + self.sigma(grid[i + 1]) * (x_sigma - d) / self.sigma(grid[i])
         return x_sigma / (1 + self.sigma(grid[k]) ** 2).sqrt()
 
+    def sample(self, noise: torch.Tensor, grid: list[int], cfg: float) -> torch.Tensor:
+        """The whole grid down to x0 (the last step lands on the denoised latent)."""
+        x_t = self.x_t(noise, grid, len(grid) - 1, cfg)
+        x_sigma = x_t * (1 + self.sigma(grid[-1]) ** 2).sqrt()
+        uncond, cond = self.denoised(x_sigma, grid[-1], [PAIR.unconditional, PAIR.target])
+        return uncond + cfg * (cond - uncond)
+
     def loss(self, x_t: torch.Tensor, t: int, prediction_type: str) -> tuple[torch.Tensor, torch.Tensor]:
         x_sigma = x_t * (1 + self.sigma(t) ** 2).sqrt()
         target_out, neutral, positive, uncond = self.outputs(x_sigma, t, [PAIR.target, PAIR.neutral, PAIR.positive,
@@ -170,6 +178,20 @@ def test_a_short_run_lowers_the_loss_and_reaches_t_999(base, module, name):
     assert 999 in timesteps, timesteps
     assert all(torch.isfinite(torch.tensor(result.losses)))
     assert after < 0.9 * before, (before, after)  # measured 0.82 (eps), 0.67 (v), 0.68 (v + zsnr)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_previews_sample_in_the_models_parameterization_and_spacing(base, module, name):
+    model, clip = _variant(base, name)
+    backend = _backend(module, model, clip)
+    network = build_network(backend, CONFIG)
+    with torch.inference_mode():
+        conds = backend.encode_prompts([PAIR.target, PAIR.unconditional])
+    with torch.inference_mode(False), backend.training_session():
+        ours = preview_latents(backend, network, conds[PAIR.target], conds[PAIR.unconditional], [0.0], 64, 64, steps=4,
+                               cfg=3.0, seed=11, spacing="trailing")
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(11))
+    assert _close(ours, ComfyHand(model, clip).sample(noise, [999, 749, 499, 249], 3.0))
 
 
 @pytest.mark.parametrize("sampling, named", [("lcm", "lcm"), ("x0", "x0"), ("img_to_img", "img_to_img")])
