@@ -59,7 +59,7 @@ def load_backend(source: ModelSource) -> ModelBackend:
         if isinstance(exc, ConfigError):
             raise
         known = ", ".join(EMBEDDED_MODELS.names())
-        raise ConfigError(FIELD, f"cannot load '{source.name_or_path}': {exc} (a diffusers folder, a hub id, a "
+        raise ConfigError(FIELD, f"cannot load '{source.name_or_path}': {' '.join(str(exc).split())} (a diffusers folder, a hub id, a "
                                  f"checkpoint file, or an embedded model: {known})") from exc
 
 
