@@ -9,7 +9,8 @@ The traps handled here (see shared docs, comfyui-host.md):
   finally, and the patcher is loaded (its patches in the weights) before training starts;
 - ComfyUI's model input is VP-scaled x_t and its timestep is the discrete index, which is what the
   engine's x_t and t already are, so the UNet is called directly (no calculate_input);
-- the schedule comes from the patcher's model_sampling object, so ModelSamplingDiscrete overrides apply.
+- the prediction type and the schedule come from the patcher's model_sampling object, so ModelSamplingDiscrete
+  overrides apply (v_prediction, zsnr); sampling types LOBA cannot train are refused (nodes/model_sampling.py).
 
 Imported only inside node execution and tests (it imports ComfyUI).
 """
@@ -20,7 +21,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
-import comfy.model_base
 import comfy.model_management
 import comfy.supported_models
 import torch
@@ -31,10 +31,10 @@ from ..loba.models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..loba.models.clip_text import equal_lengths
 from ..loba.models.naming import KohyaNames
 from .model_patches import refuse_sampler_patches, unet_transformer_options
+from .model_sampling import read_model_sampling
 
 # First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
 FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))
-PREDICTION_TYPES = {comfy.model_base.ModelType.EPS: "epsilon", comfy.model_base.ModelType.V_PREDICTION: "v_prediction"}
 SUPPORTED = "SD1.x, SD2.x (epsilon or v-prediction) and SDXL models"
 
 
@@ -54,14 +54,9 @@ class ComfyBackend(ModelBackend):
         self.vae = vae  # optional: decodes previews
         self.model = model_patcher.model
         self.family = model_family(self.model)
-        if self.model.model_type not in PREDICTION_TYPES:
-            raise UnsupportedModelError(f"LOBA trains {SUPPORTED}; this MODEL predicts {self.model.model_type.name}")
-        self.prediction_type = PREDICTION_TYPES[self.model.model_type]
-        sampling = model_patcher.get_model_object("model_sampling")
-        if not hasattr(sampling, "sigmas") or len(sampling.sigmas) < 2:
-            raise UnsupportedModelError(f"LOBA needs a discrete noise schedule; this MODEL samples with {type(sampling).__name__}")
-        sigmas = sampling.sigmas.detach().to("cpu", torch.float64)
-        self._alphas_cumprod = 1.0 / (1.0 + sigmas**2)
+        # As sampled (ModelSamplingDiscrete patches included), not model.model_type: see model_sampling.py.
+        sampling = read_model_sampling(model_patcher)
+        self.prediction_type, self._alphas_cumprod = sampling.prediction_type, sampling.alphas_cumprod
         self.latent_channels = int(self.model.latent_format.latent_channels)
         self._names = KohyaNames(self.model.diffusion_model, self.family)
         refuse_sampler_patches(model_patcher, clip)  # what only the sampler applies cannot be trained on

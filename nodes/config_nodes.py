@@ -9,6 +9,7 @@ from comfy_api.latest import io
 
 from ..loba.adapters.targeting import TARGETING_PRESETS
 from ..loba.config import LossConfig, NetworkConfig, OptimizerConfig, SamplingConfig, config_from_widgets
+from ..loba.diffusion.spacing import TIMESTEP_SPACINGS
 from ..loba.objectives.losses import LOSSES
 from ..loba.optim import validate_names
 from .node_errors import fail, reported_as
@@ -43,6 +44,7 @@ def checked(node: str, values: dict) -> ConfigPart:
         config = config_from_widgets(values)
         TARGETING_PRESETS.get(config.network.preset)
         LOSSES.get(config.loss.loss_type)
+        TIMESTEP_SPACINGS.get(config.sampling.timestep_spacing)
         validate_names(config.optimizer)
     return ConfigPart(node, values)
 
@@ -132,6 +134,8 @@ class SamplingNode(SettingsNode):
             inputs=[config_input(SamplingConfig, "trajectory_cache", default=4),
                     config_input(SamplingConfig, "trajectory_refresh_every", default=48),
                     config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep"),
-                    config_input(SamplingConfig, "preserve_from_timestep")],
+                    config_input(SamplingConfig, "preserve_from_timestep"),
+                    # Optional: workflows saved before it keep validating (their default is leading, as then).
+                    config_input(SamplingConfig, "timestep_spacing", optional=True)],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )

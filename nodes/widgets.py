@@ -9,10 +9,12 @@ from typing import Any
 from comfy_api.latest import io
 
 from ..loba.adapters.targeting import TARGETING_PRESETS
+from ..loba.diffusion.spacing import TIMESTEP_SPACINGS
 from ..loba.objectives.losses import LOSSES
 from ..loba.optim import OPTIMIZERS, SCHEDULES
 
-REGISTRIES = {"targeting_presets": TARGETING_PRESETS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "losses": LOSSES}
+REGISTRIES = {"targeting_presets": TARGETING_PRESETS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "losses": LOSSES,
+              "timestep_spacings": TIMESTEP_SPACINGS}
 
 
 def _field(cls, name: str) -> dataclasses.Field:

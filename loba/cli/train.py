@@ -90,7 +90,8 @@ def run_train(config_path: Path, out_dir: Path, *, resume: Optional[str] = None,
     run = load_run_file(config_path, overrides)
     weights = tuple(parse_weights(preview_weights, "--preview-weights")) if preview_every else ()
     source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
-                         with_vae=bool(preview_every), clip_skip=run.clip_skip)
+                         with_vae=bool(preview_every), clip_skip=run.clip_skip,
+                         zero_terminal_snr=run.zero_terminal_snr)
     callbacks = CliCallbacks(quiet)
     request = RunRequest(run.prompts, run.config, model=source, callbacks=callbacks, out_dir=Path(out_dir), resume=resume,
                          preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every))

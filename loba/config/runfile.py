@@ -22,6 +22,8 @@ MODEL_KEYS = {
     "v_parameterization": "force v-prediction (SD2 768-v style models whose scheduler config says epsilon)",
     "sdxl": "the single checkpoint file is SDXL (detected from its keys when unset)",
     "model_config": "for a single checkpoint file: a diffusers folder (or hub id) holding the component configs, for offline loading",
+    "zero_terminal_snr": "rescale the noise schedule to zero terminal SNR as diffusers does (v-prediction models only; "
+                         "pair it with timestep_spacing = trailing so that training reaches t = 999)",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
     "device": "cpu, cuda, cuda:1, mps ...",
     "clip_skip": "text encoder layer counted from the end, as ComfyUI's CLIPSetLastLayer(-N): 1 last, 2 penultimate "
@@ -41,6 +43,7 @@ class RunFile:
     model_config: Optional[str] = None
     device: str = "cpu"
     clip_skip: Optional[int] = None
+    zero_terminal_snr: bool = False
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -75,6 +78,7 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         model_config=model_values.get("model_config"),
         device=str(model_values.get("device", "cpu")),
         clip_skip=_clip_skip(model_values.get("clip_skip")),
+        zero_terminal_snr=_flag(model_values, "zero_terminal_snr"),
     )
 
 
@@ -83,4 +87,11 @@ def _clip_skip(value: Any) -> Optional[int]:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError("clip_skip", f"{value!r} is not a layer count: 1 is the last layer, 2 the penultimate")
+    return value
+
+
+def _flag(values: dict[str, Any], key: str) -> bool:
+    value = values.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
     return value

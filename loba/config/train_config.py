@@ -80,6 +80,10 @@ class NoiseConfig(Bounded):
 @dataclass(frozen=True)
 class SamplingConfig(Bounded):
     max_denoising_steps: int = option(40, "DDIM grid of the partial denoise that produces x_t.", min=2)
+    timestep_spacing: str = option("leading", "Spacing of the partial denoise's DDIM grid (and the previews'): leading (SD's DDIM "
+                                   "and LECO's, tops out near t = 975), trailing or linspace (start at t = 999, "
+                                   "so training reaches it: use one with a zero-terminal-SNR model).",
+                                   choices="timestep_spacings")
     leco_denoise_guidance_scale: float = option(3.0, "CFG scale of the partial denoise.", min=0.0)
     denoise_with_adapter: bool = option(True, "Apply the slider (at the pair's multiplier) during the partial denoise, as LECO does.")
     trajectory_cache: int = option(0, "Trajectory cache: keep this many partial-denoise trajectories per pair and read "

@@ -2,6 +2,9 @@
 
 With a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t) and x_t = a*x0 + s*eps:
     v = a*eps - s*x0,   eps = a*v + s*x_t,   x0 = a*x_t - s*v = (x_t - s*eps) / a.
+
+Where alpha_bar = 0 (zero terminal SNR: a = 0, s = 1) the v forms stay finite (x0 = -v, eps = x_t); the two that
+divide by a (epsilon's x0, v from eps) are undefined there, and schedule.py refuses both rather than divide.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ PARAMETERIZATIONS.register("epsilon", Parameterization(
     to_epsilon=lambda out, x, a, s: out,
     to_x0=lambda out, x, a, s: (x - s * out) / a,
     from_epsilon=lambda eps, x, a, s: eps,
-    # min(snr, gamma)/snr written as min(gamma/snr, 1): finite (1) at snr = 0.
-    min_snr_weight=lambda snr, gamma: torch.clamp(gamma / snr, max=1.0),
+    # min(snr, gamma)/snr written as gamma/max(snr, gamma) (gamma > 0): 1 at snr = 0, with no division by zero.
+    min_snr_weight=lambda snr, gamma: gamma / torch.clamp(snr, min=gamma),
 ))
 PARAMETERIZATIONS.register("v_prediction", Parameterization(
     to_epsilon=lambda out, x, a, s: a * out + s * x,

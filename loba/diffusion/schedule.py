@@ -1,4 +1,9 @@
-"""Discrete DDPM noise schedule math in the model's own parameterization (see parameterizations.py)."""
+"""Discrete DDPM noise schedule math in the model's own parameterization (see parameterizations.py).
+
+Zero terminal SNR (alpha_bar = 0 at the last timestep; ComfyUI's zsnr leaves 4.9e-8 there, diffusers' rescale
+exactly 0): v-prediction is well defined there (x0 = -v, eps = x_t), epsilon is not (x0 = (x_t - s*eps) / a with
+a = 0), so an epsilon schedule with zero terminal SNR is refused (the zero-terminal-SNR paper pairs it with v).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedModelError
 from .parameterizations import PARAMETERIZATIONS, Parameterization
+from .spacing import TIMESTEP_SPACINGS
+
+# A terminal alpha_bar below this is zero terminal SNR: SD's own schedule ends at 4.7e-3, ComfyUI's zsnr at 4.9e-8.
+ZERO_TERMINAL_ALPHA_BAR = 1e-6
+EPSILON_ZSNR = ("an epsilon-prediction model cannot train on a zero-terminal-SNR schedule: at alpha_bar = 0 its x0 "
+                "(x_t - sqrt(1 - alpha_bar) * eps) / sqrt(alpha_bar) is undefined. Zero terminal SNR is for "
+                "v-prediction models: use it with v_prediction, or turn it off")
 
 
 def scaled_linear_alphas_cumprod(beta_start: float, beta_end: float, steps: int = 1000) -> torch.Tensor:
@@ -23,6 +35,12 @@ class NoiseSchedule:
 
     def __post_init__(self):
         PARAMETERIZATIONS.get(self.prediction_type)  # fails early, listing the supported ones
+        if self.prediction_type == "epsilon" and self.zero_terminal_snr:
+            raise UnsupportedModelError(EPSILON_ZSNR)
+
+    @property
+    def zero_terminal_snr(self) -> bool:
+        return float(self.alphas_cumprod[-1]) < ZERO_TERMINAL_ALPHA_BAR
 
     @property
     def parameterization(self) -> Parameterization:
@@ -52,16 +70,17 @@ class NoiseSchedule:
         return self.parameterization.to_x0(output, x_t, *self.coefficients(timesteps, x_t))
 
     def from_epsilon(self, eps: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Express an epsilon prediction in this schedule's parameterization."""
+        """Express an epsilon prediction in this schedule's parameterization. Where alpha_bar = 0, eps (= x_t)
+        says nothing of x0, so no v can be made of it: refused rather than divided by zero."""
+        if self.prediction_type != "epsilon" and bool((self.alphas_cumprod[timesteps.long().cpu()] == 0).any()):
+            raise ValueError("an epsilon prediction cannot be expressed as v where alpha_bar = 0 (zero terminal SNR)")
         return self.parameterization.from_epsilon(eps, x_t, *self.coefficients(timesteps, x_t))
 
-    def ddim_grid(self, num_steps: int) -> torch.Tensor:
-        """Descending timesteps of a `leading`-spaced DDIM grid with offset 1 (SD's scheduler)."""
+    def ddim_grid(self, num_steps: int, spacing: str = "leading") -> torch.Tensor:
+        """Descending timesteps of a DDIM grid of `num_steps` (leading: offset 1, SD's scheduler; see spacing.py)."""
         if num_steps < 1 or num_steps > self.num_train_timesteps:
             raise ConfigError("max_denoising_steps", f"must be in 1..{self.num_train_timesteps}")
-        ratio = self.num_train_timesteps // num_steps
-        grid = torch.arange(num_steps, dtype=torch.long) * ratio + 1
-        return grid.flip(0).clamp(max=self.num_train_timesteps - 1)
+        return TIMESTEP_SPACINGS.get(spacing).timesteps(int(num_steps), self.num_train_timesteps)
 
     def ddim_step(self, output: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int | None) -> torch.Tensor:
         """Deterministic DDIM (eta=0) from t to t_prev (None: to x0) in the model's parameterization."""

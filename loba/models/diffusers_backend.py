@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..diffusion.parameterizations import PARAMETERIZATIONS
-from ..errors import UnsupportedModelError
+from ..diffusion.schedule import EPSILON_ZSNR, NoiseSchedule
+from ..errors import ConfigError, UnsupportedModelError
 from .backend import Conditioning, ModelBackend, SizeConditioning
 from .clip_text import encode_text, equal_lengths, hidden_layer, token_chunks
 
@@ -41,6 +42,7 @@ class DiffusersBackend(ModelBackend):
         self.text_encoders = list(text_encoders)
         self.tokenizers = list(tokenizers)
         self._alphas_cumprod = alphas_cumprod.detach().to("cpu", torch.float64)
+        NoiseSchedule(self._alphas_cumprod, prediction_type)  # refuses epsilon on a zero-terminal-SNR schedule
         self.prediction_type = prediction_type
         self.family = family or detect_family(unet)
         self.latent_channels = int(unet.config.in_channels)
@@ -58,11 +60,14 @@ class DiffusersBackend(ModelBackend):
     @classmethod
     def from_pretrained(cls, path_or_id: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
                         prediction_type: Optional[str] = None, with_vae: bool = False, clip_skip: Optional[int] = None,
-                        **kwargs) -> DiffusersBackend:
-        """Load from a diffusers pipeline folder (or hub id when online); with_vae also loads the VAE (previews)."""
+                        zero_terminal_snr: bool = False, **kwargs) -> DiffusersBackend:
+        """Load from a diffusers pipeline folder (or hub id when online); with_vae also loads the VAE (previews);
+        zero_terminal_snr rescales the schedule (refused for epsilon models before the weights are read)."""
         from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+        scheduler = training_scheduler(DDPMScheduler.load_config(path_or_id, subfolder="scheduler", **kwargs),
+                                       prediction_type, zero_terminal_snr)
         is_sdxl = _has_component(path_or_id, "text_encoder_2", kwargs)
         unet = UNet2DConditionModel.from_pretrained(path_or_id, subfolder="unet", torch_dtype=torch_dtype, **kwargs)
         encoders = [CLIPTextModel.from_pretrained(path_or_id, subfolder="text_encoder", torch_dtype=torch_dtype, **kwargs)]
@@ -71,16 +76,15 @@ class DiffusersBackend(ModelBackend):
             encoders.append(CLIPTextModelWithProjection.from_pretrained(path_or_id, subfolder="text_encoder_2",
                                                                         torch_dtype=torch_dtype, **kwargs))
             tokenizers.append(CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer_2", **kwargs))
-        scheduler = DDPMScheduler.from_pretrained(path_or_id, subfolder="scheduler", **kwargs)
         vae = _load_vae(path_or_id, torch_dtype, kwargs) if with_vae else None
         return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device, vae, clip_skip)
 
     @classmethod
     def from_single_file(cls, path: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
                          prediction_type: Optional[str] = None, sdxl: Optional[bool] = None, with_vae: bool = False,
-                         clip_skip: Optional[int] = None, **kwargs) -> DiffusersBackend:
+                         clip_skip: Optional[int] = None, zero_terminal_snr: bool = False, **kwargs) -> DiffusersBackend:
         """Load one .safetensors/.ckpt checkpoint (pass config=<folder> to stay offline); SDXL is detected from the keys."""
-        from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         if sdxl is None:
             sdxl = _single_file_is_sdxl(path)
@@ -88,7 +92,7 @@ class DiffusersBackend(ModelBackend):
         pipe = pipeline_cls.from_single_file(path, torch_dtype=torch_dtype, **kwargs)
         encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
         tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if sdxl else [])
-        scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        scheduler = training_scheduler(pipe.scheduler.config, prediction_type, zero_terminal_snr)
         return cls._assemble(pipe.unet, encoders, tokenizers, scheduler, prediction_type, device,
                              pipe.vae if with_vae else None, clip_skip)
 
@@ -186,6 +190,20 @@ class DiffusersBackend(ModelBackend):
             self.unet.enable_gradient_checkpointing()
         else:
             self.unet.disable_gradient_checkpointing()
+
+
+def training_scheduler(config, prediction_type: Optional[str], zero_terminal_snr: bool):
+    """The DDPM training scheduler of a pipeline's scheduler config; zero_terminal_snr (sd-scripts' name) rescales its
+    betas the diffusers way (rescale_betas_zero_snr: alpha_bar ends at exactly 0), which only v-prediction survives."""
+    from diffusers import DDPMScheduler
+
+    extra = {"rescale_betas_zero_snr": True} if zero_terminal_snr else {}
+    scheduler = DDPMScheduler.from_config(config, **extra)
+    chosen = prediction_type or scheduler.config.prediction_type
+    if scheduler.config.rescale_betas_zero_snr and chosen == "epsilon":
+        raise ConfigError("zero_terminal_snr", f"{EPSILON_ZSNR} (this model predicts epsilon; v_parameterization = "
+                                               "true if it is a v-prediction model)")
+    return scheduler
 
 
 def _single_file_is_sdxl(path: str) -> bool:

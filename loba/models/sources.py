@@ -26,6 +26,7 @@ class ModelSource:
     device: str = "cpu"
     with_vae: bool = False  # previews decode through it; training never needs it
     clip_skip: Optional[int] = None  # None: the model's default layer (loba/models/clip_text.py)
+    zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR (v-prediction models only)
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -37,6 +38,9 @@ def _toyworld(source: ModelSource) -> ModelBackend:
     from ..toyworld.backend import toy_backend
     from ..toyworld.sampling import load_toy_components
 
+    if source.zero_terminal_snr:
+        raise ConfigError("zero_terminal_snr", "the toy world predicts epsilon, which cannot train with zero terminal SNR; "
+                                               "remove zero_terminal_snr")
     backend = toy_backend(load_toy_components(), clip_skip=source.clip_skip)
     dtype = dtype_named(source.dtype, "model_dtype")
     if source.device != "cpu" or dtype != backend.dtype:  # the shipped weights are float32 on the CPU
@@ -56,7 +60,7 @@ def load_backend(source: ModelSource) -> ModelBackend:
         if isinstance(exc, ConfigError):
             raise
         known = ", ".join(EMBEDDED_MODELS.names())
-        raise ConfigError(FIELD, f"cannot load '{source.name_or_path}': {exc} (a diffusers folder, a hub id, a "
+        raise ConfigError(FIELD, f"cannot load '{source.name_or_path}': {' '.join(str(exc).split())} (a diffusers folder, a hub id, a "
                                  f"checkpoint file, or an embedded model: {known})") from exc
 
 
@@ -64,7 +68,7 @@ def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
     from .diffusers_backend import DiffusersBackend
 
     common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae,
-                  clip_skip=source.clip_skip)
+                  clip_skip=source.clip_skip, zero_terminal_snr=source.zero_terminal_snr)
     if Path(source.name_or_path).is_file():
         extra = {"config": source.model_config} if source.model_config else {}
         return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)

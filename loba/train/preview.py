@@ -23,10 +23,12 @@ from ..prompts import PromptSet
 
 @torch.no_grad()
 def preview_latents(backend: ModelBackend, network, cond: Conditioning, uncond: Conditioning, weights: Sequence[float],
-                    height: int, width: int, steps: int = 20, cfg: float = 5.0, seed: int = 0) -> torch.Tensor:
-    """Latents [len(weights), C, h, w]: one DDIM run per weight from the same noise."""
+                    height: int, width: int, steps: int = 20, cfg: float = 5.0, seed: int = 0,
+                    spacing: str = "leading") -> torch.Tensor:
+    """Latents [len(weights), C, h, w]: one DDIM run per weight from the same noise, in the backend's own
+    parameterization and schedule on a `spacing`-spaced grid (the training's)."""
     schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
-    grid = schedule.ddim_grid(steps).tolist()
+    grid = schedule.ddim_grid(steps, spacing).tolist()
     factor = backend.vae_scale_factor
     shape = (1, backend.latent_channels, height // factor, width // factor)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(backend.device)
@@ -84,7 +86,8 @@ class PreviewSampler:
         sampling = self.config.sampling
         latents = preview_latents(self.backend, network, self.cond, self.uncond, self.policy.weights, self.height, self.width,
                                   steps=min(self.policy.max_steps, sampling.max_denoising_steps),
-                                  cfg=sampling.leco_denoise_guidance_scale, seed=self.config.seed)
+                                  cfg=sampling.leco_denoise_guidance_scale, seed=self.config.seed,
+                                  spacing=sampling.timestep_spacing)
         pixels = self.backend.decode(latents)
         images = pixels_to_pil(latent_preview_pixels(latents) if pixels is None else pixels)
         labels = [f"w = {w:g}" for w in self.policy.weights]

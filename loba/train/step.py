@@ -18,6 +18,7 @@ from ..config.train_config import TrainConfig
 from ..diffusion.noise import initial_noise
 from ..diffusion.sampler import cfg_ddim
 from ..diffusion.schedule import NoiseSchedule
+from ..diffusion.spacing import TIMESTEP_SPACINGS
 from ..errors import ConfigError
 from ..models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..objectives.actions import OBJECTIVES
@@ -62,8 +63,10 @@ class SliderStep:
         self.anchors = tuple(prompts.anchors)
         self.schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
         sampling = config.sampling
-        self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps)
-        self.allowed_k = [k for k in range(1, len(self.grid))
+        self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps, sampling.timestep_spacing)
+        # leading keeps LECO's k >= 1; a grid that starts at t = T - 1 may train there on the noise itself (k = 0).
+        first = TIMESTEP_SPACINGS.get(sampling.timestep_spacing).first_trained_index
+        self.allowed_k = [k for k in range(first, len(self.grid))
                           if sampling.min_timestep <= int(self.grid[k]) < sampling.max_timestep]
         if not self.allowed_k:
             raise ConfigError("min_timestep", f"no timestep of the {len(self.grid)}-step denoise grid lies in "
@@ -118,6 +121,8 @@ class SliderStep:
 
     def denoise(self, plan: StepPlan) -> torch.Tensor:
         """x at grid[k]: from the trajectory cache when it is on, else k fresh DDIM steps from noise."""
+        if plan.k == 0:
+            return plan.noise  # x at grid[0] = T - 1: no denoise step, nothing to cache
         if self.cache is None:
             return self._denoise(plan, plan.k, keep_all=False)[-1]
         key = (plan.pair_index, plan.height, plan.width)

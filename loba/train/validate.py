@@ -6,6 +6,7 @@ from typing import Optional
 
 from ..adapters.targeting import TARGETING_PRESETS
 from ..config.train_config import TrainConfig
+from ..diffusion.spacing import TIMESTEP_SPACINGS
 from ..errors import ConfigError, SpecError
 from ..models.buckets import check_family_sizes, family_size_problem
 from ..objectives.actions import OBJECTIVES
@@ -23,6 +24,7 @@ def validate_before_model_work(prompts: PromptSet, config: TrainConfig, family: 
     validate_names(config.optimizer)
     LOSSES.get(config.loss.loss_type)
     TARGETING_PRESETS.get(config.network.preset)
+    TIMESTEP_SPACINGS.get(config.sampling.timestep_spacing)
     for pair in prompts.pairs():
         if pair.action not in OBJECTIVES:
             raise SpecError(pair.name or "prompt pair", "action",

@@ -1,0 +1,76 @@
+"""What a ComfyUI MODEL predicts and on which schedule, read from its model_sampling object AS PATCHED.
+
+A MODEL is sampled through patcher.get_model_object("model_sampling"): ModelSamplingDiscrete (the node) swaps it
+for one of its own, so a checkpoint loaded as eps and patched to v_prediction (NoobAI-style v-pred SDXL) samples,
+and must train, in v-space, while model.model_type still says EPS. The object is a class made of a sampling
+base (the schedule: ModelSamplingDiscrete, its LCM-distilled subclass, EDM, flow...) and a sampling type (how
+the output becomes x0: EPS, V_PREDICTION, X0, LCM, CONST...). LOBA trains exactly two of them, the plain
+discrete schedule with EPS's or V_PREDICTION's own maths; anything overriding those methods is refused, by the
+name the user picked it under, with what to do instead.
+
+Imported only inside node execution and tests (it imports ComfyUI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import comfy.model_sampling as ms
+import torch
+
+from ..loba.diffusion.schedule import EPSILON_ZSNR, ZERO_TERMINAL_ALPHA_BAR
+from ..loba.errors import UnsupportedModelError
+
+TRAINABLE = "eps or v_prediction (with or without zsnr) on the discrete 1000-step schedule of SD1.x/SD2.x/SDXL"
+# Sampling-type class names (comfy.model_sampling, comfy_extras' LCM) -> the name a user knows them by.
+TYPE_NAMES = {"LCM": "lcm", "IMG_TO_IMG": "img_to_img", "X0": "x0", "EDM": "edm", "CONST": "flow (CONST)",
+              "COSMOS_RFLOW": "cosmos rectified flow", "V_PREDICTION": "v_prediction", "EPS": "eps"}
+PREDICTION_TYPES = {ms.EPS.calculate_denoised: "epsilon", ms.V_PREDICTION.calculate_denoised: "v_prediction"}
+
+
+@dataclass(frozen=True)
+class ModelSampling:
+    prediction_type: str  # "epsilon" or "v_prediction"
+    alphas_cumprod: torch.Tensor  # float64 on the CPU, one per discrete timestep
+    zsnr: bool
+
+
+def sampling_type_name(sampling) -> str:
+    for cls in type(sampling).__mro__:
+        if cls.__name__ in TYPE_NAMES:
+            return TYPE_NAMES[cls.__name__]
+    return type(sampling).__name__
+
+
+def _refuse(what: str) -> UnsupportedModelError:
+    return UnsupportedModelError(
+        f"this MODEL samples as {what}; LOBA trains {TRAINABLE}. Remove the ModelSampling node before Train Slider "
+        "or set ModelSamplingDiscrete's sampling to eps or v_prediction (flow and EDM models are not trainable yet)")
+
+
+def read_model_sampling(patcher) -> ModelSampling:
+    """The prediction type and schedule the MODEL is sampled with; refuses what LOBA cannot train."""
+    sampling = patcher.get_model_object("model_sampling")
+    kind = type(sampling)
+    discrete = isinstance(sampling, ms.ModelSamplingDiscrete) and kind.sigma is ms.ModelSamplingDiscrete.sigma \
+        and kind.timestep is ms.ModelSamplingDiscrete.timestep
+    if not discrete:  # LCM's distilled 50-step schedule, EDM, flow, Stable Cascade...
+        raise _refuse(f"{sampling_type_name(sampling)} on {_base_name(kind)}")
+    prediction = PREDICTION_TYPES.get(kind.calculate_denoised)
+    plain_input = kind.calculate_input is ms.EPS.calculate_input and kind.noise_scaling is ms.EPS.noise_scaling
+    if prediction is None or not plain_input or float(getattr(sampling, "sigma_data", 1.0)) != 1.0:
+        raise _refuse(sampling_type_name(sampling))
+    alphas_cumprod = 1.0 / (1.0 + sampling.sigmas.detach().to("cpu", torch.float64) ** 2)
+    zsnr = bool(getattr(sampling, "zsnr", False)) or float(alphas_cumprod[-1]) < ZERO_TERMINAL_ALPHA_BAR
+    if prediction == "epsilon" and zsnr:
+        raise UnsupportedModelError(f"this MODEL samples as eps with zsnr (ModelSamplingDiscrete): {EPSILON_ZSNR} "
+                                    "(set ModelSamplingDiscrete's zsnr off, or its sampling to v_prediction for a "
+                                    "v-prediction checkpoint)")
+    return ModelSampling(prediction, alphas_cumprod, zsnr)
+
+
+def _base_name(kind: type) -> str:
+    for cls in kind.__mro__[1:]:
+        if cls.__name__.startswith(("ModelSampling", "StableCascadeSampling")):
+            return cls.__name__
+    return kind.__name__
