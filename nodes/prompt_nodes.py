@@ -10,8 +10,9 @@ from comfy_api.latest import io
 
 from ..loba.objectives.actions import OBJECTIVES
 from ..loba.prompts import AnchorPrompt, PromptPair, PromptSet
-from ..loba.prompts.loader import parse_toml, prompt_set_from_dict
+from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_dict
 from ..loba.prompts.slider import SliderTarget
+from .host_files import input_folder, input_read_policy
 from .node_errors import fail, reported_as
 from .types import PromptsSocket
 
@@ -165,12 +166,6 @@ class PreservationPromptNode(io.ComfyNode):
                                         node=cls.DISPLAY))
 
 
-def _input_folder() -> Path:
-    import folder_paths
-
-    return Path(folder_paths.get_input_directory())
-
-
 class LoadPromptTomlNode(io.ComfyNode):
     DISPLAY = "LOBA Load Prompt TOML"
 
@@ -184,8 +179,9 @@ class LoadPromptTomlNode(io.ComfyNode):
                 io.String.Input("toml", default="", multiline=True,
                                 tooltip="The TOML itself; used when not empty (so a shared workflow carries its prompts)."),
                 io.String.Input("file", default="",
-                                tooltip="Path of a .toml file, relative to ComfyUI's input folder or absolute; used when "
-                                        "the text box is empty. Mask and prompt-list paths in it are relative to the file."),
+                                tooltip="Path of a .toml (or .json) file inside ComfyUI's input folder, relative to it; used "
+                                        "when the text box is empty. Mask and prompt-list paths in it are relative to the "
+                                        "file and must be inside the input folder too."),
                 chain_input(),
             ],
             outputs=[prompts_output()],
@@ -193,16 +189,14 @@ class LoadPromptTomlNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, toml, file, prompts=None) -> io.NodeOutput:
+        policy = input_read_policy()
         with reported_as(cls.DISPLAY, "toml"):
             if toml.strip():
-                data, base_dir, source = parse_toml(toml, "the toml text"), _input_folder(), "toml"
+                data = parse_toml(toml, "the toml text")
+                loaded = prompt_set_from_dict(data, input_folder(), "toml", policy)
             elif file.strip():
                 path = Path(file.strip()).expanduser()
-                path = path if path.is_absolute() else _input_folder() / path
-                if not path.is_file():
-                    raise fail(cls.DISPLAY, "file", f"{path} does not exist; give a path relative to ComfyUI's input folder")
-                data, base_dir, source = parse_toml(path.read_text(encoding="utf-8"), str(path)), path.parent, path.name
+                loaded = load_prompt_file(path if path.is_absolute() else input_folder() / path, policy)
             else:
                 raise fail(cls.DISPLAY, "toml", "both the text box and the file path are empty; paste TOML or name a file")
-            loaded = prompt_set_from_dict(data, base_dir, source)
             return io.NodeOutput(extend(prompts, loaded, node=cls.DISPLAY))

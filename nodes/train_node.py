@@ -23,6 +23,7 @@ from ..loba.sliders.trained import save_slider_file
 from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
+from .host_files import resume_checkpoint
 from .node_errors import fail, reported_as
 from .seam import ComfySeam
 from .slider_io import new_slider_path
@@ -35,14 +36,7 @@ def checkpoint_folder(prefix: str) -> Path:
 
 
 def resolve_resume(text: str, node: str) -> Optional[Path]:
-    if not text.strip():
-        return None
-    path = Path(text.strip()).expanduser()
-    path = path if path.is_absolute() else Path(folder_paths.get_output_directory()) / path
-    if not path.is_file():
-        raise fail(node, "resume_file", f"{path} does not exist; give a checkpoint written by Train Slider "
-                                        "(output/loba_checkpoints/...), absolute or relative to the output folder")
-    return path
+    return resume_checkpoint(text, node)  # only from LOBA's checkpoint folder
 
 
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
