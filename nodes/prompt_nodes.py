@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
+from ..loba.config.prompt_bounds import PromptEntryBounds, entry_limit
 from ..loba.objectives.actions import OBJECTIVES
 from ..loba.prompts import AnchorPrompt, PromptPair, PromptSet
 from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_dict
@@ -15,6 +16,7 @@ from ..loba.prompts.slider import SliderTarget
 from .host_files import input_folder, input_read_policy
 from .node_errors import fail, reported_as
 from .types import PromptsSocket
+from .widgets import config_input
 
 CATEGORY = "LOBA/prompts"
 CHAIN_TIP = "Optional prompt set to extend (from another prompt node); it is copied, never changed."
@@ -33,12 +35,12 @@ def prompts_output() -> io.Output:
 
 
 def common_inputs(guidance_tip: str) -> list[io.Input]:
+    # Bounds from loba.config.prompt_bounds: the same limits prompt files get.
     return [
-        io.Float.Input("guidance_scale", default=1.0, min=-100.0, max=100.0, step=0.1, tooltip=guidance_tip),
-        io.Int.Input("resolution", default=0, min=0, max=8192, step=8, tooltip=RESOLUTION_TIP),
-        io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Latents per training step for this entry."),
-        io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
-                       tooltip="Loss weight of this entry relative to the others; 0 keeps it out of training."),
+        config_input(PromptEntryBounds, "guidance_scale", step=0.1, tooltip=guidance_tip),
+        io.Int.Input("resolution", default=0, min=0, max=entry_limit("resolution", "max"), step=8, tooltip=RESOLUTION_TIP),
+        config_input(PromptEntryBounds, "batch_size"),
+        config_input(PromptEntryBounds, "weight", step=0.05),
         io.Mask.Input("mask", optional=True, tooltip=MASK_TIP),
     ]
 
@@ -88,8 +90,8 @@ class PromptPairNode(io.ComfyNode):
                 io.String.Input("neutral", default="",
                                 tooltip="Prompt that anchors the erase/enhance target output; empty = unconditional."),
                 *common_inputs("How far past the concept to push; 1 = exactly its strength."),
-                io.Float.Input("multiplier", default=1.0, min=-10.0, max=10.0, step=0.1,
-                               tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
+                config_input(PromptEntryBounds, "multiplier", step=0.1,
+                             tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
                 chain_input(),
             ],
             outputs=[prompts_output()],
@@ -122,7 +124,7 @@ class SliderTargetNode(io.ComfyNode):
                 io.String.Input("neutrals", default="", multiline=True,
                                 tooltip="Neutral prompts, one per line (each becomes its own pairs); empty = ''."),
                 *common_inputs("Strength of the pole difference to learn; 1 = exactly the prompts' difference."),
-                io.Float.Input("multiplier", default=1.0, min=0.01, max=10.0, step=0.1,
+                io.Float.Input("multiplier", default=1.0, min=0.01, max=entry_limit("multiplier", "max"), step=0.1,
                                tooltip="Slider weight the poles are trained at (+m and -m)."),
                 chain_input(),
             ],
@@ -152,7 +154,7 @@ class PreservationPromptNode(io.ComfyNode):
             inputs=[
                 io.String.Input("prompt", default="", multiline=True,
                                 tooltip="Prompt whose output must not move; one prompt per node (empty = the unconditional)."),
-                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("weight", default=1.0, min=entry_limit("weight", "min"), max=entry_limit("weight", "max"), step=0.1,
                                tooltip="Loss weight of keeping this prompt still (scaled by the Loss node's preservation_weight)."),
                 chain_input(),
             ],

@@ -16,6 +16,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
+from ..loba.config.prompt_bounds import entry_limit
 from ..loba.images import loss_curve_image, parse_weights
 from ..loba.pixels import pil_to_pixels
 from ..loba.prompts import PromptSet
@@ -69,7 +70,7 @@ class TrainSliderNode(io.ComfyNode):
                 config_input(NetworkConfig, "network_dim", display_name="rank"),
                 config_input(NetworkConfig, "network_alpha", display_name="alpha"),
                 config_input(TrainConfig, "seed"),
-                io.Int.Input("resolution", default=0, min=0, max=8192, step=8,
+                io.Int.Input("resolution", default=0, min=0, max=entry_limit("resolution", "max"), step=8,
                              tooltip="Training resolution for prompts that set none; 0 = the model's native size "
                                      "(SD1 512, SD2-v 768, SDXL 1024, toy world 64)."),
                 config_input(SamplingConfig, "max_denoising_steps"),
