@@ -194,7 +194,7 @@ class LoadPromptTomlNode(io.ComfyNode):
         policy = input_read_policy()
         with reported_as(cls.DISPLAY, "toml"):
             if toml.strip():
-                data = parse_toml(toml, "the toml text")
+                data = parse_toml(toml, "the toml text", "toml")
                 loaded = prompt_set_from_dict(data, input_folder(), "toml", policy)
             elif file.strip():
                 path = Path(file.strip()).expanduser()

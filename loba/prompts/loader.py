@@ -66,13 +66,13 @@ def read_prompt_table(path: Path, policy: ReadPolicy = UNRESTRICTED) -> dict:
     return data
 
 
-def parse_toml(text: str, source: str) -> Any:
+def parse_toml(text: str, source: str, field: str = "file") -> Any:
     from ..config.toml_compat import TOMLDecodeError, loads
 
     try:
         return loads(text)
     except TOMLDecodeError as error:
-        raise SpecError(source, "file", f"is not valid TOML: {error}") from None
+        raise SpecError(source, field, f"is not valid TOML: {error}") from None
 
 
 def _parse_json(text: str, source: str) -> Any:
