@@ -19,14 +19,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_regex(name: str, pattern: Any) -> None:
+    try:
+        re.compile(str(pattern))
+    except re.error as exc:
+        raise ConfigError(name, f"pattern {pattern!r} is not a valid regular expression ({exc})") from None
+
+
 def check_pattern_table(name: str, table: Mapping) -> None:
     """Every key a valid regex, every value a finite number within the table's range."""
     whole, minimum, example = PATTERN_VALUES[name]
     for pattern, value in table.items():
-        try:
-            re.compile(str(pattern))
-        except re.error as exc:
-            raise ConfigError(name, f"pattern {pattern!r} is not a valid regular expression ({exc})") from None
+        check_regex(name, pattern)
         ok = _is_number(value) and math.isfinite(value) and value >= minimum and (not whole or float(value).is_integer())
         if not ok:
             kind = "a whole number" if whole else "a finite number"

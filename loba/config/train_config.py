@@ -16,7 +16,7 @@ from typing import Any
 from ..dtypes import SAVE_PRECISIONS
 from ..errors import ConfigError
 from .bounds import check_bounds, option, require
-from .tables import check_finite_values, check_pattern_table
+from .tables import check_finite_values, check_pattern_table, check_regex
 
 # The format version of configs LOBA writes; loba/config/migrations.py brings older ones up to it.
 CONFIG_VERSION = 1
@@ -47,6 +47,9 @@ class NetworkConfig(Bounded):
         super().__post_init__()
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        for name in ("include", "exclude"):
+            for pattern in getattr(self, name):
+                check_regex(name, pattern)
         for name in ("rank_pattern", "alpha_pattern", "lr_pattern"):
             require(isinstance(getattr(self, name), Mapping), name, "must be a table {regex = value}")
             check_pattern_table(name, getattr(self, name))

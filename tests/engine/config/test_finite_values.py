@@ -22,6 +22,8 @@ NAN, INF = float("nan"), float("inf")
     ({"alpha_pattern": {".*": INF}}, "alpha_pattern", "must be a finite number"),
     ({"rank_pattern": {".*": 2.5}}, "rank_pattern", "must be a whole number >= 1"),
     ({"rank_pattern": {"(": 4}}, "rank_pattern", "is not a valid regular expression"),
+    ({"include": ["attn("]}, "include", "is not a valid regular expression"),
+    ({"exclude": "[a"}, "exclude", "is not a valid regular expression"),
     ({"optimizer_args": {"betas": [0.9, NAN]}}, "optimizer_args", "betas[1] is nan"),
     ({"optimizer_args": {"eps": INF}}, "optimizer_args", "eps is inf"),
 ])
