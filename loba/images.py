@@ -95,7 +95,12 @@ def parse_weights(text: str, field: str = "weights") -> list[float]:
     """'-2, -1, 0, 1, 2' -> [-2.0, -1.0, 0.0, 1.0, 2.0]; a clear error naming the bad item otherwise."""
     from .errors import ConfigError
 
-    items = [item.strip() for item in str(text).replace(";", ",").split(",") if item.strip()]
+    raw = [item.strip() for item in str(text).replace(";", ",").split(",")]
+    if any(raw) and not all(raw):
+        # '1,,2' is a typo (a lost weight), not [1, 2]: say so instead of quietly dropping the gap.
+        raise ConfigError(field, f"item {raw.index('') + 1} of '{text}' is empty (two commas in a row, or a comma at "
+                                 "an end); give a comma-separated list like -2, -1, 0, 1, 2")
+    items = [item for item in raw if item]
     if not items:
         raise ConfigError(field, "is empty; give a comma-separated list of weights, e.g. -2, -1, 0, 1, 2")
     weights = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .file_nodes import check_slider
+from .node_errors import finite_number
 from .slider_io import apply_slider
 from .types import SliderSocket
 
@@ -27,6 +28,7 @@ class ApplySliderNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, slider, strength) -> io.NodeOutput:
+        strength = finite_number(strength, cls.DISPLAY, "strength")
         return io.NodeOutput(apply_slider(model, check_slider(slider, cls.DISPLAY), strength, cls.DISPLAY))
 
 
@@ -50,7 +52,11 @@ class BakeSliderNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, slider, strength, strength_2, slider_2=None) -> io.NodeOutput:
-        out = apply_slider(model, check_slider(slider, cls.DISPLAY), strength, cls.DISPLAY)
-        if slider_2 is not None:
-            out = apply_slider(out, check_slider(slider_2, cls.DISPLAY, "slider_2"), strength_2, cls.DISPLAY)
+        first = check_slider(slider, cls.DISPLAY)
+        second = None if slider_2 is None else check_slider(slider_2, cls.DISPLAY, "slider_2")
+        strength = finite_number(strength, cls.DISPLAY, "strength")
+        strength_2 = finite_number(strength_2, cls.DISPLAY, "strength_2")
+        out = apply_slider(model, first, strength, cls.DISPLAY)
+        if second is not None:
+            out = apply_slider(out, second, strength_2, cls.DISPLAY)
         return io.NodeOutput(out)

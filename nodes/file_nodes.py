@@ -8,8 +8,10 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..loba.dtypes import SAVE_PRECISIONS
+from ..loba.errors import AdapterFileError
 from ..loba.sliders.kohya import SliderFile
 from ..loba.sliders.trained import save_slider_file
+from ..loba.sliders.validate import validate_tensors
 from .node_errors import fail
 from .slider_io import load_lora_by_name, new_slider_path
 from .types import SliderSocket
@@ -18,8 +20,13 @@ CATEGORY = "LOBA/files"
 
 
 def check_slider(value, node: str, field: str = "slider") -> SliderFile:
+    """A SliderFile whose tensors are usable (shapes, rank, dtype, finite values), whichever node made it."""
     if not isinstance(value, SliderFile):
         raise fail(node, field, f"expected a LOBA slider (Train, Load or Merge Slider), got {type(value).__name__}")
+    try:
+        validate_tensors(value.tensors, value.path or "the slider")
+    except AdapterFileError as exc:
+        raise fail(node, field, str(exc)) from None
     return value
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..loba.sliders.family import family_conflict
 from ..loba.sliders.merge import MERGE_MODES, merge_sliders
 from .file_nodes import check_slider
-from .node_errors import reported_as
+from .node_errors import fail, finite_number, reported_as
 from .types import SliderSocket
 
 WEIGHT_TIP = "Weight of this slider in the merge (negative flips it)."
@@ -42,6 +43,12 @@ class MergeSlidersNode(io.ComfyNode):
         pairs = [(slider_1, weight_1, "slider_1"), (slider_2, weight_2, "slider_2"),
                  (slider_3, weight_3, "slider_3"), (slider_4, weight_4, "slider_4")]
         sources = [(check_slider(s, cls.DISPLAY, name), w) for s, w, name in pairs if s is not None]
+        names = [name for s, _, name in pairs if s is not None]
+        for (_, weight), name in zip(sources, names):
+            finite_number(weight, cls.DISPLAY, "weight_" + name[-1])
+        conflict = family_conflict([s for s, _ in sources], names)
+        if conflict is not None:
+            raise fail(cls.DISPLAY, conflict[0], conflict[1])
         with reported_as(cls.DISPLAY, "mode"):
             merged, _ = merge_sliders([s for s, _ in sources], [w for _, w in sources], mode, rank)
         return io.NodeOutput(merged)

@@ -7,6 +7,7 @@ message say which LOBA node, which field, and what to do.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 from ..loba.errors import ConfigError, LobaError, SpecError
@@ -20,6 +21,13 @@ class NodeInputError(ValueError):
 
 def fail(node: str, field: str, message: str) -> NodeInputError:
     return NodeInputError(node, field, message)
+
+
+def finite_number(value, node: str, field: str) -> float:
+    """A FLOAT widget's value: ComfyUI's min/max check lets NaN through (every comparison with NaN is false)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(node, field, f"must be a finite number, e.g. 1.0; got {value!r}")
+    return float(value)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,16 @@ from typing import Optional
 import torch
 from comfy_api.latest import io
 
+from ..loba.config.prompt_bounds import PromptEntryBounds, entry_limit
 from ..loba.models.buckets import BUCKET_CHOICES, SQUARE, sizes_for_choice
 from ..loba.objectives.actions import OBJECTIVES
 from ..loba.prompts import AnchorPrompt, PromptPair, PromptSet
-from ..loba.prompts.loader import parse_toml, prompt_set_from_dict
+from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_dict
 from ..loba.prompts.slider import SliderTarget
+from .host_files import input_folder, input_read_policy
 from .node_errors import fail, reported_as
 from .types import PromptsSocket
+from .widgets import config_input
 
 CATEGORY = "LOBA/prompts"
 CHAIN_TIP = "Optional prompt set to extend (from another prompt node); it is copied, never changed."
@@ -37,12 +40,12 @@ def prompts_output() -> io.Output:
 
 
 def common_inputs(guidance_tip: str) -> list[io.Input]:
+    # Bounds from loba.config.prompt_bounds: the same limits prompt files get.
     return [
-        io.Float.Input("guidance_scale", default=1.0, min=-100.0, max=100.0, step=0.1, tooltip=guidance_tip),
-        io.Int.Input("resolution", default=0, min=0, max=8192, step=8, tooltip=RESOLUTION_TIP),
-        io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Latents per training step for this entry."),
-        io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
-                       tooltip="Loss weight of this entry relative to the others; 0 keeps it out of training."),
+        config_input(PromptEntryBounds, "guidance_scale", step=0.1, tooltip=guidance_tip),
+        io.Int.Input("resolution", default=0, min=0, max=entry_limit("resolution", "max"), step=8, tooltip=RESOLUTION_TIP),
+        config_input(PromptEntryBounds, "batch_size"),
+        config_input(PromptEntryBounds, "weight", step=0.05),
         io.Mask.Input("mask", optional=True, tooltip=MASK_TIP),
     ]
 
@@ -98,8 +101,8 @@ class PromptPairNode(io.ComfyNode):
                 io.String.Input("neutral", default="",
                                 tooltip="Prompt that anchors the erase/enhance target output; empty = unconditional."),
                 *common_inputs("How far past the concept to push; 1 = exactly its strength."),
-                io.Float.Input("multiplier", default=1.0, min=-10.0, max=10.0, step=0.1,
-                               tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
+                config_input(PromptEntryBounds, "multiplier", step=0.1,
+                             tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
                 chain_input(),
                 bucket_input(),
             ],
@@ -134,7 +137,7 @@ class SliderTargetNode(io.ComfyNode):
                 io.String.Input("neutrals", default="", multiline=True,
                                 tooltip="Neutral prompts, one per line (each becomes its own pairs); empty = ''."),
                 *common_inputs("Strength of the pole difference to learn; 1 = exactly the prompts' difference."),
-                io.Float.Input("multiplier", default=1.0, min=0.01, max=10.0, step=0.1,
+                io.Float.Input("multiplier", default=1.0, min=0.01, max=entry_limit("multiplier", "max"), step=0.1,
                                tooltip="Slider weight the poles are trained at (+m and -m)."),
                 chain_input(),
                 bucket_input(),
@@ -166,7 +169,7 @@ class PreservationPromptNode(io.ComfyNode):
             inputs=[
                 io.String.Input("prompt", default="", multiline=True,
                                 tooltip="Prompt whose output must not move; one prompt per node (empty = the unconditional)."),
-                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("weight", default=1.0, min=entry_limit("weight", "min"), max=entry_limit("weight", "max"), step=0.1,
                                tooltip="Loss weight of keeping this prompt still (scaled by the Loss node's preservation_weight)."),
                 chain_input(),
             ],
@@ -178,12 +181,6 @@ class PreservationPromptNode(io.ComfyNode):
         with reported_as(cls.DISPLAY):
             return io.NodeOutput(extend(prompts, AnchorPrompt(prompt, weight, name=f"{cls.DISPLAY} '{prompt[:40]}'"),
                                         node=cls.DISPLAY))
-
-
-def _input_folder() -> Path:
-    import folder_paths
-
-    return Path(folder_paths.get_input_directory())
 
 
 class LoadPromptTomlNode(io.ComfyNode):
@@ -199,8 +196,9 @@ class LoadPromptTomlNode(io.ComfyNode):
                 io.String.Input("toml", default="", multiline=True,
                                 tooltip="The TOML itself; used when not empty (so a shared workflow carries its prompts)."),
                 io.String.Input("file", default="",
-                                tooltip="Path of a .toml file, relative to ComfyUI's input folder or absolute; used when "
-                                        "the text box is empty. Mask and prompt-list paths in it are relative to the file."),
+                                tooltip="Path of a .toml (or .json) file inside ComfyUI's input folder, relative to it; used "
+                                        "when the text box is empty. Mask and prompt-list paths in it are relative to the "
+                                        "file and must be inside the input folder too."),
                 chain_input(),
             ],
             outputs=[prompts_output()],
@@ -208,16 +206,14 @@ class LoadPromptTomlNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, toml, file, prompts=None) -> io.NodeOutput:
+        policy = input_read_policy()
         with reported_as(cls.DISPLAY, "toml"):
             if toml.strip():
-                data, base_dir, source = parse_toml(toml, "the toml text"), _input_folder(), "toml"
+                data = parse_toml(toml, "the toml text", "toml")
+                loaded = prompt_set_from_dict(data, input_folder(), "toml", policy)
             elif file.strip():
                 path = Path(file.strip()).expanduser()
-                path = path if path.is_absolute() else _input_folder() / path
-                if not path.is_file():
-                    raise fail(cls.DISPLAY, "file", f"{path} does not exist; give a path relative to ComfyUI's input folder")
-                data, base_dir, source = parse_toml(path.read_text(encoding="utf-8"), str(path)), path.parent, path.name
+                loaded = load_prompt_file(path if path.is_absolute() else input_folder() / path, policy)
             else:
                 raise fail(cls.DISPLAY, "toml", "both the text box and the file path are empty; paste TOML or name a file")
-            loaded = prompt_set_from_dict(data, base_dir, source)
             return io.NodeOutput(extend(prompts, loaded, node=cls.DISPLAY))

@@ -16,6 +16,7 @@ import torch
 from ..loba.errors import AdapterFileError
 from ..loba.sliders.kohya import SliderFile, load_slider
 from .node_errors import fail
+from .slider_fit import check_fits_model
 
 TEXT_ENCODER_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_")
 
@@ -49,7 +50,7 @@ def load_lora_by_name(name: str, node: str, field: str = "lora_name") -> SliderF
 
 def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") -> dict[str, torch.Tensor]:
     """The slider's UNet tensors, after checking that every module exists in this MODEL."""
-    known = set(comfy.lora.model_lora_keys_unet(model.model, {}))
+    known = comfy.lora.model_lora_keys_unet(model.model, {})
     tensors = {k: v for k, v in slider.tensors.items() if not k.startswith(TEXT_ENCODER_PREFIXES)}
     stems = SliderFile(tensors).module_stems()
     foreign = sorted(stem for stem in stems if stem not in known)
@@ -58,6 +59,7 @@ def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") ->
     if foreign:
         raise fail(node, field, f"{len(foreign)} of {len(stems)} layers do not exist in this MODEL, e.g. {', '.join(foreign[:3])}: "
                                 "the slider was made for another model family")
+    check_fits_model(tensors, stems, known, model, node, field)
     return tensors
 
 

@@ -16,6 +16,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
+from ..loba.config.prompt_bounds import entry_limit
 from ..loba.images import loss_curve_image, parse_weights
 from ..loba.pixels import pil_to_pixels
 from ..loba.prompts import PromptSet
@@ -23,6 +24,7 @@ from ..loba.sliders.trained import save_slider_file
 from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
+from .host_files import resume_checkpoint
 from .node_errors import fail, reported_as
 from .seam import ComfySeam
 from .slider_io import new_slider_path
@@ -35,14 +37,7 @@ def checkpoint_folder(prefix: str) -> Path:
 
 
 def resolve_resume(text: str, node: str) -> Optional[Path]:
-    if not text.strip():
-        return None
-    path = Path(text.strip()).expanduser()
-    path = path if path.is_absolute() else Path(folder_paths.get_output_directory()) / path
-    if not path.is_file():
-        raise fail(node, "resume_file", f"{path} does not exist; give a checkpoint written by Train Slider "
-                                        "(output/loba_checkpoints/...), absolute or relative to the output folder")
-    return path
+    return resume_checkpoint(text, node)  # only from LOBA's checkpoint folder
 
 
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
@@ -75,7 +70,7 @@ class TrainSliderNode(io.ComfyNode):
                 config_input(NetworkConfig, "network_dim", display_name="rank"),
                 config_input(NetworkConfig, "network_alpha", display_name="alpha"),
                 config_input(TrainConfig, "seed"),
-                io.Int.Input("resolution", default=0, min=0, max=8192, step=8,
+                io.Int.Input("resolution", default=0, min=0, max=entry_limit("resolution", "max"), step=8,
                              tooltip="Training resolution for prompts that set none; 0 = the model's native size "
                                      "(SD1 512, SD2-v 768, SDXL 1024, toy world 64)."),
                 config_input(SamplingConfig, "max_denoising_steps"),

@@ -8,8 +8,10 @@ const WEIGHT_WIDGETS = { LOBA_SliderPreviewGrid: "weights", LOBA_TrainSlider: "p
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 export function weightsProblem(text) {
-  const items = String(text).replaceAll(";", ",").split(",").map((s) => s.trim()).filter(Boolean);
+  const raw = String(text).replaceAll(";", ",").split(",").map((s) => s.trim());
+  const items = raw.filter(Boolean);
   if (!items.length) return "empty: give a comma-separated list of weights, e.g. -2, -1, 0, 1, 2";
+  if (items.length < raw.length) return `item ${raw.indexOf("") + 1} is empty (two commas in a row, or a comma at an end)`;
   const bad = items.find((item) => !NUMBER.test(item));
   return bad === undefined ? null : `'${bad}' is not a number; give a list like -2, -1, 0, 1, 2`;
 }

@@ -14,6 +14,7 @@ nodes/widgets.py gives the same min/max to the widgets, so the two cannot drift 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field
 from typing import Any
 
@@ -48,8 +49,10 @@ def bound_violation(f: dataclasses.Field, value: Any) -> str | None:
     choices = meta.get("choices")
     if isinstance(choices, tuple):
         return None if value in choices else f"use {_or_list(choices)}"
+    # NaN and infinity are never wanted: inf passes a one-sided bound, and a field without bounds checks nothing.
+    not_finite = isinstance(value, float) and not math.isfinite(value)
     if "min" not in meta and "max" not in meta:
-        return None
+        return f"must be a finite number, e.g. {_example(f)}" if not_finite else None
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -59,7 +62,7 @@ def bound_violation(f: dataclasses.Field, value: Any) -> str | None:
     below = low is not None and not (number > low if exclusive else number >= low)
     above = high is not None and not number <= high
     if not (below or above):
-        return None
+        return f"must be a finite number, e.g. {_example(f)}" if not_finite else None
     return f"must be {describe_bounds(meta)}, e.g. {_example(f)}"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..dtypes import SAVE_PRECISIONS
 from ..errors import ConfigError
 from .bounds import check_bounds, option, require
+from .tables import check_finite_values, check_pattern_table, check_regex
 
 # The format version of configs LOBA writes; loba/config/migrations.py brings older ones up to it.
 CONFIG_VERSION = 1
@@ -46,8 +47,12 @@ class NetworkConfig(Bounded):
         super().__post_init__()
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        for name in ("include", "exclude"):
+            for pattern in getattr(self, name):
+                check_regex(name, pattern)
         for name in ("rank_pattern", "alpha_pattern", "lr_pattern"):
             require(isinstance(getattr(self, name), Mapping), name, "must be a table {regex = value}")
+            check_pattern_table(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,11 @@ class OptimizerConfig(Bounded):
     lr_warmup_steps: int = option(0, "Linear warmup steps before the schedule starts.", min=0)
     lr_scheduler_num_cycles: int = option(1, "Restarts for cosine_with_restarts.", min=1)
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this value; 0 disables clipping.", min=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(isinstance(self.optimizer_args, Mapping), "optimizer_args", "must be a table, e.g. {betas = [0.9, 0.99]}")
+        check_finite_values("optimizer_args", self.optimizer_args)
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,7 @@ def coerce_value(value: Any, default: Any, name: str) -> Any:
             if isinstance(value, str):
                 return (value,)
             return tuple(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise ConfigError(name, f"expected {type(default).__name__}, got {value!r}") from None
     return value
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..errors import SpecError
 from ..models.buckets import buckets_for_mask
 from .checks import Resolution, as_text, normalize_resolutions, require
+from .files import PromptFolder, read_text_file
 from .masks import box_mask, load_mask_image
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair
@@ -60,21 +61,21 @@ def require_table(value: Any, where: str, field: str) -> Mapping:
     return value
 
 
-def plain_pairs(item: Mapping, defaults: Mapping, name: str, base_dir: Path,
+def plain_pairs(item: Mapping, defaults: Mapping, name: str, folder: PromptFolder,
                 shared_neutrals: Optional[list[str]]) -> list[PromptPair]:
     """A [[prompts]] entry; several neutrals give one pair each."""
     require_table(item, name, "entry")
     check_keys(item, PLAIN_ENTRY_KEYS, name)
     fields = _fields(item, defaults, PAIR_FIELDS)
     require("target" in fields, name, "target", 'is missing: name the concept to erase or enhance, e.g. target = "van gogh"')
-    resolutions, mask = entry_sizes_and_mask(item, defaults, name, base_dir)
-    neutrals = own_neutrals(item, name, base_dir) or shared_neutrals or [None]  # None -> unconditional
+    resolutions, mask = entry_sizes_and_mask(item, defaults, name, folder)
+    neutrals = own_neutrals(item, name, folder) or shared_neutrals or [None]  # None -> unconditional
     return [PromptPair(**fields, neutral=neutral, resolutions=resolutions, mask=mask,
                        name=f"{name} neutral[{i}]" if len(neutrals) > 1 else name)
             for i, neutral in enumerate(neutrals)]
 
 
-def slider_target(item: Mapping, defaults: Mapping, name: str, base_dir: Path,
+def slider_target(item: Mapping, defaults: Mapping, name: str, folder: PromptFolder,
                   shared_neutrals: Optional[list[str]]) -> SliderTarget:
     """A [[targets]] entry (or a [[prompts]] entry with target_class)."""
     require_table(item, name, "entry")
@@ -82,8 +83,8 @@ def slider_target(item: Mapping, defaults: Mapping, name: str, base_dir: Path,
     fields = _fields(item, defaults, SLIDER_FIELDS)
     require("target_class" in fields, name, "target_class",
             'is missing: name the subject the slider acts on, e.g. target_class = "person"')
-    resolutions, mask = entry_sizes_and_mask(item, defaults, name, base_dir)
-    neutrals = own_neutrals(item, name, base_dir) or shared_neutrals or [""]
+    resolutions, mask = entry_sizes_and_mask(item, defaults, name, folder)
+    neutrals = own_neutrals(item, name, folder) or shared_neutrals or [""]
     return SliderTarget(**fields, neutrals=tuple(neutrals), resolutions=resolutions, mask=mask, name=name)
 
 
@@ -122,7 +123,7 @@ def _resolution_key(item: Mapping, defaults: Mapping) -> tuple[Optional[str], An
     return None, None
 
 
-def entry_sizes_and_mask(item: Mapping, defaults: Mapping, name: str, base_dir: Path) -> tuple[tuple[Resolution, ...], Any]:
+def entry_sizes_and_mask(item: Mapping, defaults: Mapping, name: str, folder: PromptFolder) -> tuple[tuple[Resolution, ...], Any]:
     """The entry's sizes and mask. With a bucket set (resolution = "sdxl_buckets") and a mask image, the entry trains
     at the set's buckets of the mask's aspect ratio; a mask that fits none is refused, never stretched."""
     resolutions = entry_resolutions(item, defaults, name)
@@ -131,7 +132,7 @@ def entry_sizes_and_mask(item: Mapping, defaults: Mapping, name: str, base_dir: 
     require(not (from_set and _mask_key(item, defaults) == "mask_box"), name, "mask_box",
             f"cannot go with the bucket set {value!r}: a box has no aspect ratio of its own, so it would be drawn at one "
             "bucket only; give one resolution [height, width], or a mask image whose shape picks the buckets")
-    mask = entry_mask(item, defaults, name, base_dir, resolutions[0])
+    mask = entry_mask(item, defaults, name, folder, resolutions[0])
     if from_set and mask is not None:
         resolutions = buckets_for_mask(mask.shape, resolutions, name)
     return resolutions, mask
@@ -145,12 +146,12 @@ def _mask_key(item: Mapping, defaults: Mapping) -> Optional[str]:
     return None
 
 
-def entry_mask(item: Mapping, defaults: Mapping, name: str, base_dir: Path, resolution: Resolution):
+def entry_mask(item: Mapping, defaults: Mapping, name: str, folder: PromptFolder, resolution: Resolution):
     """`mask` (an image path) or `mask_box` ([top, left, bottom, right] fractions, drawn at the first resolution)."""
     for table in (item, defaults):
         require(not ("mask" in table and "mask_box" in table), name, "mask", "give either mask or mask_box, not both")
         if "mask" in table:
-            return _mask_from_file(table["mask"], name, base_dir)
+            return _mask_from_file(table["mask"], name, folder)
         if "mask_box" in table:
             try:
                 return box_mask(resolution[0], resolution[1], table["mask_box"])
@@ -159,50 +160,47 @@ def entry_mask(item: Mapping, defaults: Mapping, name: str, base_dir: Path, reso
     return None
 
 
-def _mask_from_file(value: Any, name: str, base_dir: Path):
+def _mask_from_file(value: Any, name: str, folder: PromptFolder):
     require(not isinstance(value, Mapping), name, "mask",
             "is a summary from file metadata, not an image; give the path of a grayscale mask image")
-    path = base_dir / as_text(value, name, "mask")
+    path = folder.path(value, name, "mask")
     try:
         return load_mask_image(path)
-    except OSError as error:
+    except Exception as error:  # PIL raises OSError, ValueError or DecompressionBombError for what is not a mask
         raise SpecError(name, "mask", f"cannot read mask image {path}: {error}") from None
 
 
-def own_neutrals(item: Mapping, name: str, base_dir: Path) -> Optional[list[str]]:
+def own_neutrals(item: Mapping, name: str, folder: PromptFolder) -> Optional[list[str]]:
     """An entry's neutrals: the first of neutrals, neutral_prompt_file, prompt_file, neutral (sd-scripts' order)."""
     for key in ("neutrals", *NEUTRAL_FILE_KEYS, "neutral"):
         if key in item:
-            return neutral_source(key, item[key], name, base_dir)
+            return neutral_source(key, item[key], name, folder)
     return None
 
 
-def shared_neutrals(table: Mapping, name: str, base_dir: Path) -> Optional[list[str]]:
+def shared_neutrals(table: Mapping, name: str, folder: PromptFolder) -> Optional[list[str]]:
     """Neutrals every entry inherits: the list and both files add up (sd-scripts), else `neutral`."""
     keys = [key for key in ("neutrals", *NEUTRAL_FILE_KEYS) if key in table]
     if keys:
-        return [n for key in keys for n in neutral_source(key, table[key], name, base_dir)]
+        return [n for key in keys for n in neutral_source(key, table[key], name, folder)]
     if "neutral" in table:
-        return neutral_source("neutral", table["neutral"], name, base_dir)
+        return neutral_source("neutral", table["neutral"], name, folder)
     return None
 
 
-def neutral_source(key: str, value: Any, name: str, base_dir: Path) -> list[str]:
+def neutral_source(key: str, value: Any, name: str, folder: PromptFolder) -> list[str]:
     if key == "neutral":
         return [as_text(value, name, key)]
     if key == "neutrals":
         values = [value] if isinstance(value, str) else value
         require(isinstance(values, list) and values, name, key, 'must be a non-empty list of prompts, e.g. ["", "a photo"]')
         return [as_text(v, name, f"{key}[{i}]") for i, v in enumerate(values)]
-    return _read_prompt_lines(base_dir / as_text(value, name, key), name, key)
+    return _read_prompt_lines(folder.path(value, name, key), name, key)
 
 
 def _read_prompt_lines(path: Path, name: str, key: str) -> list[str]:
     """One prompt per non-empty line, stripped (sd-scripts' rule)."""
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except OSError as error:
-        raise SpecError(name, key, f"cannot read {path}: {error.strerror or error}") from None
+    lines = [line.strip() for line in read_text_file(path, name, key).splitlines()]
     prompts = [line for line in lines if line]
     require(prompts, name, key, f"{path} has no prompts; write one neutral prompt per line")
     return prompts

@@ -19,6 +19,7 @@ from typing import Any, Union
 
 from ..config.train_config import SECTIONS, TrainConfig
 from ..errors import SpecError
+from ..read_policy import UNRESTRICTED, PathRefused, ReadPolicy
 from .checks import require
 from .entries import (
     EXTRA_KEYS,
@@ -32,6 +33,7 @@ from .entries import (
     shared_neutrals,
     slider_target,
 )
+from .files import PromptFolder, read_text_file
 from .promptset import PromptSet
 
 TRAINING_NOTE = "; training options (network_dim, learning_rate, [optimizer], ...) are allowed at the top level too"
@@ -45,31 +47,32 @@ def training_option_keys() -> set[str]:
     return names
 
 
-def load_prompt_file(path: Union[str, Path]) -> PromptSet:
-    """Read a .toml or .json prompt file; relative files inside it are found next to it."""
+def load_prompt_file(path: Union[str, Path], policy: ReadPolicy = UNRESTRICTED) -> PromptSet:
+    """Read a .toml or .json prompt file; relative files inside it are found next to it (under the same policy)."""
     path = Path(path)
-    return prompt_set_from_dict(read_prompt_table(path), path.parent, path.name)
+    return prompt_set_from_dict(read_prompt_table(path, policy), path.parent, path.name, policy)
 
 
-def read_prompt_table(path: Path) -> dict:
+def read_prompt_table(path: Path, policy: ReadPolicy = UNRESTRICTED) -> dict:
     suffix = path.suffix.lower()
     require(suffix in (".toml", ".json"), path.name, "file", f"unsupported extension {suffix!r}; use a .toml or .json prompt file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError(path.name, "file", f"cannot read {path}: {error.strerror or error}") from None
+        real = policy.resolve(path)
+    except PathRefused as error:
+        raise SpecError(path.name, "file", str(error)) from None
+    text = read_text_file(real, path.name, "file")
     data = parse_toml(text, path.name) if suffix == ".toml" else _parse_json(text, path.name)
     require(isinstance(data, dict), path.name, "file", "must hold a table (JSON object) at the top level")
     return data
 
 
-def parse_toml(text: str, source: str) -> Any:
+def parse_toml(text: str, source: str, field: str = "file") -> Any:
     from ..config.toml_compat import TOMLDecodeError, loads
 
     try:
         return loads(text)
     except TOMLDecodeError as error:
-        raise SpecError(source, "file", f"is not valid TOML: {error}") from None
+        raise SpecError(source, field, f"is not valid TOML: {error}") from None
 
 
 def _parse_json(text: str, source: str) -> Any:
@@ -79,19 +82,22 @@ def _parse_json(text: str, source: str) -> Any:
         raise SpecError(source, "file", f"is not valid JSON: {error}") from None
 
 
-def prompt_set_from_dict(data: Mapping, base_dir: Union[str, Path] = ".", source_name: str = "prompt spec") -> PromptSet:
-    """Build a PromptSet from a parsed prompt file (TOML tables or the same schema in JSON)."""
+def prompt_set_from_dict(data: Mapping, base_dir: Union[str, Path] = ".", source_name: str = "prompt spec",
+                         policy: ReadPolicy = UNRESTRICTED) -> PromptSet:
+    """Build a PromptSet from a parsed prompt file (TOML tables or the same schema in JSON).
+
+    Files it names are relative to `base_dir` and read only where `policy` allows."""
     require(isinstance(data, Mapping) and data, source_name, "prompts",
             "the prompt file is empty; add [[prompts]] (target = ...) or [[targets]] (target_class = ...) entries")
-    base_dir = Path(base_dir)
+    folder = PromptFolder(Path(base_dir), policy)
     if "prompts" in data:
-        entries = _prompts_format(data, base_dir, source_name)
+        entries = _prompts_format(data, folder, source_name)
     else:
-        entries = _targets_format(data, base_dir, source_name)
+        entries = _targets_format(data, folder, source_name)
     return PromptSet(tuple(entries), tuple(_anchors(data, source_name)))
 
 
-def _prompts_format(data: Mapping, base_dir: Path, source: str) -> list:
+def _prompts_format(data: Mapping, folder: PromptFolder, source: str) -> list:
     """Format A: [[prompts]]; top-level prompt keys are every entry's defaults."""
     for key in ("targets", "slider"):
         require(key not in data, source, key,
@@ -101,19 +107,19 @@ def _prompts_format(data: Mapping, base_dir: Path, source: str) -> list:
     items = data["prompts"]
     require(isinstance(items, list) and items, source, "prompts", "must be a non-empty list of [[prompts]] tables")
     defaults = {key: value for key, value in data.items() if key in PROMPT_KEYS | EXTRA_KEYS}
-    shared = shared_neutrals(defaults, source, base_dir)
+    shared = shared_neutrals(defaults, source, folder)
     entries: list = []
     for i, item in enumerate(items):
         name = f"prompts[{i}]"
         if isinstance(item, Mapping) and "target_class" in item:
             # sd-scripts gives a slider inside [[prompts]] only its own neutral, never the top-level ones.
-            entries.append(slider_target(item, defaults, name, base_dir, None))
+            entries.append(slider_target(item, defaults, name, folder, None))
         else:
-            entries.extend(plain_pairs(item, defaults, name, base_dir, shared))
+            entries.extend(plain_pairs(item, defaults, name, folder, shared))
     return entries
 
 
-def _targets_format(data: Mapping, base_dir: Path, source: str) -> list:
+def _targets_format(data: Mapping, folder: PromptFolder, source: str) -> list:
     """Format B: [[targets]] at the top level or under [slider], or that table alone as one entry."""
     container, where = _slider_container(data, source)
     tolerated = training_option_keys() if container is data else set()
@@ -124,19 +130,19 @@ def _targets_format(data: Mapping, base_dir: Path, source: str) -> list:
         check_keys(container, frozenset({"anchors"}), where, tolerated, TRAINING_NOTE if tolerated else "")
         return []
     if targets is None:
-        return _single_entry(container, where, base_dir, tolerated)
+        return _single_entry(container, where, folder, tolerated)
     require(isinstance(targets, list) and targets, where, "targets", "must be a non-empty list of [[targets]] tables")
     plain = isinstance(targets[0], Mapping) and "target" in targets[0]
     known = PLAIN_ENTRY_KEYS if plain else SLIDER_ENTRY_KEYS
     check_keys(container, known | {"targets", "anchors"}, where, tolerated, TRAINING_NOTE if tolerated else "")
     defaults = {key: value for key, value in container.items() if key in known}
-    shared = shared_neutrals(defaults, where, base_dir)
+    shared = shared_neutrals(defaults, where, folder)
     entries: list = []
     for i, item in enumerate(targets):
         if plain:
-            entries.extend(plain_pairs(item, defaults, f"targets[{i}]", base_dir, shared))
+            entries.extend(plain_pairs(item, defaults, f"targets[{i}]", folder, shared))
         else:
-            entries.append(slider_target(item, defaults, f"targets[{i}]", base_dir, shared))
+            entries.append(slider_target(item, defaults, f"targets[{i}]", folder, shared))
     return entries
 
 
@@ -149,12 +155,12 @@ def _slider_container(data: Mapping, source: str) -> tuple[Mapping, str]:
     return require_table(data["slider"], source, "slider"), "slider"
 
 
-def _single_entry(table: Mapping, where: str, base_dir: Path, tolerated: AbstractSet[str]) -> list:
+def _single_entry(table: Mapping, where: str, folder: PromptFolder, tolerated: AbstractSet[str]) -> list:
     """A table without [[targets]] that has target or target_class is itself the one entry."""
     entry = {key: value for key, value in table.items() if key != "anchors" and key not in tolerated}
     if "target" in entry:
-        return plain_pairs(entry, {}, where, base_dir, None)
-    return [slider_target(entry, {}, where, base_dir, None)]
+        return plain_pairs(entry, {}, where, folder, None)
+    return [slider_target(entry, {}, where, folder, None)]
 
 
 def _anchors(data: Mapping, source: str) -> list:

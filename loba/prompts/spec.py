@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..config.prompt_bounds import entry_bound_violation
 from ..objectives.actions import OBJECTIVES
 from .checks import (
     Resolution,
@@ -127,8 +128,15 @@ class AnchorPrompt:
         return {"prompt": self.prompt, "weight": self.weight}
 
 
+def bounded(name: str, value: Any, entry: str, field: str = "") -> Any:
+    """`value` when it lies within the bounds of prompt field `name` (loba.config.prompt_bounds), else SpecError."""
+    message = entry_bound_violation(name, value)
+    require(message is None, entry, field or name, f"{value!r}: {message}")
+    return value
+
+
 def check_multiplier(value: Any, entry: str) -> float:
-    multiplier = as_number(value, entry, "multiplier")
+    multiplier = bounded("multiplier", as_number(value, entry, "multiplier"), entry)
     require(multiplier != 0, entry, "multiplier", "must not be 0: at 0 the adapter is off and nothing trains; use e.g. 1.0")
     return multiplier
 
@@ -137,16 +145,23 @@ def check_weight(value: Any, entry: str) -> float:
     weight = as_number(value, entry, "weight")
     # A negative loss weight makes the loss unbounded below: training would diverge, not erase.
     require(weight >= 0, entry, "weight", f"must be >= 0 (a loss weight), got {weight}")
-    return weight
+    return bounded("weight", weight, entry)
+
+
+def check_resolutions(value: Any, entry: str) -> tuple[Resolution, ...]:
+    resolutions = normalize_resolutions(value, entry, "resolutions")
+    for height, width in resolutions:
+        bounded("resolution", max(height, width), entry, "resolutions")
+    return resolutions
 
 
 def normalize_common_fields(entry: Any, label: str) -> None:
     """Check and normalize the settings PromptPair and SliderTarget share (in place on a frozen dataclass)."""
-    set_field(entry, "guidance_scale", as_number(entry.guidance_scale, label, "guidance_scale"))
-    set_field(entry, "resolutions", normalize_resolutions(entry.resolutions, label, "resolutions"))
+    set_field(entry, "guidance_scale", bounded("guidance_scale", as_number(entry.guidance_scale, label, "guidance_scale"), label))
+    set_field(entry, "resolutions", check_resolutions(entry.resolutions, label))
     set_field(entry, "dynamic_resolution", as_flag(entry.dynamic_resolution, label, "dynamic_resolution"))
     set_field(entry, "dynamic_crops", as_flag(entry.dynamic_crops, label, "dynamic_crops"))
-    set_field(entry, "batch_size", as_count(entry.batch_size, label, "batch_size"))
+    set_field(entry, "batch_size", bounded("batch_size", as_count(entry.batch_size, label, "batch_size"), label))
     set_field(entry, "multiplier", check_multiplier(entry.multiplier, label))
     set_field(entry, "weight", check_weight(entry.weight, label))
     set_field(entry, "mask", check_mask(entry.mask, label))

@@ -17,9 +17,8 @@ from ..config.migrations import config_from_slider_metadata
 from ..config.train_config import TrainConfig
 from ..errors import AdapterFileError
 from .atomic import atomic_write
+from .validate import ALPHA, DOWN, UP, validate_tensors
 
-DOWN, UP, ALPHA = "lora_down.weight", "lora_up.weight", "alpha"
-_KEY = re.compile(r"^(lora_(?:unet|te|te1|te2)_\w+)\.(lora_down\.weight|lora_up\.weight|alpha)$")
 _TEXT_ENCODER_STEM = re.compile(r"^lora_te\d?_")
 
 
@@ -96,21 +95,7 @@ def load_slider(path: str | os.PathLike) -> SliderFile:
 
 
 def _validate(tensors: Mapping[str, torch.Tensor], path) -> None:
-    parts: dict[str, set[str]] = {}
-    for key in tensors:
-        match = _KEY.match(key)
-        if match is None:
-            raise AdapterFileError(f"{path}: key '{key}' is not in kohya LoRA form "
-                                   "(lora_unet_<module>.lora_down.weight / .lora_up.weight / .alpha); "
-                                   "LoHa, LoKr, DoRA and diffusers/peft-format files are not supported")
-        parts.setdefault(match.group(1), set()).add(match.group(2))
-    for stem, found in sorted(parts.items()):
-        for needed in (DOWN, UP):
-            if needed not in found:
-                raise AdapterFileError(f"{path}: '{stem}' has no {needed} partner (found: {', '.join(sorted(found))})")
-        down, up = tensors[f"{stem}.{DOWN}"], tensors[f"{stem}.{UP}"]
-        if down.ndim not in (2, 4) or up.ndim != down.ndim or up.shape[1] != down.shape[0]:
-            raise AdapterFileError(f"{path}: '{stem}' has inconsistent shapes down {tuple(down.shape)}, up {tuple(up.shape)}")
+    validate_tensors(tensors, path)
 
 
 def network_from_file(slider_file: SliderFile, root: torch.nn.Module,

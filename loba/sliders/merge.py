@@ -11,6 +11,7 @@ A merged file loads like any LoRA (alpha = rank, so its scale is 1), at any stre
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -19,7 +20,9 @@ import torch
 
 from ..errors import AdapterFileError, ConfigError
 from ..registry import Registry
+from .family import check_same_family
 from .kohya import ALPHA, DOWN, UP, SliderFile
+from .validate import validate_tensors
 
 # Singular values below this fraction of the largest are numerical noise: `sum` drops them.
 RANK_TOLERANCE = 1e-6
@@ -94,6 +97,15 @@ def _check_shapes(stem: str, factors: list[Factor], names: list[str]) -> None:
                                "these LoRAs were made for different models and cannot be merged")
 
 
+def _check_sources(sources: Sequence[SliderFile], weights: Sequence[float], names: list[str]) -> None:
+    """Refused before any work: broken tensors, non-finite weights, sources of different model families."""
+    for source, weight, name in zip(sources, weights, names):
+        validate_tensors(source.tensors, name)
+        if not math.isfinite(float(weight)):
+            raise ConfigError("weights", f"the weight of {name} is {weight}; give a finite number, e.g. 1.0")
+    check_same_family(sources, names)
+
+
 def merge_sliders(sources: Sequence[SliderFile], weights: Sequence[float], mode: str = "concat",
                   rank: Optional[int] = None) -> tuple[SliderFile, MergeReport]:
     """One kohya file holding sum_i weights[i] * sources[i] (modules missing from a source count as 0)."""
@@ -103,6 +115,7 @@ def merge_sliders(sources: Sequence[SliderFile], weights: Sequence[float], mode:
     if len(weights) != len(sources):
         raise ConfigError("weights", f"got {len(weights)} weights for {len(sources)} sliders; give one weight per slider")
     names = [s.path or f"slider {i + 1}" for i, s in enumerate(sources)]
+    _check_sources(sources, weights, names)
     stems = sorted(set().union(*(s.module_stems() for s in sources)))
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}

@@ -6,14 +6,13 @@ state there is; resuming continues exactly (on CPU, the same final weights as an
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import ConfigError
 from ..sliders.atomic import atomic_write
+from .checkpoint_read import read_state
 
 FORMAT = "loba-checkpoint"
 FORMAT_VERSION = 1
@@ -37,11 +36,4 @@ def write_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        # weights_only: a checkpoint handed to --resume must not be able to run code.
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise ConfigError("resume", f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ConfigError("resume", f"{path} is not a LOBA checkpoint (expected one written by save_every_n_steps)")
-    return state
+    return read_state(Path(path), FORMAT, FORMAT_VERSION)  # every failure a ConfigError('resume', ...) with the fix

@@ -200,5 +200,5 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_slider(pack, toy):
                        **train_inputs(**inputs, filename_prefix="loba/resumed")).args[0]
     assert all(torch.equal(whole.tensors[k], resumed.tensors[k]) for k in whole.tensors)
     with pytest.raises(ValueError, match="LOBA Train Slider, input 'resume_file'.*does not exist"):
-        run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack), resume_file="nope.pt",
+        run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack), resume_file="loba_checkpoints/nope.pt",
                  **train_inputs(**inputs))
