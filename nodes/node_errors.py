@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 
 from ..loba.errors import ConfigError, LobaError, SpecError
 
@@ -30,16 +31,23 @@ def finite_number(value, node: str, field: str) -> float:
     return float(value)
 
 
+def _widget_name(field: str, widget_names: Mapping[str, str]) -> str:
+    """The name the user sees on the node for an engine field (resolutions[0] -> resolution)."""
+    return widget_names.get(field.split("[", 1)[0], field)
+
+
 @contextlib.contextmanager
-def reported_as(node: str, default_field: str = "settings") -> Iterator[None]:
-    """Re-raise engine errors with the node's name in front (the engine message already names its field)."""
+def reported_as(node: str, default_field: str = "settings", widget_names: Mapping[str, str] = MappingProxyType({})
+                ) -> Iterator[None]:
+    """Re-raise engine errors with the node's name in front (the engine message already names its field), under the
+    widget's own name where the node shows the engine field by another one."""
     try:
         yield
     except NodeInputError:
         raise
     except ConfigError as exc:
-        raise NodeInputError(node, exc.field, str(exc).split(": ", 1)[-1]) from exc
+        raise NodeInputError(node, _widget_name(exc.field, widget_names), str(exc).split(": ", 1)[-1]) from exc
     except SpecError as exc:
-        raise NodeInputError(node, exc.field, str(exc)) from exc
+        raise NodeInputError(node, _widget_name(exc.field, widget_names), str(exc)) from exc
     except LobaError as exc:
         raise NodeInputError(node, default_field, str(exc)) from exc

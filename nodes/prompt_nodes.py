@@ -20,6 +20,8 @@ from .types import PromptsSocket
 from .widgets import config_input
 
 CATEGORY = "LOBA/prompts"
+# Engine fields these nodes show under another name, so that errors name the widget the user sees.
+WIDGET_NAMES = {"resolutions": "resolution"}
 CHAIN_TIP = "Optional prompt set to extend (from another prompt node); it is copied, never changed."
 OUT_TIP = "The prompt set: the input's entries plus this node's. Connect to Train Slider or another prompt node."
 RESOLUTION_TIP = ("Square training resolution of this entry in pixels (a multiple of 8; 64 for SDXL). 0 = the bucket's "
@@ -113,7 +115,7 @@ class PromptPairNode(io.ComfyNode):
     def execute(cls, target, action, positive, unconditional, neutral, guidance_scale, resolution, batch_size, weight,
                 multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
         name, mask = f"{cls.DISPLAY} '{target[:40]}'", single_mask(mask, cls.DISPLAY)
-        with reported_as(cls.DISPLAY):
+        with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             pair = PromptPair(target=target, positive=positive or None, unconditional=unconditional, neutral=neutral or None,
                               action=action, guidance_scale=guidance_scale,
                               resolutions=resolutions(resolution, bucket, mask, name),
@@ -150,7 +152,7 @@ class SliderTargetNode(io.ComfyNode):
                 multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
         lines = tuple(line.strip() for line in neutrals.splitlines() if line.strip()) or ("",)
         name, mask = f"{cls.DISPLAY} '{target_class[:40]}'", single_mask(mask, cls.DISPLAY)
-        with reported_as(cls.DISPLAY):
+        with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             target = SliderTarget(target_class=target_class, positive=positive, negative=negative, neutrals=lines,
                                   multiplier=multiplier, weight=weight, guidance_scale=guidance_scale,
                                   resolutions=resolutions(resolution, bucket, mask, name), batch_size=batch_size,
@@ -178,7 +180,7 @@ class PreservationPromptNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, prompt, weight, prompts=None) -> io.NodeOutput:
-        with reported_as(cls.DISPLAY):
+        with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             return io.NodeOutput(extend(prompts, AnchorPrompt(prompt, weight, name=f"{cls.DISPLAY} '{prompt[:40]}'"),
                                         node=cls.DISPLAY))
 

@@ -40,6 +40,10 @@ def resolve_resume(text: str, node: str) -> Optional[Path]:
     return resume_checkpoint(text, node)  # only from LOBA's checkpoint folder
 
 
+# Engine fields this node shows under another name, so that errors name the widget the user sees.
+WIDGET_NAMES = {"leco_denoise_guidance_scale": "denoise_cfg", "resolutions": "resolution"}
+
+
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
     values = dict(widgets)
     for part in parts:
@@ -48,7 +52,7 @@ def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -
         if not isinstance(part, ConfigPart):
             raise fail(node, "settings", f"expected a LOBA settings node output, got {type(part).__name__}")
         values.update(part.values)
-    with reported_as(node):
+    with reported_as(node, widget_names=WIDGET_NAMES):
         return config_from_widgets(values)
 
 
@@ -125,7 +129,7 @@ class TrainSliderNode(io.ComfyNode):
         request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
                              out_dir=checkpoint_folder(filename_prefix) if save_every_n_steps else None, resume=resume,
                              preview=PreviewPolicy(preview_every, weights), resolution=resolution)
-        with reported_as(node, "prompts"):
+        with reported_as(node, "prompts", widget_names=WIDGET_NAMES):
             slider = run_training(request)
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
         save_slider_file(slider_file, save_path, config.save_precision)

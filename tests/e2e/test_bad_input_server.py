@@ -94,7 +94,7 @@ CASES = [
     (lambda s: train_graph(GOOD_TOML.replace("resolution = 64", "resolution = 8000000")), "2", "LOBA Load Prompt TOML",
      "resolutions"),
     (lambda s: train_graph(GOOD_TOML + "batch_size = 512\n"), "2", "LOBA Load Prompt TOML", "batch_size"),
-    (lambda s: train_graph(leco_denoise_guidance_scale=float("nan")), "3", "LOBA Train Slider", "leco_denoise_guidance_scale"),
+    (lambda s: train_graph(leco_denoise_guidance_scale=float("nan")), "3", "LOBA Train Slider", "denoise_cfg"),
     (lambda s: train_graph(preview_every=1, preview_weights="1,,2"), "3", "LOBA Train Slider", "preview_weights"),
     (lambda s: train_graph(resume_file=outside(s)), "3", "LOBA Train Slider", "resume_file"),
     (lambda s: train_graph(resume_file="loba_checkpoints/bad/empty.pt"), "3", "LOBA Train Slider", "resume"),
