@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..models.backend import ModelBackend
 from ..models.sources import ModelSource, load_backend
 from ..prompts import PromptSet
+from ..sliders.atomic import sweep_temp_files
 from ..sliders.trained import TrainedSlider
 from .callbacks import TrainCallbacks
 from .checkpoint import latest_checkpoint
@@ -52,6 +53,8 @@ def run_training(request: RunRequest) -> TrainedSlider:
     # placeholder stands in (square like every native size, so mask aspect checks decide the same).
     known = request.resolution or (request.backend.native_resolution if request.backend is not None else 512)
     validate_before_model_work(request.prompts.with_default_resolution((known,) * 2), request.config)
+    if out_dir is not None:  # what a run killed mid-write (kill -9) left here; never listed as checkpoints
+        sweep_temp_files(out_dir, recursive=True)
     resume = _resume_path(request.resume, out_dir)
     backend = request.backend or load_backend(request.model)
     prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)

