@@ -13,6 +13,7 @@ from typing import Optional
 from comfy_api.latest import io
 
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
+from ..loba.config.bounds import MAX_PREVIEW_WEIGHTS
 from ..loba.images import loss_curve_image, parse_weights
 from ..loba.pixels import pil_to_pixels
 from ..loba.prompts import PromptSet
@@ -72,7 +73,8 @@ class TrainSliderNode(io.ComfyNode):
                                      "output/loba_checkpoints/<filename_prefix>_NNNNN_/; 0 = never."),
                 io.Int.Input("preview_every", default=50, min=0, max=100000,
                              tooltip="Show the slider at the preview weights on the progress bar every N steps; 0 = never."),
-                io.String.Input("preview_weights", default="-1, 0, 1", tooltip="Slider weights of the progress preview, comma-separated."),
+                io.String.Input("preview_weights", default="-1, 0, 1",
+                                tooltip=f"Slider weights of the progress preview, comma-separated (at most {MAX_PREVIEW_WEIGHTS})."),
                 io.String.Input("filename_prefix", default="loba/slider",
                                 tooltip="Name of the saved slider inside the loras folder (the stock Load LoRA lists it)."),
                 io.String.Input("resume_file", default="", optional=True,

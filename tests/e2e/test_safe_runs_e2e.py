@@ -69,3 +69,47 @@ def test_an_interrupt_inside_a_progress_update_still_saves_the_partial_slider(se
     assert saved_steps(partial) == (str(done["steps_done"]), "true")
     after = asyncio.run(_run(server, train_graph(f"after-{kind}-{at}/slider", steps=1)))
     assert after["ended"]["type"] == "execution_success", "the interrupt flag is not left up for the next prompt"
+
+
+def grid_graph(prefix: str, weights: str, prompts: str, steps: int) -> dict:
+    graph = train_graph(prefix, steps=1)
+    graph["5"] = {"class_type": "LOBA_SliderPreviewGrid", "inputs": {
+        "model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "slider": ["3", 0], "prompts": prompts, "negative": "",
+        "weights": weights, "seed": 0, "steps": steps, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal",
+        "width": 64, "height": 64}}
+    graph["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}
+    return graph
+
+
+def test_a_long_preview_grid_honours_cancel_within_a_sampler_step(server):
+    sent = {"done": False}
+
+    async def interrupt(session, event):
+        if event["type"] == "progress" and event["data"].get("node") == "5" and not sent["done"]:
+            sent["done"] = True
+            async with session.post(f"{server.url}/interrupt", json={}) as response:
+                assert response.status == 200
+
+    seen = asyncio.run(_run(server, grid_graph("grid/slider", "-1, 0, 1", "a red circle\na blue square", 200), interrupt))
+    assert seen["ended"]["type"] == "execution_interrupted", seen["ended"]
+    ticks = [d for d in _of_type(seen, "progress") if d.get("node") == "5"]
+    assert ticks[-1]["max"] == 2 * 3 * 200 and ticks[-1]["value"] < 200, "stopped inside the first cell's sampling"
+    after = asyncio.run(_run(server, train_graph("after-grid/slider", steps=1)))
+    assert after["ended"]["type"] == "execution_success"
+
+
+@pytest.mark.parametrize("node, field", [("3", "preview_weights"), ("5", "weights"), ("5", "prompts")])
+def test_over_long_lists_are_refused_before_any_work(server, node, field):
+    many = ", ".join(["0.5"] * 10_000)
+    graph = grid_graph("long/slider", "-1, 1", "a red circle", 2)
+    graph["3"]["inputs"]["preview_every"] = 1
+    if field == "prompts":
+        graph["5"]["inputs"]["prompts"] = "\n".join(["a red circle"] * 10_000)
+    else:
+        graph[node]["inputs"][field] = many
+    seen = asyncio.run(_run(server, graph))
+    assert seen["ended"]["type"] == "execution_error", seen["ended"]
+    error = seen["ended"]["data"]
+    assert error["node_id"] == node and f"'{field}'" in error["exception_message"], error["exception_message"]
+    assert "at most 16" in error["exception_message"]
+    assert not _of_type(seen, "loba.loss") or node == "5", "the Train node refuses its list before training"
