@@ -113,3 +113,27 @@ def test_over_long_lists_are_refused_before_any_work(server, node, field):
     assert error["node_id"] == node and f"'{field}'" in error["exception_message"], error["exception_message"]
     assert "at most 16" in error["exception_message"]
     assert not _of_type(seen, "loba.loss") or node == "5", "the Train node refuses its list before training"
+
+
+def test_every_run_has_its_own_checkpoint_folder_and_resume_auto_finds_it(server):
+    root = server.base / "output" / "loba_checkpoints"
+    for prefix, seed in (("a/x/same", 0), ("b/y/same", 0), ("a/x/same", 1)):  # same last name, and the same prefix twice
+        graph = train_graph(prefix, steps=2, checkpoint_every=1)
+        graph["3"]["inputs"]["seed"] = seed
+        assert asyncio.run(_run(server, graph))["ended"]["type"] == "execution_success"
+    folders = sorted(str(p.relative_to(root)) for p in root.rglob("same_*_"))
+    assert folders == ["a/x/same_00001_", "a/x/same_00002_", "b/y/same_00001_"]
+    import torch
+
+    for folder, seed in (("a/x/same_00001_", 0), ("a/x/same_00002_", 1), ("b/y/same_00001_", 0)):
+        names = sorted(p.name for p in (root / folder / "checkpoints").iterdir())
+        assert names == ["step-000001.pt"], names
+        assert torch.load(root / folder / "checkpoints" / names[0], weights_only=True)["config"]["seed"] == seed
+
+    resumed = train_graph("a/x/same", steps=3, checkpoint_every=1, resume="auto")
+    resumed["3"]["inputs"]["seed"] = 1
+    seen = asyncio.run(_run(server, resumed))
+    assert seen["ended"]["type"] == "execution_success", seen["ended"]
+    assert [d["step"] for d in _of_type(seen, "loba.loss")] == [2, 3], "continued from the newest run's step-1 checkpoint"
+    assert (root / "a/x/same_00002_/checkpoints/step-000002.pt").is_file(), "a resumed run goes on in its own folder"
+    assert len(list(root.rglob("same_*_"))) == 3
