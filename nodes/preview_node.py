@@ -6,6 +6,8 @@ interrupt flag itself (in-process there is no hook), so a cancel ends the grid w
 
 from __future__ import annotations
 
+from typing import Optional
+
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
@@ -29,16 +31,17 @@ def encode(clip, text: str):
     return clip.encode_from_tokens_scheduled(tokens)
 
 
-def step_callback(bar: comfy.utils.ProgressBar):
+def step_callback(bar: Optional[comfy.utils.ProgressBar]):
     """ComfyUI's sampler callback: one bar tick per sampler step, and the interrupt checked at each."""
     def callback(step, x0, x, total_steps):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     return callback
 
 
 def sample_image(model, vae, positive, negative, seed: int, steps: int, cfg: float, sampler: str, scheduler: str,
-                 width: int, height: int, bar: comfy.utils.ProgressBar) -> Image.Image:
+                 width: int, height: int, bar: Optional[comfy.utils.ProgressBar] = None) -> Image.Image:
     channels = model.get_model_object("latent_format").latent_channels
     latent = torch.zeros(1, channels, height // 8, width // 8)
     noise = comfy.sample.prepare_noise(latent, seed)
