@@ -12,6 +12,7 @@ from typing import Optional
 import folder_paths
 
 from ..loba.read_policy import PathRefused, ReadPolicy
+from ..loba.train.checkpoint import latest_checkpoint
 from .node_errors import fail
 
 CHECKPOINT_FOLDER = "loba_checkpoints"
@@ -40,8 +41,9 @@ def checkpoint_root() -> Path:
 
 
 def resume_checkpoint(text: str, node: str, field: str = "resume_file") -> Optional[Path]:
-    """A checkpoint to resume from: relative to the output folder or absolute, and inside LOBA's checkpoint folder
-    (a checkpoint is unpickled, restricted to tensors, but still nothing a graph should point anywhere)."""
+    """A checkpoint file or run folder to resume from: relative to the output folder or absolute, and inside LOBA's
+    checkpoint folder (a checkpoint is unpickled, restricted to tensors, but still nothing a graph should point
+    anywhere). A folder stands for its newest checkpoint."""
     if not text.strip():
         return None
     path = Path(text.strip()).expanduser()
@@ -51,7 +53,10 @@ def resume_checkpoint(text: str, node: str, field: str = "resume_file") -> Optio
         real = policy.resolve(path)
     except PathRefused as error:
         raise fail(node, field, str(error)) from None
+    if real.is_dir() and latest_checkpoint(real) is not None:
+        return latest_checkpoint(real)
     if not real.is_file():
-        raise fail(node, field, f"{path} does not exist; give a checkpoint written by Train Slider "
-                                f"(output/{CHECKPOINT_FOLDER}/...), absolute or relative to the output folder")
+        raise fail(node, field, f"{path} does not exist; give 'auto' (this filename_prefix's latest checkpoint) or a "
+                                f"checkpoint written by Train Slider (output/{CHECKPOINT_FOLDER}/<prefix>_NNNNN_/"
+                                "checkpoints/step-NNNNNN.pt), absolute or relative to the output folder")
     return real

@@ -16,6 +16,7 @@ import torch
 from ..loba.errors import AdapterFileError
 from ..loba.sliders.kohya import SliderFile, load_slider
 from .node_errors import fail
+from .output_paths import checked_prefix
 from .slider_fit import check_fits_model
 
 TEXT_ENCODER_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_")
@@ -26,10 +27,9 @@ def loras_folder() -> Path:
 
 
 def new_slider_path(prefix: str, node: str, field: str = "filename_prefix") -> Path:
-    """<loras>/<prefix>_<counter>_.safetensors; a prefix that leaves the loras folder is refused."""
-    prefix = (prefix or "").strip()
-    if not prefix or Path(prefix).is_absolute() or ".." in Path(prefix).parts:
-        raise fail(node, field, f"'{prefix}' must be a relative name inside the loras folder, e.g. 'loba/my_slider'")
+    """<loras>/<prefix>_<counter>_.safetensors; a prefix that leaves the loras folder, or that a file system would
+    refuse (checked piece by piece before any work), is refused."""
+    prefix = checked_prefix(prefix, node, field)
     folder = str(loras_folder())
     try:
         full_folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, folder)

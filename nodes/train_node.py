@@ -8,14 +8,12 @@ training, checkpoints (and it restores the model whatever happens).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Optional
 
-import comfy.model_management
-import folder_paths
 from comfy_api.latest import io
 
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
+from ..loba.config.bounds import MAX_PREVIEW_WEIGHTS
 from ..loba.config.prompt_bounds import entry_limit
 from ..loba.images import loss_curve_image, parse_weights
 from ..loba.pixels import pil_to_pixels
@@ -24,21 +22,12 @@ from ..loba.sliders.trained import save_slider_file
 from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
-from .host_files import resume_checkpoint
 from .node_errors import fail, reported_as
-from .seam import ComfySeam
+from .output_paths import checked_prefix, run_paths, sweep_stale_temp_files
+from .seam import ComfySeam, raise_interrupt
 from .slider_io import new_slider_path
 from .types import ConfigPart, LossSocket, OptimizerSocket, PromptsSocket, SamplingSocket, SliderSocket, TargetingSocket
 from .widgets import config_input
-
-
-def checkpoint_folder(prefix: str) -> Path:
-    return Path(folder_paths.get_output_directory()) / "loba_checkpoints" / Path(prefix).name
-
-
-def resolve_resume(text: str, node: str) -> Optional[Path]:
-    return resume_checkpoint(text, node)  # only from LOBA's checkpoint folder
-
 
 # Engine fields this node shows under another name, so that errors name the widget the user sees.
 WIDGET_NAMES = {"leco_denoise_guidance_scale": "denoise_cfg", "resolutions": "resolution"}
@@ -84,14 +73,18 @@ class TrainSliderNode(io.ComfyNode):
                 config_input(TrainConfig, "gradient_checkpointing"),
                 config_input(TrainConfig, "save_precision"),
                 config_input(TrainConfig, "save_every_n_steps", display_name="checkpoint_every",
-                             tooltip="Write a resumable checkpoint to output/loba_checkpoints every N steps; 0 = never."),
+                             tooltip="Write a resumable checkpoint every N steps into this run's own folder, "
+                                     "output/loba_checkpoints/<filename_prefix>_NNNNN_/; 0 = never."),
                 io.Int.Input("preview_every", default=50, min=0, max=100000,
                              tooltip="Show the slider at the preview weights on the progress bar every N steps; 0 = never."),
-                io.String.Input("preview_weights", default="-1, 0, 1", tooltip="Slider weights of the progress preview, comma-separated."),
+                io.String.Input("preview_weights", default="-1, 0, 1",
+                                tooltip=f"Slider weights of the progress preview, comma-separated (at most {MAX_PREVIEW_WEIGHTS})."),
                 io.String.Input("filename_prefix", default="loba/slider",
                                 tooltip="Name of the saved slider inside the loras folder (the stock Load LoRA lists it)."),
                 io.String.Input("resume_file", default="", optional=True,
-                                tooltip="A checkpoint to continue from (same prompts and settings), relative to the output folder."),
+                                tooltip="Continue from a checkpoint (same prompts and settings): 'auto' = the latest one of "
+                                        "this filename_prefix's newest run (none yet: start fresh), or a checkpoint file "
+                                        "or run folder relative to the output folder."),
                 io.Vae.Input("vae", optional=True, tooltip="Optional: decodes the progress previews (else a latent preview)."),
                 TargetingSocket.Input("targeting", optional=True, tooltip="Optional LOBA Targeting settings."),
                 LossSocket.Input("loss", optional=True, tooltip="Optional LOBA Loss settings."),
@@ -122,22 +115,32 @@ class TrainSliderNode(io.ComfyNode):
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
         with reported_as(node):
             weights = tuple(parse_weights(preview_weights, "preview_weights")) if preview_every else ()
-        save_path = new_slider_path(filename_prefix, node)
-        resume = resolve_resume(resume_file or "", node)
-        with reported_as(node, "model"):
-            backend = ComfyBackend(model, clip, vae)
-        request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
-                             out_dir=checkpoint_folder(filename_prefix) if save_every_n_steps else None, resume=resume,
-                             preview=PreviewPolicy(preview_every, weights), resolution=resolution)
-        with reported_as(node, "prompts", widget_names=WIDGET_NAMES):
-            slider = run_training(request)
+            policy = PreviewPolicy(preview_every, weights)
+        prefix = checked_prefix(filename_prefix, node)  # every piece of the name, before any model work
+        save_path = new_slider_path(prefix, node)
+        sweep_stale_temp_files(save_path.parent)
+        paths = run_paths(prefix, resume_file or "", bool(save_every_n_steps), save_path, node)
+        try:
+            slider = cls._train(node, prompts, config, paths, policy, resolution, model, clip, vae)
+        finally:
+            paths.discard_if_empty()
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
         save_slider_file(slider_file, save_path, config.save_precision)
         if slider.stopped:
             # Saved above; now let ComfyUI end the run as interrupted, so this partial result is not cached as done.
-            comfy.model_management.throw_exception_if_processing_interrupted()
+            raise_interrupt()
         curve = pil_to_pixels(loss_curve_image(slider.losses))
         return io.NodeOutput(slider_file, curve, str(save_path), ui={"loba_losses": slider.losses[-2000:]})
+
+    @classmethod
+    def _train(cls, node, prompts, config, paths, policy, resolution, model, clip, vae):
+        """The run; a cancel wherever it lands (step, preview, checkpoint, progress update) returns the partial slider."""
+        with reported_as(node, "model"):
+            backend = ComfyBackend(model, clip, vae)
+        request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
+                             out_dir=paths.out_dir, resume=paths.resume, preview=policy, resolution=resolution)
+        with reported_as(node, "prompts", widget_names=WIDGET_NAMES):
+            return run_training(request)
 
     @classmethod
     def _workflow_metadata(cls) -> dict[str, str]:

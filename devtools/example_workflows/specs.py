@@ -126,13 +126,13 @@ MASKED = replace(trained_example(
 RESUME = replace(trained_example(
     "loba_resume_from_checkpoint",
     "## Resume from a checkpoint\nContinues the *loba_erase_concept* run from its step-20 checkpoint up to 150 steps: "
-    "**run loba_erase_concept first** (it writes `output/loba_checkpoints/erase-red/checkpoints/step-000020.pt`; "
-    "checkpoints are written every `checkpoint_every` steps before the last). Prompts and "
+    "**run loba_erase_concept first** (it writes `output/loba_checkpoints/loba/erase-red_00001_/checkpoints/step-000020.pt`; "
+    "each run has its own folder, numbered like its slider, so pick yours if you ran it more than once; checkpoints are written every `checkpoint_every` steps before the last). Prompts and "
     "settings must be those of the run that wrote the checkpoint; only steps, checkpoint_every and save_precision may "
     "change. A resumed run ends with exactly the slider of an uninterrupted 150-step run.",
     erase_red_nodes(), Ref(4, 0), "loba/erase-red-resumed", "a red circle\na blue circle", "0, 1, 2", steps=150, save_every_n_steps=20,
     max_denoising_steps=25, sampling=Ref(5, 0),
-    resume_file="loba_checkpoints/erase-red/checkpoints/step-000020.pt"), needs=("loba_erase_concept",))
+    resume_file="loba_checkpoints/loba/erase-red_00001_/checkpoints/step-000020.pt"), needs=("loba_erase_concept",))
 
 
 def merge_example() -> Example:

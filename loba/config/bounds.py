@@ -93,3 +93,16 @@ def _number(x: float) -> str:
 def _or_list(items: tuple) -> str:
     names = [str(item) for item in items]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# Lists a user types (comma-separated weights, one prompt per line): each item costs a full sampling run, so an
+# over-long list would keep a run busy for hours (and ignore nothing but cancel). One cap for every host and node.
+MAX_PREVIEW_WEIGHTS = 16  # slider weights of a training preview or a Preview Grid's columns
+MAX_GRID_PROMPTS = 16  # rows of a Preview Grid
+
+
+def check_count(items: Any, name: str, limit: int, what: str) -> None:
+    """ConfigError(name) when `items` holds more than `limit` entries."""
+    if len(items) > limit:
+        raise ConfigError(name, f"has {len(items)} {what}; at most {limit} are sampled (each one is a full sampling "
+                                "run), so give fewer")

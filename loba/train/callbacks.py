@@ -40,6 +40,10 @@ class TrainCallbacks:
 
     #: Benchmarks on a GPU set this: each phase of StepReport.phases then waits for the device.
     sync_phases: bool = False
+    #: Exceptions a host's own calls raise to cancel (ComfyUI's InterruptProcessingException, raised from inside a
+    #: progress update or a VAE decode): wherever one lands in a step, preview or checkpoint, the run ends as
+    #: stopped with its finished steps kept, like a should_stop() request.
+    stop_exceptions: tuple[type[BaseException], ...] = ()
 
     def on_start(self, start: TrainStart) -> None:
         pass

@@ -6,6 +6,7 @@ state there is; resuming continues exactly (on CPU, the same final weights as an
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,24 @@ from .checkpoint_read import read_state
 
 FORMAT = "loba-checkpoint"
 FORMAT_VERSION = 1
+_CHECKPOINT = re.compile(r"^step-(\d+)\.pt$")  # exactly: never a temp file (.step-N.pt.loba-....tmp) or a stray copy
 
 
 def checkpoint_path(out_dir: Path, step: int) -> Path:
     return Path(out_dir) / "checkpoints" / f"step-{step:06d}.pt"
 
 
+def list_checkpoints(out_dir: Path) -> list[Path]:
+    """The run's checkpoint files, by step."""
+    folder = Path(out_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m[1]), path) for path in folder.iterdir() if (m := _CHECKPOINT.match(path.name)) and path.is_file()]
+    return [path for _, path in sorted(found)]
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    found = sorted((Path(out_dir) / "checkpoints").glob("step-*.pt"))
+    found = list_checkpoints(out_dir)
     return found[-1] if found else None
 
 

@@ -108,11 +108,14 @@ def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks,
     try:
         while trainer.steps_done < config.max_train_steps and not callbacks.should_stop():
             _one_step(trainer, result, callbacks, clock, out_dir)
-    except (StepAborted, KeyboardInterrupt):
-        pass  # the step in flight is dropped before its optimizer update; the finished ones are kept
+    except (StepAborted, KeyboardInterrupt, *callbacks.stop_exceptions):
+        # A step stopped before its optimizer update is dropped; one stopped in its preview or checkpoint is kept.
+        pass
     result.stopped = trainer.steps_done < config.max_train_steps
     if result.stopped and out_dir is not None and trainer.steps_done > 0:
-        _checkpoint(trainer, result, callbacks, out_dir)
+        # A second cancel here loses only this checkpoint (the atomic write leaves no half file), never the slider.
+        with contextlib.suppress(KeyboardInterrupt, *callbacks.stop_exceptions):
+            _checkpoint(trainer, result, callbacks, out_dir)
 
 
 def _one_step(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, clock: PhaseClock,

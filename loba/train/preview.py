@@ -6,13 +6,15 @@ network's multiplier as it found it, so it can be called from a training callbac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from PIL import Image
 
 from ..config import TrainConfig
+from ..config.bounds import MAX_PREVIEW_WEIGHTS, check_count
 from ..diffusion.sampler import cfg_ddim
 from ..diffusion.schedule import NoiseSchedule
 from ..images import labelled_grid
@@ -24,9 +26,10 @@ from ..prompts import PromptSet
 @torch.no_grad()
 def preview_latents(backend: ModelBackend, network, cond: Conditioning, uncond: Conditioning, weights: Sequence[float],
                     height: int, width: int, steps: int = 20, cfg: float = 5.0, seed: int = 0,
-                    spacing: str = "leading") -> torch.Tensor:
+                    spacing: str = "leading", should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
     """Latents [len(weights), C, h, w]: one DDIM run per weight from the same noise, in the backend's own
-    parameterization and schedule on a `spacing`-spaced grid (the training's)."""
+    parameterization and schedule on a `spacing`-spaced grid (the training's). should_stop() is polled
+    before every model call (StepAborted), so a cancel never waits for a whole preview."""
     schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
     grid = schedule.ddim_grid(steps, spacing).tolist()
     factor = backend.vae_scale_factor
@@ -43,7 +46,7 @@ def preview_latents(backend: ModelBackend, network, cond: Conditioning, uncond: 
     try:
         for weight in weights:
             network.multiplier = float(weight)
-            out.extend(cfg_ddim(predict, noise, schedule, grid, cfg))
+            out.extend(cfg_ddim(predict, noise, schedule, grid, cfg, should_stop=should_stop))
     finally:
         network.multiplier = previous
     return torch.cat(out)
@@ -57,6 +60,9 @@ class PreviewPolicy:
     every: int = 0
     weights: tuple[float, ...] = (-1.0, 0.0, 1.0)
     max_steps: int = 20
+
+    def __post_init__(self) -> None:
+        check_count(self.weights, "preview_weights", MAX_PREVIEW_WEIGHTS, "weights")
 
     def due(self, step: int, total: int) -> bool:
         return bool(self.every) and (step % self.every == 0 or step == total)
@@ -82,12 +88,12 @@ class PreviewSampler:
         self.cond, self.uncond = encoded[pair.target], encoded[pair.unconditional]
 
     @torch.no_grad()  # the trainer runs with grad enabled; a host's VAE may hold inference tensors
-    def __call__(self, network, step: int) -> Image.Image:
+    def __call__(self, network, step: int, should_stop: Optional[Callable[[], bool]] = None) -> Image.Image:
         sampling = self.config.sampling
         latents = preview_latents(self.backend, network, self.cond, self.uncond, self.policy.weights, self.height, self.width,
                                   steps=min(self.policy.max_steps, sampling.max_denoising_steps),
                                   cfg=sampling.leco_denoise_guidance_scale, seed=self.config.seed,
-                                  spacing=sampling.timestep_spacing)
+                                  spacing=sampling.timestep_spacing, should_stop=should_stop)
         pixels = self.backend.decode(latents)
         images = pixels_to_pil(latent_preview_pixels(latents) if pixels is None else pixels)
         labels = [f"w = {w:g}" for w in self.policy.weights]

@@ -29,7 +29,7 @@ class RunRecorder(TrainCallbacks):
                  out_dir: Optional[Path], sampler: Optional[PreviewSampler], policy: PreviewPolicy, save_samples: bool):
         self.backend, self.prompts, self.config, self.host = backend, prompts, config, host
         self.out_dir, self.sampler, self.policy, self.save_samples = out_dir, sampler, policy, save_samples
-        self.sync_phases = host.sync_phases
+        self.sync_phases, self.stop_exceptions = host.sync_phases, host.stop_exceptions
         self.rows: list[dict] = []
         self.step_files: list[Path] = []
         self.samples: list[Path] = []
@@ -46,7 +46,7 @@ class RunRecorder(TrainCallbacks):
         self.rows.append(report_row(report))
         # The preview first, so a host that shows the step (the progress bar) shows it with its picture.
         if self.sampler is not None and self.policy.due(report.step, report.total_steps) and not self.host.should_stop():
-            image = self.sampler(network, report.step)
+            image = self.sampler(network, report.step, self.host.should_stop)
             if self.save_samples and self.out_dir is not None:
                 self.samples.append(_save_png(image, sample_path(self.out_dir, report.step)))
             self.host.on_preview(image, report.step)

@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..models.backend import ModelBackend
 from ..models.sources import ModelSource, load_backend
 from ..prompts import PromptSet
+from ..sliders.atomic import sweep_temp_files
 from ..sliders.trained import TrainedSlider
 from .callbacks import TrainCallbacks
 from .checkpoint import latest_checkpoint
@@ -55,6 +56,8 @@ def run_training(request: RunRequest) -> TrainedSlider:
     family = request.backend.family if request.backend is not None else ("sdxl" if request.model.sdxl else None)
     validate_before_model_work(request.prompts.with_default_resolution((known,) * 2), request.config, family,
                                request.resolution)
+    if out_dir is not None:  # what a run killed mid-write (kill -9) left here; never listed as checkpoints
+        sweep_temp_files(out_dir, recursive=True)
     resume = _resume_path(request.resume, out_dir)
     backend = request.backend or load_backend(request.model)
     prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)

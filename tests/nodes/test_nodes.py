@@ -191,7 +191,7 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_slider(pack, toy):
     inputs = dict(resolution=0, max_train_steps=4, save_every_n_steps=2)
     whole = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
                      **train_inputs(**inputs, filename_prefix="loba/whole")).args[0]
-    run_folder = pack.root / "output" / "loba_checkpoints" / "whole"
+    (run_folder,) = (pack.root / "output" / "loba_checkpoints" / "loba").glob("whole_*_")
     (checkpoint,) = run_folder.rglob("*.pt")
     # next to the checkpoint: the step-2 slider (as sd-scripts' save_every_n_steps writes) and the loss log
     assert sorted(p.name for p in run_folder.iterdir() if p.is_file()) == ["loss.csv", "slider-000002.safetensors"]

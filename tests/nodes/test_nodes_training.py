@@ -83,7 +83,8 @@ def test_toy_world_graph_trains_with_previews_and_checkpoints(pack, comfy, toy):
     assert previews == [0, 1, 1, 2]
     assert_untouched(comfy, toy.model, before)
     assert_clip_untouched(toy.clip, clip_before)
-    checkpoints = list((pack.root / "output" / "loba_checkpoints" / "toy").rglob("*"))
+    (run_folder,) = (pack.root / "output" / "loba_checkpoints" / "loba").glob("toy_*_")  # this run's own folder
+    checkpoints = list(run_folder.rglob("*"))
     assert any(p.is_file() for p in checkpoints)
     diff, effect = stock_reproduces_student(comfy, pack, toy.model, out.args[0], *before[2])
     assert diff <= STUDENT_TOLERANCE < effect
@@ -115,7 +116,7 @@ def test_cancel_keeps_and_saves_the_partial_slider(pack, comfy, toy, monkeypatch
 def test_failures_in_a_run_leave_the_model_alone(pack, comfy, toy, monkeypatch, failure):
     before, clip_before = snapshot(comfy, toy.model), clip_outputs(toy.clip)
 
-    def broken(self, network, step):
+    def broken(self, network, step, should_stop=None):
         raise failure
 
     monkeypatch.setattr(pack.module.loba.train.preview.PreviewSampler, "__call__", broken)
