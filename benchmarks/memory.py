@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache", type=int, default=1, help="trajectory_cache (0 = off)")
     parser.add_argument("--backends", default="comfy,diffusers")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
+                        help="ComfyUI's attention: pytorch (its choice on NVIDIA GPUs) or default (its CPU-mode sub-quadratic)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -60,7 +62,7 @@ def run_one(args, run: dict, folder: Path) -> dict:
                "--resolution", str(run["resolution"]), "--rank", str(args.rank), "--precision", args.precision,
                "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
                "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
-               "--out", str(out)]
+               "--comfy-attention", args.comfy_attention, "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}

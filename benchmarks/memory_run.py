@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache", type=int, default=1, help="trajectory_cache (0 = off)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "comfy" / "ComfyUI")))
+    parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
+                        help="ComfyUI's attention: pytorch (its choice on NVIDIA) or default (its CPU-mode choice)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -64,6 +66,9 @@ def comfy_backend(args, device: torch.device, dtype: torch.dtype):
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = device.type == "cpu"
+    # ComfyUI picks PyTorch's attention on NVIDIA GPUs (the cards the targets are about) but sub-quadratic
+    # chunked attention in CPU mode, which keeps its chunks for backward: measure what GPU users run.
+    comfy.cli_args.args.use_pytorch_cross_attention = args.comfy_attention == "pytorch"
     import comfy.model_management
     import comfy.model_patcher
     import comfy.supported_models

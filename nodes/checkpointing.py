@@ -2,7 +2,8 @@
 
 UNetModel._forward does not call its TimestepEmbedSequential blocks as modules: it hands each block to
 forward_timestep_embed, which calls the block's layers (ResBlock, SpatialTransformer, Upsample, ...) one
-by one. So every layer of input_blocks, middle_block and output_blocks gets an instance-level forward
+by one. So every layer of input_blocks, middle_block and output_blocks (every transformer block of a
+SpatialTransformer) gets an instance-level forward
 that runs the class forward under torch.utils.checkpoint (non-reentrant: kwargs, hooks and the
 adapter's forward hooks inside work, and it recomputes in backward what it did not keep). The
 instance attribute shadows the class method only on this module tree, and removing it restores the
@@ -34,13 +35,17 @@ class CheckpointedForward:
 
 
 def checkpoint_layers(unet: nn.Module) -> Iterator[nn.Module]:
-    """The layers of the UNet's input, middle and output blocks, in forward order."""
+    """The layers of the UNet's input, middle and output blocks, in forward order; a SpatialTransformer
+    counts as its transformer blocks (SDXL stacks ten of them: recomputing all ten at once would hold all
+    their activations in backward, so each is its own checkpoint, as diffusers does)."""
     for name in BLOCKS:
         blocks = getattr(unet, name, None)
         if blocks is None:
             continue
         for block in blocks if isinstance(blocks, nn.ModuleList) else [blocks]:
-            yield from block.children()
+            for layer in block.children():
+                inner = getattr(layer, "transformer_blocks", None)
+                yield from inner if isinstance(inner, nn.ModuleList) else [layer]
 
 
 def is_enabled(unet: nn.Module) -> bool:
