@@ -3,8 +3,9 @@
 Adapts, never trains: the trainer in loba/ drives it exactly as it drives the diffusers backend.
 The traps handled here (see shared docs, comfyui-host.md):
 - the executor runs nodes under torch.inference_mode() and loader nodes build weights as inference
-  tensors, which autograd cannot save for backward: for the training's lifetime the parameters are
-  swapped for normal clones, and the originals are put back afterwards (the user's MODEL is untouched);
+  tensors, which autograd cannot save for backward: for the training's lifetime they are swapped for
+  zero-copy aliases (frozen_weights.py: no second UNet), and the originals are put back afterwards;
+- gradient checkpointing wraps the UNet blocks' layers (checkpointing.py), removed afterwards;
 - every ModelPatcher clone shares one nn.Module: the adapter's hooks come off in the trainer's
   finally, and the patcher is loaded (its patches in the weights) before training starts;
 - ComfyUI's model input is VP-scaled x_t and its timestep is the discrete index, which is what the
@@ -30,6 +31,8 @@ from ..loba.errors import UnsupportedModelError
 from ..loba.models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..loba.models.clip_text import equal_lengths
 from ..loba.models.naming import KohyaNames
+from . import checkpointing
+from .frozen_weights import usable_for_backward
 from .model_patches import refuse_sampler_patches, unet_transformer_options
 from .model_sampling import read_model_sampling
 
@@ -120,29 +123,19 @@ class ComfyBackend(ModelBackend):
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         return self._names.module_name_from_kohya(kohya_key)
 
+    def gradient_checkpointing(self) -> bool:
+        return checkpointing.is_enabled(self.denoiser())
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        if enabled:
+            checkpointing.enable(self.denoiser())
+        else:
+            checkpointing.disable(self.denoiser())
+
     @contextlib.contextmanager
     def training_session(self) -> Iterator[None]:
         with torch.inference_mode(False), torch.enable_grad():
             # Loaded with its patches (other LoRAs) in the weights, fully, so nothing is offloaded mid-step.
             comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
-            swapped = _swap_inference_parameters(self.denoiser())
-            try:
-                with super().training_session():
-                    yield
-            finally:
-                _restore_parameters(swapped)
-
-
-def _swap_inference_parameters(root: nn.Module) -> list[tuple[nn.Module, str, nn.Parameter]]:
-    swapped = []
-    for module in root.modules():
-        for name, param in list(module._parameters.items()):
-            if param is not None and param.is_inference():
-                module._parameters[name] = nn.Parameter(param.detach().clone(), requires_grad=False)
-                swapped.append((module, name, param))
-    return swapped
-
-
-def _restore_parameters(swapped: list[tuple[nn.Module, str, nn.Parameter]]) -> None:
-    for module, name, original in swapped:
-        module._parameters[name] = original
+            with usable_for_backward(self.denoiser()), super().training_session():
+                yield

@@ -100,6 +100,9 @@ class SamplingConfig(Bounded):
                                    "x_t from them instead of re-denoising every step (much faster); 0 = off (LECO).", min=0, max=64,
                                    example=4)
     trajectory_refresh_every: int = option(4, "With the trajectory cache: one new trajectory per pair every N uses.", min=1)
+    trajectory_cache_mb: int = option(512, "With the trajectory cache: its memory budget in MiB (trajectories are kept in the "
+                                      "model's dtype; least recently used pairs/resolutions are evicted past it). 512 fits "
+                                      "beside SDXL on a 12 GB card; 0 = no limit.", min=0, max=1 << 20)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
     preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "

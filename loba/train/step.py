@@ -26,7 +26,7 @@ from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
 from .phases import PhaseClock
-from .trajectories import TrajectoryCache
+from .trajectories import MIB, TrajectoryCache
 
 
 @dataclass
@@ -74,8 +74,8 @@ class SliderStep:
         # Polled inside the denoise; the trainer points it at the host's stop request.
         self.should_stop: Callable[[], bool] = lambda: False
         self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
-        self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed) \
-            if sampling.trajectory_cache else None
+        self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed, backend.dtype,
+                                     sampling.trajectory_cache_mb * MIB, backend.device) if sampling.trajectory_cache else None
 
     # -- drawing -----------------------------------------------------------------------------
     def plan(self, generator: torch.Generator) -> StepPlan:
@@ -126,7 +126,8 @@ class SliderStep:
         if self.cache is None:
             return self._denoise(plan, plan.k, keep_all=False)[-1]
         key = (plan.pair_index, plan.height, plan.width)
-        return self.cache.x_t(key, plan.k, lambda n: self._trajectories(plan, n))
+        nbytes = self.allowed_k[-1] * plan.noise.numel() * self.cache.dtype.itemsize
+        return self.cache.x_t(key, plan.k, lambda n: self._trajectories(plan, n), nbytes)
 
     def _trajectories(self, plan: StepPlan, n: int) -> list[torch.Tensor]:
         """n trajectories in one batched denoise: the plan's noise, then n - 1 draws of the cache's generator.

@@ -1,0 +1,115 @@
+"""Memory of SDXL slider training through the ComfyUI and diffusers backends, side by side.
+
+python -m benchmarks.memory --family sdxl --resolution 1024 --rank 16 --precision bf16 [--gradient-checkpointing]
+                            --out FILE.json [--size full|small|tiny] [--steps 2] [--denoising-steps 2]
+
+Each (backend, checkpointing) run is its own subprocess (benchmarks/memory_run.py) so peaks never mix; with
+--gradient-checkpointing the same runs without it are made too (--no-baseline skips them, --baseline-resolution
+runs them smaller where the full one does not fit the machine). Written per run: weights_bytes (the UNet's),
+peak_bytes (CUDA: max_memory_allocated; CPU: peak RSS, which includes the interpreter and libraries),
+peak_over_weights_bytes, and whole_run_bytes = peak + the real SDXL text encoders' weights in the run's dtype
+(CLIP-L + OpenCLIP-bigG, counted from their real configs on the meta device; the VAE is not loaded in
+training). Targets (checkpointing and the trajectory cache on): peak over weights <= 4 GB, whole run <= 12 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GB = 1e9
+TARGETS = {"peak_over_weights_bytes": 4 * GB, "whole_run_bytes": 12 * GB}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", choices=("sdxl",), default="sdxl")
+    parser.add_argument("--resolution", type=int, default=1024)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="with --gradient-checkpointing: skip the runs without it")
+    parser.add_argument("--baseline-resolution", type=int, default=0, help="resolution of the runs without checkpointing")
+    parser.add_argument("--size", choices=("full", "small", "tiny"), default="full", help="full = SDXL's real widths and depths")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--denoising-steps", type=int, default=2, help="max_denoising_steps (2: one CFG denoise step)")
+    parser.add_argument("--cache", type=int, default=1, help="trajectory_cache (0 = off)")
+    parser.add_argument("--backends", default="comfy,diffusers")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
+                        help="ComfyUI's attention: pytorch (its choice on NVIDIA GPUs) or default (its CPU-mode sub-quadratic)")
+    parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def runs(args) -> list[dict]:
+    """The (backend, checkpointing, resolution) runs to make, checkpointed ones first."""
+    settings = [(True, args.resolution)] if args.gradient_checkpointing else []
+    if not (args.gradient_checkpointing and args.no_baseline):
+        settings.append((False, args.baseline_resolution or args.resolution))
+    return [{"backend": b, "gradient_checkpointing": ck, "resolution": res}
+            for ck, res in settings for b in args.backends.split(",")]
+
+
+def run_one(args, run: dict, folder: Path) -> dict:
+    out = folder / f"{run['backend']}-{int(run['gradient_checkpointing'])}-{run['resolution']}.json"
+    command = [sys.executable, "-m", "benchmarks.memory_run", "--backend", run["backend"], "--size", args.size,
+               "--resolution", str(run["resolution"]), "--rank", str(args.rank), "--precision", args.precision,
+               "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
+               "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
+               "--comfy-attention", args.comfy_attention, "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(out.read_text())
+
+
+def with_totals(result: dict, encoder_bytes: int) -> dict:
+    if "error" in result:
+        return result
+    result = {**result, "text_encoders_bytes": encoder_bytes, "whole_run_bytes": result["peak_bytes"] + encoder_bytes,
+              "peak_over_loaded_bytes": result["peak_bytes"] - result["rss_after_build_bytes"]}
+    if result["gradient_checkpointing"] and result["trajectory_cache"]:
+        result["targets_met"] = {key: result[key] <= limit for key, limit in TARGETS.items()}
+    return result
+
+
+def table(results: list[dict]) -> str:
+    head = (f"{'backend':<10}{'ckpt':<6}{'res':>6}{'weights GB':>12}{'peak GB':>10}{'peak-weights':>14}"
+            f"{'peak-loaded':>13}{'whole run GB':>14}{'s':>8}")
+    lines = [head]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['backend']:<10}{str(r['gradient_checkpointing']):<6}{r['resolution']:>6}  failed: {r['error']}")
+            continue
+        lines.append(f"{r['backend']:<10}{str(r['gradient_checkpointing']):<6}{r['resolution']:>6}"
+                     f"{r['weights_bytes'] / GB:>12.2f}{r['peak_bytes'] / GB:>10.2f}{r['peak_over_weights_bytes'] / GB:>14.2f}"
+                     f"{r['peak_over_loaded_bytes'] / GB:>13.2f}{r['whole_run_bytes'] / GB:>14.2f}{r['seconds']:>8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from benchmarks.sdxl_architecture import text_encoder_bytes
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.precision]
+    encoders = text_encoder_bytes(dtype) if args.size == "full" else 0
+    with tempfile.TemporaryDirectory() as folder:
+        results = [with_totals(run_one(args, run, Path(folder)), encoders) for run in runs(args)]
+    report = {"family": args.family, "size": args.size, "rank": args.rank, "precision": args.precision,
+              "steps": args.steps, "denoising_steps": args.denoising_steps, "text_encoders_bytes": encoders,
+              "targets_bytes": TARGETS, "runs": results, "table": table(results)}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(report["table"])
+
+
+if __name__ == "__main__":
+    main()

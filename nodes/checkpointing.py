@@ -1,0 +1,72 @@
+"""Gradient checkpointing for ComfyUI's UNetModel (diffusers UNets have their own switch).
+
+UNetModel._forward does not call its TimestepEmbedSequential blocks as modules: it hands each block to
+forward_timestep_embed, which calls the block's layers (ResBlock, SpatialTransformer, Upsample, ...) one
+by one. So every layer of input_blocks, middle_block and output_blocks (every transformer block of a
+SpatialTransformer) gets an instance-level forward
+that runs the class forward under torch.utils.checkpoint (non-reentrant: kwargs, hooks and the
+adapter's forward hooks inside work, and it recomputes in backward what it did not keep). The
+instance attribute shadows the class method only on this module tree, and removing it restores the
+model exactly (ModelPatcher clones share this one module, so the state lives on the module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+BLOCKS = ("input_blocks", "middle_block", "output_blocks")
+
+
+class CheckpointedForward:
+    """A layer's forward that keeps only its inputs for backward and recomputes the rest there."""
+
+    def __init__(self, forward, previous=None):
+        self.forward = forward
+        self.previous = previous  # an instance-level forward someone else set, put back by disable()
+
+    def __call__(self, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            return self.forward(*args, **kwargs)  # teachers and denoise: nothing to save, nothing to recompute
+        return checkpoint(self.forward, *args, use_reentrant=False, **kwargs)
+
+
+def checkpoint_layers(unet: nn.Module) -> Iterator[nn.Module]:
+    """The layers of the UNet's input, middle and output blocks, in forward order; a SpatialTransformer
+    counts as its transformer blocks (SDXL stacks ten of them: recomputing all ten at once would hold all
+    their activations in backward, so each is its own checkpoint, as diffusers does)."""
+    for name in BLOCKS:
+        blocks = getattr(unet, name, None)
+        if blocks is None:
+            continue
+        for block in blocks if isinstance(blocks, nn.ModuleList) else [blocks]:
+            for layer in block.children():
+                inner = getattr(layer, "transformer_blocks", None)
+                yield from inner if isinstance(inner, nn.ModuleList) else [layer]
+
+
+def is_enabled(unet: nn.Module) -> bool:
+    return any(isinstance(layer.__dict__.get("forward"), CheckpointedForward) for layer in checkpoint_layers(unet))
+
+
+def enable(unet: nn.Module) -> int:
+    """Checkpoint every block layer (idempotent); returns how many layers are checkpointed."""
+    count = 0
+    for layer in checkpoint_layers(unet):
+        if not isinstance(layer.__dict__.get("forward"), CheckpointedForward):
+            layer.forward = CheckpointedForward(layer.forward, layer.__dict__.get("forward"))
+        count += 1
+    return count
+
+
+def disable(unet: nn.Module) -> None:
+    for layer in checkpoint_layers(unet):
+        wrapper = layer.__dict__.get("forward")
+        if isinstance(wrapper, CheckpointedForward):
+            if wrapper.previous is None:
+                del layer.forward
+            else:
+                layer.forward = wrapper.previous

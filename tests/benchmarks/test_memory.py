@@ -1,0 +1,61 @@
+"""The memory benchmark builds SDXL's real architecture and reports every figure the memory issue asks for
+(no figure is asserted against a target here: these machines are shared; the numbers come from
+`python -m benchmarks.memory`)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from support.comfy import REPO_ROOT
+
+from benchmarks.memory import parse_args, runs, table, with_totals
+from benchmarks.sdxl_architecture import comfy_unet_config, diffusers_unet_config, text_encoder_bytes
+
+
+def test_the_comfy_config_is_the_one_comfyui_detects_for_the_diffusers_sdxl_unet(comfy):
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**diffusers_unet_config("full"))
+    params = sum(p.numel() for p in unet.parameters())
+    assert 2.5e9 < params < 2.7e9, "SDXL's UNet has 2.57 B parameters"
+    detected = comfy.model_detection.unet_config_from_diffusers_unet(unet.state_dict(), torch.bfloat16)
+    assert detected == comfy_unet_config("full", torch.bfloat16)
+
+
+def test_the_real_text_encoders_are_counted():
+    assert 1.6e9 < text_encoder_bytes(torch.bfloat16) < 1.7e9  # CLIP-L 123 M + bigG 695 M parameters, 2 bytes each
+
+
+def test_checkpointed_runs_come_with_the_same_runs_without_it():
+    made = runs(parse_args(["--gradient-checkpointing", "--baseline-resolution", "512", "--out", "x"]))
+    assert [(r["backend"], r["gradient_checkpointing"], r["resolution"]) for r in made] == [
+        ("comfy", True, 1024), ("diffusers", True, 1024), ("comfy", False, 512), ("diffusers", False, 512)]
+    assert all(not r["gradient_checkpointing"] for r in runs(parse_args(["--out", "x"])))
+
+
+def test_totals_add_the_text_encoders_and_check_the_targets():
+    run = {"backend": "comfy", "gradient_checkpointing": True, "resolution": 1024, "trajectory_cache": 1, "weights_bytes": 5e9,
+           "peak_bytes": 8e9, "peak_over_weights_bytes": 3e9, "rss_after_build_bytes": 6e9, "seconds": 1.0}
+    total = with_totals(run, int(1.6e9))
+    assert total["whole_run_bytes"] == 9.6e9 and total["peak_over_loaded_bytes"] == 2e9
+    assert total["targets_met"] == {"peak_over_weights_bytes": True, "whole_run_bytes": True}
+    assert "9.60" in table([total]) and "failed: boom" in table([{**run, "error": "boom"}])
+
+
+@pytest.mark.usefixtures("comfy")
+def test_a_tiny_run_through_both_backends_reports_peaks(tmp_path):
+    out = tmp_path / "memory.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.memory", "--size", "tiny", "--resolution", "64", "--steps", "1",
+                    "--gradient-checkpointing", "--no-baseline", "--out", str(out)], cwd=REPO_ROOT, check=True,
+                   capture_output=True)
+    report = json.loads(out.read_text())
+    assert [r["backend"] for r in report["runs"]] == ["comfy", "diffusers"]
+    for run in report["runs"]:
+        assert "error" not in run, run
+        assert run["steps_done"] == 1 and run["gradient_checkpointing"] and run["trajectory_cache"] == 1
+        assert run["peak_bytes"] >= run["rss_after_build_bytes"] > run["weights_bytes"] > 0
+        assert run["peak_over_weights_bytes"] == run["peak_bytes"] - run["weights_bytes"]
+    assert "comfy" in report["table"] and "diffusers" in report["table"]
