@@ -136,6 +136,7 @@ class SamplingNode(SettingsNode):
                     config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep"),
                     config_input(SamplingConfig, "preserve_from_timestep"),
                     # Optional: workflows saved before it keep validating (their default is leading, as then).
-                    config_input(SamplingConfig, "timestep_spacing", optional=True)],
+                    config_input(SamplingConfig, "timestep_spacing", optional=True),
+                    config_input(SamplingConfig, "trajectory_cache_mb", optional=True)],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )

@@ -30,7 +30,9 @@ from .types import ConfigPart, LossSocket, OptimizerSocket, PromptsSocket, Sampl
 from .widgets import config_input
 
 # Engine fields this node shows under another name, so that errors name the widget the user sees.
-WIDGET_NAMES = {"leco_denoise_guidance_scale": "denoise_cfg", "resolutions": "resolution"}
+WIDGET_NAMES = {"max_train_steps": "steps", "network_dim": "rank", "network_alpha": "alpha",
+                "leco_denoise_guidance_scale": "denoise_cfg", "save_every_n_steps": "checkpoint_every",
+                "resolutions": "resolution", "resume": "resume_file"}
 
 
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:

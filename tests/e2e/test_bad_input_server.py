@@ -97,7 +97,7 @@ CASES = [
     (lambda s: train_graph(leco_denoise_guidance_scale=float("nan")), "3", "LOBA Train Slider", "denoise_cfg"),
     (lambda s: train_graph(preview_every=1, preview_weights="1,,2"), "3", "LOBA Train Slider", "preview_weights"),
     (lambda s: train_graph(resume_file=outside(s)), "3", "LOBA Train Slider", "resume_file"),
-    (lambda s: train_graph(resume_file="loba_checkpoints/bad/empty.pt"), "3", "LOBA Train Slider", "resume"),
+    (lambda s: train_graph(resume_file="loba_checkpoints/bad/empty.pt"), "3", "LOBA Train Slider", "resume_file"),
     (lambda s: merge_graph("nan.safetensors", "sd1.safetensors"), "1", "LOBA Load Slider", "lora_name"),
     (lambda s: merge_graph("sd1.safetensors", "sdxl.safetensors"), "3", "LOBA Merge Sliders", "slider_2"),
 ]
