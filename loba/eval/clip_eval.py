@@ -50,6 +50,11 @@ def _validate(settings: Mapping[str, Any], field: str) -> dict:
             "positive": settings.get("positive"), "negative": settings.get("negative")}
 
 
+def _features(output):
+    """transformers 5 returns an output object whose pooler_output holds the projected features; 4.x a tensor."""
+    return (output if hasattr(output, "float") else output.pooler_output).float()
+
+
 class ClipEvaluator(Evaluator):
     name, needs = "clip", "a local CLIP or SigLIP model (transformers)"
     metrics = ("clip_score", "clip_pole_delta", "clip_image")
@@ -66,7 +71,7 @@ class ClipEvaluator(Evaluator):
 
         pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
         with torch.no_grad():
-            return torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).float(), dim=-1)
+            return torch.nn.functional.normalize(_features(self.model.get_image_features(pixel_values=pixels)), dim=-1)
 
     def _texts(self, texts):
         import torch
@@ -75,7 +80,7 @@ class ClipEvaluator(Evaluator):
         tokens = self.processor(text=list(texts), return_tensors="pt", padding=padding, truncation=True)
         with torch.no_grad():
             features = self.model.get_text_features(**{k: v for k, v in tokens.items() if k in ("input_ids", "attention_mask")})
-        return torch.nn.functional.normalize(features.float(), dim=-1)
+        return torch.nn.functional.normalize(_features(features), dim=-1)
 
     def score(self, images, prompts, reference):
         mine = self._images(images)

@@ -59,6 +59,7 @@ def _table(metrics: dict) -> str:
 
 
 def report_html(metrics: dict, grid: Image.Image) -> str:
+    prompts = "".join(f"<tr><td>{entry['role']}</td><td>{html.escape(prompt)}</td></tr>" for prompt, entry in metrics["per_prompt"].items())
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in settings_rows(metrics))
     legend = " ".join(f'<span style="color:{c}">&#9632; {role}</span>' for role, c in COLORS.items() if role in metrics["summary"])
     plots = "".join(f'<figure>{svg_plot(f"{name}: {metric}", by_role)}</figure>'
@@ -68,6 +69,7 @@ def report_html(metrics: dict, grid: Image.Image) -> str:
              "figure{display:inline-block;margin:6px}img{max-width:100%;image-rendering:pixelated}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>LOBA slider evaluation</title><style>{style}</style>"
             f"</head><body><h1>LOBA slider evaluation</h1><h2>Settings</h2><table>{settings}</table>"
+            f"<h2>Prompts</h2><table>{prompts}</table>"
             f"<h2>Means with 95% bootstrap intervals (over seeds, pooled per prompt role)</h2>{_table(metrics)}"
             f"<h2>Score vs slider weight</h2><p>{legend}</p>{plots}"
             f"<h2>Grid</h2><img alt=\"grid\" src=\"{_png_uri(grid)}\"></body></html>\n")
