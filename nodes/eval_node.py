@@ -18,7 +18,7 @@ from ..loba.pixels import pil_to_pixels
 from .eval_spec_fields import spec_from_fields, spec_from_file
 from .node_errors import reported_as
 from .preview_node import encode, sample_image
-from .slider_io import apply_slider, load_lora_by_name
+from .slider_io import apply_slider, load_lora_by_name, unet_tensors
 
 
 def _lora_names() -> list[str]:
@@ -79,6 +79,7 @@ class EvaluateSliderNode(io.ComfyNode):
             spec = parse_spec(spec_from_file(spec_file.strip(), _input_folder()) if spec_file.strip() else spec_from_fields(fields))
             slider = load_lora_by_name(slider_name, node, "slider_name")
             check_family(slider, model_family(model), "slider_name")
+            unet_tensors(slider, model, node, "slider_name")  # every layer exists in this MODEL
             models = {w: apply_slider(model, slider, w, node) for w in spec.weights}  # layer check before sampling
             evaluators = build_evaluators(spec)
         render = ComfyRenderer(models, clip, vae, spec, native_side(model))
