@@ -51,8 +51,8 @@ def slider_name(pack):
 
 
 def evaluate(pack, toy, slider_name, **changes):
-    return run_node(pack.nodes[NODE], model=toy.model, clip=toy.clip, vae=toy.vae, slider_name=slider_name, spec_file="",
-                    **{**SPEC, **changes}).args
+    return run_node(pack.nodes[NODE], model=toy.model, clip=toy.clip, vae=toy.vae, slider_name=slider_name,
+                    **{"spec_file": "", **SPEC, **changes}).args
 
 
 def per_sample(metrics: dict) -> dict:
@@ -76,6 +76,9 @@ def test_node_gives_the_numbers_of_loba_eval_for_the_same_seeds(pack, toy, slide
     assert worst < 1e-4, f"node vs loba eval differ by {worst}"  # measured 2.2e-6 (fp32 CPU, ComfyUI 0.3.64)
     reads = {key: values for key, values in ours.items() if key[1] == "reader" and key[2] != "size"}
     assert all(values == theirs[key] for key, values in reads.items()), "the reader reads the same things"
+    # The report image draws these rows (report_table): the same numbers as loba eval's table, digit for digit.
+    table = pack.module.loba.eval.report_table
+    assert list(table.summary_rows(node)) == list(table.summary_rows(headless))
     assert report.shape[0] == 1 and report.shape[-1] == 3 and grid.shape[1:] == (22 + 2 * 2 * 132, 180 + 2 * 132, 3)
     print(f"node vs loba eval: max per-sample difference {worst:.2e}")
 
@@ -94,6 +97,17 @@ def test_bad_input_is_refused_before_sampling_naming_node_and_field(pack, toy, s
     monkeypatch.setattr(comfy.sample, "sample", lambda *a, **k: pytest.fail("sampled before refusing"))
     with pytest.raises(ValueError, match=f"LOBA Evaluate Slider, input '{field}'"):
         evaluate(pack, toy, slider_name, **changes)
+
+
+def test_spec_file_comes_only_from_the_input_folder_and_is_validated(pack, toy, slider_name, monkeypatch):
+    import comfy.sample
+
+    monkeypatch.setattr(comfy.sample, "sample", lambda *a, **k: pytest.fail("sampled before refusing"))
+    (pack.root / "input" / "bad_spec.toml").write_text(TOML.replace("weights = [0, 1]", "weights = [1, 2]"))
+    with pytest.raises(ValueError, match="LOBA Evaluate Slider, input 'weights': must include 0"):
+        evaluate(pack, toy, slider_name, spec_file="bad_spec.toml")
+    with pytest.raises(ValueError, match="LOBA Evaluate Slider, input 'spec_file'"):
+        evaluate(pack, toy, slider_name, spec_file="../outside.toml")
 
 
 def test_a_slider_for_another_family_is_refused_before_sampling(pack, toy, monkeypatch):

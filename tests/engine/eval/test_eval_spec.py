@@ -62,3 +62,12 @@ def test_cli_refuses_a_missing_slider_before_loading_the_model(tmp_path, capsys)
     code = main(["eval", "--model", str(tmp_path / "no-model"), "--slider", str(tmp_path / "no.safetensors"),
                  "--spec", str(spec), "--out", str(tmp_path / "out")])
     assert code == 2 and "slider: file" in capsys.readouterr().err
+
+
+def test_shipped_example_spec_is_valid():
+    from pathlib import Path
+
+    from loba.eval.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[3] / "examples" / "eval-model.toml")
+    assert 0.0 in spec.weights and set(spec.evaluators) == {"pixel", "nudenet"} and spec.evaluators["nudenet"]["threshold"] == 0.5
