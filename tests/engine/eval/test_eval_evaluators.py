@@ -108,3 +108,10 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_mean():
     assert summarize([float("nan")])["mean"] is None
     wide, narrow = summarize(np.r_[np.zeros(5), np.ones(5)]), summarize(np.r_[np.zeros(50), np.ones(50)])
     assert narrow["high"] - narrow["low"] < wide["high"] - wide["low"]
+
+
+def test_a_missing_optional_package_is_one_clear_message():
+    from loba.eval.registry import require
+
+    with pytest.raises(ConfigError, match=r"evaluators.nudenet: needs the 'nudenet' package.*pip install nudenet"):
+        require("loba_no_such_module_xyz", "nudenet", "nudenet")
