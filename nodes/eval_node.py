@@ -89,7 +89,20 @@ class EvaluateSliderNode(io.ComfyNode):
         with reported_as(node, "evaluators"):
             result = evaluate_slider(spec, render, info, evaluators=evaluators,
                                      progress=lambda done, total, image: bar.update_absolute(done, total))
-        return io.NodeOutput(pil_to_pixels(result.report_image()), json.dumps(result.metrics), pil_to_pixels(result.grid))
+        report, text = pil_to_pixels(result.report_image()), json.dumps(result.metrics)
+        return io.NodeOutput(report, text, pil_to_pixels(result.grid), ui=_ui(report, text))
+
+
+def _ui(report, text: str) -> dict:
+    """The report on the node, and the metrics JSON in the run's history (what a script or the browser reads back)."""
+    shown = {"loba_metrics": [text]}
+    try:
+        from comfy_api.latest import ui
+
+        shown.update(ui.PreviewImage(report).as_dict())
+    except Exception:  # no temp folder (in-process tests without a server): the outputs still carry everything
+        pass
+    return shown
 
 
 def _input_folder():
