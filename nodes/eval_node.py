@@ -16,7 +16,7 @@ from ..loba.eval.slider_check import FAMILY_OF_CONTEXT, check_family
 from ..loba.eval.spec import parse_spec
 from ..loba.pixels import pil_to_pixels
 from .eval_spec_fields import spec_from_fields, spec_from_file
-from .node_errors import reported_as
+from .node_errors import fail, reported_as
 from .preview_node import encode, sample_image
 from .slider_io import apply_slider, load_lora_by_name, unet_tensors
 
@@ -77,6 +77,7 @@ class EvaluateSliderNode(io.ComfyNode):
         node = cls.DISPLAY
         with reported_as(node):
             spec = parse_spec(spec_from_file(spec_file.strip(), _input_folder()) if spec_file.strip() else spec_from_fields(fields))
+            check_sampler(spec, node)
             slider = load_lora_by_name(slider_name, node, "slider_name")
             check_family(slider, model_family(model), "slider_name")
             unet_tensors(slider, model, node, "slider_name")  # every layer exists in this MODEL
@@ -103,6 +104,14 @@ def _ui(report, text: str) -> dict:
     except Exception:  # no temp folder (in-process tests without a server): the outputs still carry everything
         pass
     return shown
+
+
+def check_sampler(spec, node: str) -> None:
+    """A spec file may name a sampler this ComfyUI lacks: refused before the first sample."""
+    for field, value, known in (("sampler_name", spec.sampler, comfy.samplers.KSampler.SAMPLERS),
+                                ("scheduler", spec.scheduler, comfy.samplers.KSampler.SCHEDULERS)):
+        if value not in known:
+            raise fail(node, field, f"'{value}' is not one of this ComfyUI's: {', '.join(known)}")
 
 
 def _input_folder():

@@ -90,6 +90,7 @@ def test_node_gives_the_numbers_of_loba_eval_for_the_same_seeds(pack, toy, slide
     ({"evaluators": "nudenet", "evaluator_settings": "[nudenet]\nthreshold = 2"}, "evaluators.nudenet.threshold"),
     ({"evaluators": "clip", "evaluator_settings": "[clip]\nweights = '/no/such/clip'"}, "evaluators.clip.weights"),
     ({"seeds": "a"}, "seeds"),
+    ({"sampler_name": "no_such_sampler"}, "sampler_name"),
 ])
 def test_bad_input_is_refused_before_sampling_naming_node_and_field(pack, toy, slider_name, changes, field, monkeypatch):
     import comfy.sample
