@@ -15,7 +15,7 @@ from ..loba.eval.run import build_evaluators, evaluate_slider
 from ..loba.eval.slider_check import FAMILY_OF_CONTEXT, check_family
 from ..loba.eval.spec import parse_spec
 from ..loba.pixels import pil_to_pixels
-from .eval_spec_fields import spec_from_fields, spec_from_file
+from .eval_spec_fields import spec_from_fields, spec_from_file, with_clip_vision_folder
 from .node_errors import fail, reported_as
 from .preview_node import encode, sample_image
 from .slider_io import apply_slider, load_lora_by_name, unet_tensors
@@ -64,7 +64,8 @@ class EvaluateSliderNode(io.ComfyNode):
                 io.Int.Input("height", default=0, min=0, max=8192, step=8, tooltip="0: the model's native size."),
                 text("evaluators", default="pixel", tooltip="Comma-separated: pixel, lpips, clip, nudenet, reader."),
                 text("evaluator_settings", default="", multiline=True,
-                     tooltip="TOML tables per evaluator, e.g. [nudenet] threshold = 0.5, [clip] weights = '/models/clip'."),
+                     tooltip="TOML tables per evaluator, e.g. [nudenet] threshold = 0.5; [clip] weights = a transformers "
+                             "CLIP/SigLIP folder (absolute, or a folder name inside ComfyUI's clip_vision folder)."),
             ],
             outputs=[io.Image.Output(display_name="report", tooltip="Table of means with 95% intervals, and plots vs weight."),
                      io.String.Output(display_name="metrics", tooltip="metrics.json as text."),
@@ -76,7 +77,8 @@ class EvaluateSliderNode(io.ComfyNode):
     def execute(cls, model, clip, vae, slider_name, spec_file, **fields) -> io.NodeOutput:
         node = cls.DISPLAY
         with reported_as(node):
-            spec = parse_spec(spec_from_file(spec_file.strip(), _input_folder()) if spec_file.strip() else spec_from_fields(fields))
+            data = spec_from_file(spec_file.strip(), _input_folder()) if spec_file.strip() else spec_from_fields(fields)
+            spec = parse_spec(with_clip_vision_folder(data, _clip_vision_folders()))
             check_sampler(spec, node)
             slider = load_lora_by_name(slider_name, node, "slider_name")
             check_family(slider, model_family(model), "slider_name")
@@ -112,6 +114,12 @@ def check_sampler(spec, node: str) -> None:
                                 ("scheduler", spec.scheduler, comfy.samplers.KSampler.SCHEDULERS)):
         if value not in known:
             raise fail(node, field, f"'{value}' is not one of this ComfyUI's: {', '.join(known)}")
+
+
+def _clip_vision_folders() -> list[str]:
+    import folder_paths
+
+    return list(folder_paths.get_folder_paths("clip_vision"))
 
 
 def _input_folder():

@@ -54,3 +54,16 @@ def spec_from_file(name: str, input_folder: Path) -> dict:
         return loads(path.read_text(encoding="utf-8"))
     except (OSError, TOMLDecodeError) as exc:
         raise ConfigError("spec_file", f"cannot read {path}: {exc}") from None
+
+
+def with_clip_vision_folder(data: dict, clip_vision_folders: list[str]) -> dict:
+    """[evaluators.clip] weights may name a transformers CLIP/SigLIP folder inside ComfyUI's clip_vision folder."""
+    clip = (data.get("evaluators") or {}).get("clip")
+    name = clip.get("weights") if isinstance(clip, dict) else None
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        return data
+    for folder in clip_vision_folders:
+        if (Path(folder) / name / "config.json").is_file():
+            evaluators = {**data["evaluators"], "clip": {**clip, "weights": str(Path(folder) / name)}}
+            return {**data, "evaluators": evaluators}
+    return data

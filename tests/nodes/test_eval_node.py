@@ -139,3 +139,14 @@ def test_cancel_stops_between_samples(pack, toy, slider_name, monkeypatch):
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         evaluate(pack, toy, slider_name)
     assert len(calls) == 2, "the cancel lands at the next sample"
+
+
+def test_clip_weights_may_name_a_folder_in_comfyuis_clip_vision_folder(pack, tmp_path):
+    fields = pack.module.nodes.eval_spec_fields
+    (tmp_path / "my-clip").mkdir()
+    (tmp_path / "my-clip" / "config.json").write_text("{}")
+    data = {"evaluators": {"clip": {"weights": "my-clip"}, "pixel": {}}}
+    resolved = fields.with_clip_vision_folder(data, [str(tmp_path)])
+    assert resolved["evaluators"]["clip"]["weights"] == str(tmp_path / "my-clip") and data["evaluators"]["clip"]["weights"] == "my-clip"
+    outside = {"evaluators": {"clip": {"weights": "../x"}}}
+    assert fields.with_clip_vision_folder(outside, [str(tmp_path)]) == outside
