@@ -83,7 +83,7 @@ class EvaluateSliderNode(io.ComfyNode):
             slider = load_lora_by_name(slider_name, node, "slider_name")
             check_family(slider, model_family(model), "slider_name")
             unet_tensors(slider, model, node, "slider_name")  # every layer exists in this MODEL
-            models = {w: apply_slider(model, slider, w, node) for w in spec.weights}  # layer check before sampling
+            models = {w: apply_slider(model, slider, w, node) for w in spec.weights}  # clones: the MODEL stays as it is
             evaluators = build_evaluators(spec)
         render = ComfyRenderer(models, clip, vae, spec, native_side(model))
         bar = comfy.utils.ProgressBar(spec.samples, node_id=cls.hidden.unique_id if cls.hidden else None)
