@@ -8,6 +8,7 @@ from comfy_api.latest import ComfyExtension, io
 def node_classes() -> list[type[io.ComfyNode]]:
     from .apply_nodes import ApplySliderNode, BakeSliderNode
     from .config_nodes import LossNode, OptimizerNode, SamplingNode, TargetingNode
+    from .eval_node import EvaluateSliderNode
     from .file_nodes import LoadSliderNode, SaveSliderNode
     from .mask_nodes import MaskNode
     from .merge_node import MergeSlidersNode
@@ -18,7 +19,7 @@ def node_classes() -> list[type[io.ComfyNode]]:
 
     return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
             TargetingNode, LossNode, OptimizerNode, SamplingNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
-            SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode]
+            SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode, EvaluateSliderNode]
 
 
 class LobaExtension(ComfyExtension):

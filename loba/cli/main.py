@@ -4,6 +4,7 @@
                [--preview-every N [--preview-weights -1,0,1]]
     loba demo --out DIR [--threads N] [--seeds 0,1,2]   the main job: two sliders on the embedded toy model
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
+    loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
     loba toyworld build|competence|export-diffusers ...
 
 Each command is a registered (add_arguments, run) pair; heavy imports happen inside run.
@@ -65,7 +66,11 @@ def _train(args) -> int:
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slider", type=Path, required=True, help="kohya LoRA file trained on the toy model")
+    parser.add_argument("--model", help="measure on this model (diffusers folder, checkpoint file or 'toyworld') with a "
+                                        "real-model spec (examples/eval-model.toml); without it: the toy-world evaluation")
+    parser.add_argument("--dtype", default="float32", help="with --model: float32, float16 or bfloat16")
+    parser.add_argument("--model-config", help="with --model and a checkpoint file: a diffusers folder with its configs (offline)")
+    parser.add_argument("--slider", type=Path, required=True, help="kohya LoRA file (trained on the toy model without --model)")
     parser.add_argument("--spec", type=Path, required=True, help="eval spec TOML (see examples/eval-*.toml)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--weights", help="toy model: a diffusers folder or weights file (default: the shipped one)")
@@ -73,6 +78,13 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _eval(args) -> int:
+    if args.model:
+        from ..eval.headless import run_model_eval
+
+        run_model_eval(args.model, args.slider, args.spec, args.out, device=args.device, dtype=args.dtype,
+                       model_config=args.model_config)
+        print(f"metrics.json, grid.png and report.html in {args.out}")
+        return 0
     from ..toyworld.evaluate import run_eval
 
     return run_eval(args.slider, args.spec, args.out, args.weights, args.device)

@@ -23,7 +23,8 @@ from support.sliders import module_delta
 require_comfyui()
 pytestmark = COMFY_MARKS
 
-NODE_IDS = ["LOBA_ApplySlider", "LOBA_BakeSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss", "LOBA_Mask",
+NODE_IDS = ["LOBA_ApplySlider", "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
+            "LOBA_Mask",
             "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_Sampling", "LOBA_SaveSlider",
             "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_Targeting", "LOBA_ToyWorldLoader", "LOBA_TrainSlider"]
 
