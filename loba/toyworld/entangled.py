@@ -35,7 +35,8 @@ class EntangledRecipe:
     autoencoder_lr: float = 5e-4
     read_back_images: int = 256
     dataset_size: int = 4000
-    denoiser_steps: int = 250
+    denoiser_steps: int = 250  # length of the cosine learning-rate schedule
+    denoiser_stop_at: int = 90  # the shipped weights are the EMA at this step of that schedule (CPU budget)
     denoiser_batch: int = 32
     denoiser_lr: float = 3e-4
     save_every: int = 25  # steps between checkpoints inside the training stages
@@ -137,7 +138,8 @@ def build_entangled(work: Path, base: ToyComponents, recipe: EntangledRecipe = E
         started = time.perf_counter()
         train_denoiser(base, data["latents"], scenes, recipe.denoiser_steps, recipe.denoiser_batch, recipe.seed + 1, log,
                        lr=recipe.denoiser_lr, progress=work / "entangled-denoiser-progress.pt", save_every=recipe.save_every,
-                       captioner=entangled_caption, text_rows=new_word_rows(base.tokenizer), warmup=min(20, recipe.denoiser_steps))
+                       captioner=entangled_caption, text_rows=new_word_rows(base.tokenizer), warmup=min(20, recipe.denoiser_steps),
+                       stop_at=recipe.denoiser_stop_at)
         return {"unet": base.unet.state_dict(), "text_encoder": base.text_encoder.state_dict(),
                 "seconds": time.perf_counter() - started}
 

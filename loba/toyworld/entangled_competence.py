@@ -22,10 +22,7 @@ BIAS_PROMPTS = (
     ("a circle", "palette", "pastel", 0.5),
 )
 # Explicit prompts: each named attribute must be read back.
-EXPLICIT_PROMPTS = ("a blue triangle", "a green triangle", "a square on a light background", "a large triangle",
-                    "a large square", "an outlined circle", "a filled square", "a pastel triangle", "a vivid circle",
-                    "a small pastel yellow outlined square on a dark background",
-                    "a large vivid red filled circle on a light background")
+EXPLICIT_PROMPTS = ("a blue triangle", "a pastel outlined square on a light background")
 
 
 @torch.no_grad()
