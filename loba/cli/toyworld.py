@@ -29,6 +29,9 @@ def add_toyworld_verbs(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--denoiser-steps", type=int, help="override the recipe (quick trial builds)")
     build.add_argument("--autoencoder-steps", type=int, help="override the recipe (quick trial builds)")
+    build.add_argument("--denoiser-stop-at", type=int,
+                       help="override the recipe: stop at this step of the denoiser schedule (a longer run resumes "
+                            "from the last checkpoint once the work folder's finished denoiser stage file is removed)")
     build.add_argument("--no-competence", action="store_true", help="skip measuring competence before packaging")
     competence = verbs.add_parser("competence", help="measure how well the toy model draws what it is asked")
     competence.add_argument("--weights", type=Path, help="weights file (default: the shipped one)")
@@ -54,6 +57,8 @@ def _build_entangled(args) -> int:
     from ..toyworld.entangled_package import build_and_package_entangled
 
     recipe = EntangledRecipe(seed=args.seed)
+    if args.denoiser_stop_at:
+        recipe = replace(recipe, denoiser_stop_at=args.denoiser_stop_at)
     if args.denoiser_steps:
         recipe = replace(recipe, denoiser_steps=args.denoiser_steps)
     if args.autoencoder_steps:
@@ -70,6 +75,8 @@ def _build(args) -> int:
     if args.world == "entangled":
         return _build_entangled(args)
     recipe = BuildRecipe(seed=args.seed)
+    if args.denoiser_stop_at:
+        recipe = replace(recipe, denoiser_stop_at=args.denoiser_stop_at)
     if args.denoiser_steps:
         recipe = replace(recipe, denoiser_steps=args.denoiser_steps)
     if args.autoencoder_steps:

@@ -58,3 +58,16 @@ def test_an_unknown_world_is_refused_with_the_choices():
         world_weights("atlantis")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["toyworld", "competence", "--world", "atlantis"])
+
+
+def test_build_overrides_reach_the_entangled_recipe(monkeypatch, tmp_path):
+    import loba.toyworld.entangled_package as package
+    from loba.cli.main import main
+
+    seen = {}
+    monkeypatch.setattr(package, "build_and_package_entangled", lambda work, out, recipe, competence: seen.update(
+        work=work, out=out, recipe=recipe, competence=competence))
+    argv = ["toyworld", "build", "--world", "entangled", "--out", str(tmp_path / "e.safetensors"), "--work", str(tmp_path),
+            "--denoiser-stop-at", "120", "--no-competence"]
+    assert main(argv) == 0
+    assert seen["recipe"].denoiser_stop_at == 120 and seen["work"] == tmp_path and not seen["competence"]
