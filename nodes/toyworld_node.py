@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..loba.errors import LobaError
+from ..loba.toyworld.worlds import DEFAULT_WORLD, world_names, world_weights
 from .node_errors import fail
 from .toyworld_comfy import load_toyworld_comfy
 
@@ -19,15 +20,21 @@ class ToyWorldLoaderNode(io.ComfyNode):
             description="A tiny SD1-architecture model of a 64x64 world of shapes (circle, square, triangle; red, "
                         "green, blue, yellow; small, large; light or dark background). Trains sliders in minutes on a "
                         "CPU: prompts like 'a large red circle on a dark background'. Sample at 64x64.",
-            inputs=[],
+            inputs=[io.Combo.Input("world", options=world_names(), default=DEFAULT_WORLD,
+                                   tooltip="toyworld: every attribute a prompt leaves out is uniform. entangled: a "
+                                           "fine-tune whose under-specified prompts are biased ('a triangle' is mostly "
+                                           "red, 'a square' mostly on dark, 'a large shape' mostly a circle) and whose "
+                                           "prompts may name a style: filled|outlined, vivid|pastel.")],
             outputs=[io.Model.Output(display_name="MODEL", tooltip="The toy world's UNet (epsilon, SD schedule)."),
                      io.Clip.Output(display_name="CLIP", tooltip="Its CLIP-L-architecture text encoder (real CLIP tokenizer)."),
                      io.Vae.Output(display_name="VAE", tooltip="Its KL autoencoder (64x64 images, 8x8x4 latents).")],
         )
 
     @classmethod
-    def execute(cls) -> io.NodeOutput:
+    def execute(cls, world: str = DEFAULT_WORLD) -> io.NodeOutput:
+        if world not in world_names():
+            raise fail(cls.DISPLAY, "world", f"unknown toy world '{world}'; choose one of {', '.join(world_names())}")
         try:
-            return io.NodeOutput(*load_toyworld_comfy())
+            return io.NodeOutput(*load_toyworld_comfy(world_weights(world)))
         except (LobaError, OSError) as exc:
             raise fail(cls.DISPLAY, "weights", f"the embedded toy-world weights cannot be loaded ({exc}); reinstall the pack") from exc

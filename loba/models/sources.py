@@ -34,19 +34,25 @@ EMBEDDED_MODELS: Registry[Callable[[ModelSource], ModelBackend]] = Registry("emb
 
 
 @EMBEDDED_MODELS.register("toyworld")
-def _toyworld(source: ModelSource) -> ModelBackend:
+def _toyworld(source: ModelSource, world: str = "toyworld") -> ModelBackend:
     from ..toyworld.backend import toy_backend
     from ..toyworld.sampling import load_toy_components
+    from ..toyworld.worlds import world_weights
 
     if source.zero_terminal_snr:
         raise ConfigError("zero_terminal_snr", "the toy world predicts epsilon, which cannot train with zero terminal SNR; "
                                                "remove zero_terminal_snr")
-    backend = toy_backend(load_toy_components(), clip_skip=source.clip_skip)
+    backend = toy_backend(load_toy_components(world_weights(world)), clip_skip=source.clip_skip)
     dtype = dtype_named(source.dtype, "model_dtype")
     if source.device != "cpu" or dtype != backend.dtype:  # the shipped weights are float32 on the CPU
         for module in (backend.unet, *backend.text_encoders, backend.vae):
             module.to(source.device, dtype)
     return backend
+
+
+@EMBEDDED_MODELS.register("toyworld-entangled")
+def _toyworld_entangled(source: ModelSource) -> ModelBackend:
+    return _toyworld(source, world="entangled")
 
 
 def load_backend(source: ModelSource) -> ModelBackend:

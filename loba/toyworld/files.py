@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 MAX_FILE_BYTES = 25_000_000  # the file ships inside the package: keep it small
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "toyworld.safetensors"
 _RESERVED = ("format", "version", "configs", "scaling_factor")
+ROWS_SUFFIX = ".rows"  # shared files: `<key>.rows` holds the changed rows of the base's `<key>`
 
 
 class ToyWeightsMissing(LobaError, FileNotFoundError):
@@ -109,7 +110,25 @@ def read_toy_state(path: str | os.PathLike | None = None) -> tuple[dict[str, tor
 
     resolved = resolve_weights(path)
     info = read_toy_info(resolved)
+    if "base" in info:  # a file that stores only its differences from a base file beside it (shared_file.py)
+        return _merge_base(resolved, load_file(str(resolved)), info), info
     return load_file(str(resolved)), info
+
+
+def _merge_base(path: Path, state: dict[str, torch.Tensor], info: dict) -> dict[str, torch.Tensor]:
+    """The complete state of a file written by shared_file.save_shared_checkpoint: the base file beside it,
+    with the rows listed under info["base"]["rows"] and every tensor the file holds replaced by the file's."""
+    from safetensors.torch import load_file
+
+    base_path = path.parent / info["base"]["file"]
+    if not base_path.is_file():
+        raise ToyWeightsMissing(f"{path} stores only its differences from {base_path.name}, which is not beside it")
+    merged = load_file(str(base_path))
+    for key, ids in info["base"].get("rows", {}).items():
+        merged[key] = merged[key].clone()
+        merged[key][torch.tensor(ids, dtype=torch.long)] = state[key + ROWS_SUFFIX]
+    merged.update({k: t for k, t in state.items() if not k.endswith(ROWS_SUFFIX)})
+    return merged
 
 
 def load_toy_components(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32) -> model.ToyComponents:

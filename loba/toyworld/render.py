@@ -24,6 +24,7 @@ from .attributes import (
     half_extents,
     size_of_scale,
 )
+from .style import Style, inner_scale, palette_rgb, random_style
 
 SUPERSAMPLE = 4  # antialiasing: coverage is computed on a 4x finer grid, then box-averaged
 COLOR_JITTER = 8.0  # +- levels per channel: colors vary a little but stay far from each other
@@ -96,11 +97,15 @@ def _linear_ramp(angle: float, origin: tuple[float, float], half_length: float) 
     return (ramp_x + ramp_y) / half_length
 
 
-def render(attrs: Attributes, rng: np.random.Generator) -> np.ndarray:
-    """The scene as uint8 [64, 64, 3]; deterministic given the rng state."""
+def render(attrs: Attributes, rng: np.random.Generator, style: Style | None = None) -> np.ndarray:
+    """The scene as uint8 [64, 64, 3]; deterministic given the rng state.
+
+    `style` None is the shipped world's scene; a Style (entangled world) changes only the object's color
+    and coverage, with the same draws, so a styled scene pairs with its plain twin."""
     gray_low, gray_high = BACKGROUND_GRAY[attrs.background]
     gray = gray_low + rng.random() * (gray_high - gray_low)
-    color = np.asarray(COLOR_RGB[attrs.color], dtype=np.float32) + rng.uniform(-COLOR_JITTER, COLOR_JITTER, 3).astype(np.float32)
+    nominal = COLOR_RGB[attrs.color] if style is None else palette_rgb(attrs.color, style.palette)
+    color = np.asarray(nominal, dtype=np.float32) + rng.uniform(-COLOR_JITTER, COLOR_JITTER, 3).astype(np.float32)
     shading, shading_angle = rng.uniform(*SHADING), rng.uniform(0, 2 * math.pi)
     gradient, gradient_angle = rng.uniform(0, BACKGROUND_GRADIENT), rng.uniform(0, 2 * math.pi)
     noise = rng.normal(0.0, NOISE_STD, (IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
@@ -109,6 +114,8 @@ def render(attrs: Attributes, rng: np.random.Generator) -> np.ndarray:
     background = gray + gradient * _linear_ramp(gradient_angle, (half, half), half)
     brightness = 1.0 + shading * np.clip(_linear_ramp(shading_angle, attrs.center, attrs.scale / 2), -1.0, 1.0)
     alpha = coverage(attrs.shape, attrs.scale, attrs.center)[..., None]
+    if style is not None and style.linework == "outlined":
+        alpha = alpha - coverage(attrs.shape, inner_scale(attrs.shape, attrs.scale), attrs.center)[..., None]
     image = background[..., None] * (1 - alpha) + (color * brightness[..., None]) * alpha + noise
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -123,3 +130,17 @@ def render_batch(n: int, seed: int, **fixed) -> tuple[np.ndarray, list[Attribute
         attributes.append(sample_attributes(rng, **fixed))
         images[index] = render(attributes[-1], rng)
     return images, attributes
+
+
+def render_styled_batch(n: int, seed: int, **fixed) -> tuple[np.ndarray, list[Attributes], list[Style]]:
+    """The entangled world's scenes: like render_batch plus a uniform Style per scene (linework and palette
+    can be fixed too). Attributes are drawn first, then the style, then the render's own draws."""
+    style_fixed = {k: fixed.pop(k) for k in ("linework", "palette") if k in fixed}
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    attributes, styles = [], []
+    for index in range(n):
+        attributes.append(sample_attributes(rng, **fixed))
+        styles.append(random_style(rng, **style_fixed))
+        images[index] = render(attributes[-1], rng, styles[-1])
+    return images, attributes, styles

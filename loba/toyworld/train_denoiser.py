@@ -71,19 +71,20 @@ def _load_progress(path: Optional[Path], modules: dict, optimizer, generator: to
 
 def train_denoiser(components, latents: torch.Tensor, attributes: list, steps: int, batch: int, seed: int, log: Log,
                    lr: float = 4e-4, ema_decay: float = 0.999, progress: Optional[Path] = None, save_every: int = 500,
-                   stop_at: Optional[int] = None) -> None:
+                   stop_at: Optional[int] = None, captioner: Callable = caption, text_rows: Optional[list[int]] = None,
+                   warmup: int = 500) -> None:
     """Epsilon-prediction DDPM training; the EMA weights end up in `components`.
 
     With `progress`, the whole state is saved every `save_every` steps and an interrupted run resumes
     exactly where it stopped (same draws, same weights). `stop_at` ends training early on the same
-    `steps`-long learning-rate schedule.
+    `steps`-long learning-rate schedule. `captioner(attributes[i], rng)` writes the captions (fine-tunes
+    with their own grammar); `text_rows` freezes the text encoder except those token-embedding rows.
     """
     unet, text_encoder = components.unet, components.text_encoder
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     unet.train().requires_grad_(True)
     text_encoder.train().requires_grad_(True)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    params, optimizer = _optimizer(unet, text_encoder, lr, text_rows)
     schedule = NoiseSchedule(_alphas_cumprod(), "epsilon")
     tokens = CaptionTokens(components.tokenizer)
     generator = torch.Generator().manual_seed(seed)
@@ -95,9 +96,9 @@ def train_denoiser(components, latents: torch.Tensor, attributes: list, steps: i
     started = time.perf_counter()
     for step in range(start, min(steps, stop_at or steps)):
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, steps, lr, warmup=500)
+            group["lr"] = cosine_lr(step, steps, lr, warmup=warmup)
         index = torch.randint(len(latents), (batch,), generator=generator)
-        texts = ["" if rng.random() < UNCONDITIONAL_RATE else caption(attributes[i], rng) for i in index.tolist()]
+        texts = ["" if rng.random() < UNCONDITIONAL_RATE else captioner(attributes[i], rng) for i in index.tolist()]
         x0 = latents[index]
         noise = torch.randn(x0.shape, generator=generator)
         t = torch.randint(0, schedule.num_train_timesteps, (batch,), generator=generator)
@@ -115,6 +116,27 @@ def train_denoiser(components, latents: torch.Tensor, attributes: list, steps: i
         if progress is not None and (step + 1) % save_every == 0:
             _save_progress(progress, step + 1, modules, optimizer, generator, rng)
     components.unet, components.text_encoder = ema_unet.requires_grad_(False), ema_text.requires_grad_(False)
+
+
+def _optimizer(unet, text_encoder, lr: float, text_rows: Optional[list[int]]):
+    """(trained parameters, AdamW); with `text_rows` only those token rows of the text encoder learn."""
+    if text_rows is None:
+        params = list(unet.parameters()) + list(text_encoder.parameters())
+        return params, torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    params = list(unet.parameters()) + _only_rows(text_encoder, text_rows)
+    groups = [{"params": params[:-1]}, {"params": params[-1:], "weight_decay": 0.0}]  # decay would move every row
+    return params, torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
+
+
+def _only_rows(text_encoder, rows: list[int]) -> list[torch.nn.Parameter]:
+    """Freeze the text encoder but its token embedding, whose gradient is kept on `rows` only (Adam then
+    leaves every other row exactly as it was: zero gradient, zero moments, no weight decay)."""
+    text_encoder.requires_grad_(False)
+    embedding = text_encoder.get_input_embeddings().weight.requires_grad_(True)
+    mask = torch.zeros(embedding.shape[0], 1)
+    mask[rows] = 1.0
+    embedding.register_hook(lambda grad: grad * mask)
+    return [embedding]
 
 
 def _alphas_cumprod() -> torch.Tensor:
