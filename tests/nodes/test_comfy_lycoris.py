@@ -1,0 +1,82 @@
+"""LOBA's LyCORIS sliders (LoHa, LoKr, DoRA) load through ComfyUI's stock LoRA path with every key consumed, and
+reproduce the hooked student's output at several strengths (the same check test_comfy_interop.py makes for
+LoRA/LoCon). A real ComfyUI in-process; skipped with one loud line when none is found."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from support.backends import make_backend
+from support.comfy import COMFY_MARKS, comfy_adm, comfy_eps, comfy_model_from_diffusers, require_comfyui
+
+from loba.config import TrainConfig
+from loba.models.backend import Conditioning
+from loba.prompts import PromptPair, PromptSet
+from loba.sliders.kohya import load_slider
+from loba.sliders.trained import save_trained_slider
+from loba.train.loop import build_network
+
+require_comfyui()
+pytestmark = COMFY_MARKS
+
+LORA_TOLERANCE = 1e-5  # the brief's bound; the LoRA/LoCon round trip measures <= 1.5e-6
+STRENGTHS = (1.0, 0.5, -1.0)
+
+
+def _inputs(backend):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, backend.latent_channels, 8, 8, generator=gen)
+    conds = backend.encode_prompts(["a photo of a cat", "an oil painting"])
+    return x, torch.tensor([37.0, 801.0]), Conditioning.cat([conds["a photo of a cat"], conds["an oil painting"]])
+
+
+def _randomize(network, algo: str) -> None:
+    """Non-zero updates on every adapter (fresh ones are a no-op); DoRA's magnitudes moved by up to ~10%."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(1)
+        for name, param in network.named_parameters():
+            if name.endswith("dora_scale"):
+                param.mul_(1 + 0.1 * torch.randn_like(param))
+            else:
+                param.copy_(torch.randn_like(param) * (0.3 if algo == "loha" else 0.05))
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+@pytest.mark.parametrize("algo", ["loha", "lokr", "dora"])
+def test_lycoris_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer, tmp_path, caplog, kind, algo):
+    backend = make_backend(tokenizer, kind)
+    base = comfy_model_from_diffusers(comfy, backend.unet)
+    x, timesteps, cond = _inputs(backend)
+    h, w = x.shape[-2] * backend.vae_scale_factor, x.shape[-1] * backend.vae_scale_factor
+    y = None if cond.pooled is None else comfy_adm(base, cond.pooled, h, w)
+    config = TrainConfig().replace(preset="all_linear_conv", algo=algo, network_dim=4, network_alpha=2.0,
+                                   conv_dim=2, conv_alpha=1.0)
+    network = build_network(backend, config)
+    assert {lora.algo for _, lora in network.items()} == {algo}
+    assert {lora.kind for _, lora in network.items()} == {"lora", "locon"}
+    _randomize(network, algo)
+    expected = {}
+    with torch.no_grad(), network.attached(backend.unet):
+        for strength in (0.0, *STRENGTHS):
+            network.multiplier = strength
+            expected[strength] = backend.predict(x, timesteps, cond)
+    path = save_trained_slider(tmp_path / f"{algo}.safetensors", network, backend, config,
+                               PromptSet(entries=(PromptPair(target="x"),)), steps=1)
+    assert load_slider(path).metadata["ss_network_module"] == "lycoris.kohya"
+    lora_sd = comfy.utils.load_torch_file(str(path), safe_load=True)
+    try:
+        for strength in STRENGTHS:
+            caplog.clear()
+            with caplog.at_level(logging.WARNING), torch.inference_mode():
+                patched, _ = comfy.sd.load_lora_for_models(base, None, lora_sd, strength, 0)
+            not_loaded = [r.getMessage() for r in caplog.records if "not loaded" in r.getMessage().lower()]
+            assert not not_loaded, f"ComfyUI ignored part of the file: {not_loaded[:5]}"
+            assert len(patched.patches) == len(network.names)
+            got = comfy_eps(comfy, patched, x, timesteps, cond.context, y)
+            diff = (got - expected[strength]).abs().max().item()
+            assert diff <= LORA_TOLERANCE, f"{algo} strength {strength}: max diff {diff:.3g}"
+        assert (expected[1.0] - expected[0.0]).abs().max().item() > 1e-3
+    finally:
+        comfy.model_management.unload_all_models()
