@@ -98,7 +98,7 @@ def _truncated(factors: list[Factor], rank: Optional[int]) -> tuple[torch.Tensor
 
 def _check_shapes(stem: str, factors: list[Factor], names: list[str]) -> None:
     outs = {f.up.shape[0] for f in factors}
-    ins = {f.down_shape[1:] for f in factors}
+    ins = {math.prod(f.down_shape[1:]) for f in factors}  # a LoHa/LoKr 1x1 conv is stored flat: same columns
     if len(outs) > 1 or len(ins) > 1:
         raise AdapterFileError(f"'{stem}' has different layer shapes in {', '.join(names)}: "
                                "these LoRAs were made for different models and cannot be merged")
@@ -134,7 +134,7 @@ def merge_sliders(sources: Sequence[SliderFile], weights: Sequence[float], mode:
         up, down, error = merger(factors, rank)
         worst = max(worst, error)
         k = down.shape[0]
-        kernel = factors[0].down_shape[1:]
+        kernel = max((f.down_shape[1:] for f in factors), key=len)  # a LoRA's [in, 1, 1] over a flat LoHa
         tensors[f"{stem}.{DOWN}"] = down.reshape(k, *kernel).contiguous()
         tensors[f"{stem}.{UP}"] = up.reshape(up.shape[0], k, *([1, 1] if len(kernel) == 3 else [])).contiguous()
         tensors[f"{stem}.{ALPHA}"] = torch.tensor(float(k))
