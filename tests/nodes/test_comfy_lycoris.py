@@ -76,7 +76,59 @@ def test_lycoris_slider_loads_exactly_through_comfy_lora_loader(comfy, tokenizer
             assert len(patched.patches) == len(network.names)
             got = comfy_eps(comfy, patched, x, timesteps, cond.context, y)
             diff = (got - expected[strength]).abs().max().item()
+            print(f"measured: {algo} {kind} strength {strength:+}: max |ComfyUI - LOBA| = {diff:.2e}")  # pytest -s shows it
             assert diff <= LORA_TOLERANCE, f"{algo} strength {strength}: max diff {diff:.3g}"
         assert (expected[1.0] - expected[0.0]).abs().max().item() > 1e-3
+    finally:
+        comfy.model_management.unload_all_models()
+
+
+@pytest.mark.parametrize("algo", ["loha", "lokr", "dora"])
+def test_training_on_the_comfy_backend_and_the_stock_loader_agree(comfy, tmp_path, algo):
+    """ComfyUI's own modules (comfy.ops, inference tensors): the model is left as it was, and the stock loader
+    reproduces the trained student."""
+    import importlib
+
+    from support.pack import import_pack
+    from support.toy_models import random_components
+
+    from loba.sliders.trained import save_trained_slider
+    from loba.toyworld.files import save_toy_checkpoint
+    from loba.toyworld.model import LATENT_SIZE
+    from loba.train.loop import train
+
+    toy = save_toy_checkpoint(tmp_path / "toy.safetensors", random_components(seed=2, tokenizer_folder=tmp_path / "tok"), {})
+    loader = importlib.import_module(f"{import_pack().__name__}.nodes.toyworld_comfy")
+    backend_module = importlib.import_module(f"{import_pack().__name__}.nodes.comfy_backend")
+    with torch.inference_mode():
+        model, clip, _ = loader.load_toyworld_comfy(toy, dtype=torch.float32)
+        backend = backend_module.ComfyBackend(model, clip)
+    prompts = PromptSet(entries=(PromptPair(target="a red circle", neutral="a circle", unconditional="a circle",
+                                            resolutions=((64, 64),)),))
+    config = TrainConfig().replace(algo=algo, preset="all_linear_conv", max_train_steps=2, max_denoising_steps=3,
+                                   learning_rate=3e-2, seed=5)
+    unet = model.model.diffusion_model
+    with torch.inference_mode():
+        before = {k: v.clone() for k, v in unet.state_dict().items()}
+        result = train(backend, prompts, config)
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
+    path = save_trained_slider(tmp_path / "s.safetensors", result.network, backend, config, prompts, 2)
+    x = torch.randn(1, 4, LATENT_SIZE, LATENT_SIZE, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([400])
+    with torch.inference_mode():
+        cond = backend.encode_prompts(["a red circle"])["a red circle"]
+    with torch.no_grad(), backend.training_session(), result.network.attached(backend.denoiser()):
+        student = backend.predict(x, t, cond).float().clone()
+    try:
+        with torch.inference_mode():
+            patched, _ = comfy.sd.load_lora_for_models(model, None, comfy.utils.load_torch_file(str(path), safe_load=True), 1.0, 0)
+            comfy.model_management.load_models_gpu([patched])
+            stock = patched.model.diffusion_model(x, t.float(), context=cond.context).float().clone()
+            comfy.model_management.load_models_gpu([model])
+            base = model.model.diffusion_model(x, t.float(), context=cond.context).float().clone()
+        diff = (student - stock).abs().max().item()
+        print(f"measured: {algo} trained on the ComfyUI backend: max |stock loader - student| = {diff:.2e}")
+        assert diff <= LORA_TOLERANCE
+        assert (student - base).abs().max() > 0
     finally:
         comfy.model_management.unload_all_models()
