@@ -91,3 +91,24 @@ def test_a_lycoris_file_of_another_model_is_refused_on_the_node(pack, toy, lora_
         tensors[f"{stem}.{key}"] = torch.randn(2, tensors[f"{stem}.{key}"].shape[1] + 3)
     with pytest.raises(ValueError, match="LOBA Apply Slider, input 'slider'.*in this MODEL"):
         run_node(pack.nodes["LOBA_ApplySlider"], model=toy.model, slider=pack.module.loba.sliders.kohya.SliderFile(tensors), strength=1.0)
+
+
+def test_targeting_and_optimizer_widgets_train_a_dora_slider_with_dropout_and_its_ema(pack, toy):
+    targeting = run_node(pack.nodes["LOBA_Targeting"], preset="all_linear", network_dim=2, network_alpha=1.0, conv_dim=2,
+                         conv_alpha=1.0, include="", exclude="", rank_pattern="", lr_pattern="", algo="dora", dropout=0.1,
+                         rank_dropout=0.1, module_dropout=0.1).args[0]
+    optimizer = run_node(pack.nodes["LOBA_Optimizer"], optimizer="adamw", weight_decay=0.0, lr_scheduler="constant",
+                         lr_warmup_steps=0, lr_scheduler_num_cycles=1, max_grad_norm=1.0, ema_decay=0.5).args[0]
+    out = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack), targeting=targeting,
+                   optimizer=optimizer, **train_inputs(resolution=0, max_train_steps=2, filename_prefix="loba/dora_ema"))
+    slider, path = out.args[0], out.args[2]
+    assert any(key.endswith(".dora_scale") for key in slider.tensors)
+    ema = path.replace(".safetensors", "-ema.safetensors")
+    loaded = pack.module.loba.sliders.kohya.load_slider(ema)
+    assert set(loaded.tensors) == set(slider.tensors) and loaded.metadata["loba_ema_decay"] == "0.5"
+    stem = sorted(slider.module_stems())[0]
+    assert not torch.equal(loaded.tensors[f"{stem}.lora_up.weight"], slider.tensors[f"{stem}.lora_up.weight"])
+    # an older workflow without the new widgets still validates and trains plain LoRA
+    old = run_node(pack.nodes["LOBA_Targeting"], preset="all_linear", network_dim=2, network_alpha=1.0, conv_dim=2,
+                   conv_alpha=1.0, include="", exclude="", rank_pattern="", lr_pattern="").args[0]
+    assert "algo" not in old.values
