@@ -14,7 +14,7 @@ import torch
 
 @dataclass
 class AdapterDropout:
-    dropout: float = 0.0  # on the rank activations (LoRA/LoCon/DoRA) or the update's output (LoHa/LoKr)
+    dropout: float = 0.0  # on the rank activations (LoRA/LoCon) or the update's output (LoHa/LoKr/DoRA)
     rank_dropout: float = 0.0  # whole rank channels (LoRA) or output rows of the weight update, rescaled
     module_dropout: float = 0.0  # the whole adapter skipped for one forward
     seed: int = 0

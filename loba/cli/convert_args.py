@@ -94,16 +94,18 @@ def convert(tokens: list[str], out: Path) -> tuple[Path, str]:
     from ..sliders.atomic import atomic_write_text
 
     table = from_sdscripts(parse_command_line(tokens))
-    out_dir = table.pop("output_dir", None) or "output"
-    if "prompts_file" in table:  # sd-scripts reads it from the working folder; a run file from its own folder
-        table["prompts_file"] = os.path.relpath(Path(table["prompts_file"]).resolve(), Path(out).resolve().parent)
+    table.setdefault("output_dir", "output")
+    for key in ("prompts_file", "output_dir"):  # sd-scripts reads them from the working folder; a run file from its own
+        table[key] = os.path.relpath(Path(table[key]).resolve(), Path(out).resolve().parent) if key in table else None
+    if table["prompts_file"] is None:
+        del table["prompts_file"]
     training = training_option_keys()
     unknown = sorted(set(table) - training - set(MODEL_KEYS))
     if unknown:
         raise ConfigError(unknown[0], f"--{unknown[0]} is not an sd-scripts LECO option LOBA knows")
     config_from_dict({k: v for k, v in table.items() if k in training}, where="the command line")
     atomic_write_text(out, dumps(table, "Converted from an sd-scripts LECO command line by `loba convert-args`."))
-    return Path(out), f"loba train {shlex.quote(str(out))} --out {shlex.quote(str(out_dir))}"
+    return Path(out), f"loba train {shlex.quote(str(out))}   (output folder: output_dir, or pass --out DIR)"
 
 
 def run(args: argparse.Namespace) -> int:

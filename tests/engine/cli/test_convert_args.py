@@ -26,8 +26,9 @@ def test_the_guides_sdxl_command_line_converts_and_loads(tmp_path, monkeypatch, 
     (tmp_path / "slider.toml").write_text(PROMPTS)
     (tmp_path / "runs").mkdir()
     assert main(["convert-args", "--out", "runs/run.toml", "--", *shlex.split(SDXL_LINE)]) == 0
-    assert "loba train runs/run.toml --out output" in capsys.readouterr().out
+    assert "loba train runs/run.toml" in capsys.readouterr().out
     run = load_run_file(tmp_path / "runs" / "run.toml")
+    assert run.output_dir == "../output"  # sd-scripts' output_dir is the working folder's, the run file's own folder here
     config = run.config
     assert (run.model, run.sdxl, run.clip_skip, run.output_name) == ("sdxl_model.safetensors", True, 2, "my_sdxl_slider")
     assert (config.network.network_dim, config.network.network_alpha, config.network.algo, config.network.conv_dim) == (8, 4.0, "lokr", 4)
@@ -59,3 +60,26 @@ def test_refusals(tmp_path, capsys, line, message):
     assert main(["convert-args", "--out", str(tmp_path / "r.toml"), line]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r.toml").exists()
+
+
+def test_a_converted_command_line_trains_with_output_name_and_output_dir(tmp_path, monkeypatch):
+    """The converted file runs as printed: output_dir stands in for --out, output_name names the slider, and the
+    LoHa network_args and ema_decay reach the files (NAME-ema beside NAME)."""
+    from support.tiny_models import tiny_pipeline
+
+    model = tmp_path / "model"
+    tiny_pipeline(model, "sd1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text('[[prompts]]\ntarget = "a circle"\nresolution = 64\n')
+    line = (f"train_leco.py --pretrained_model_name_or_path={model.as_posix()} --prompts_file=p.toml --output_dir=out "
+            "--output_name=circle --max_train_steps=1 --max_denoising_steps=2 --network_module=lycoris.kohya "
+            "--network_args algo=loha --save_every_n_steps=1")
+    assert main(["convert-args", "--out", "run.toml", line]) == 0
+    with open(tmp_path / "run.toml", "a") as handle:
+        handle.write("ema_decay = 0.5\n")  # a LOBA option beside the converted ones
+    assert main(["train", "run.toml", "--quiet"]) == 0
+    files = sorted(p.name for p in (tmp_path / "out").glob("*.safetensors"))
+    assert files == ["circle-ema.safetensors", "circle.safetensors"]
+    from loba.sliders.kohya import load_slider
+
+    assert any(".hada_w1_a" in key for key in load_slider(tmp_path / "out" / "circle.safetensors").tensors)
