@@ -119,3 +119,19 @@ def test_ema_average_is_the_decayed_mean():
         network.lora("0").lora_up.weight.add_(1.0)
     ema.update(network)
     assert torch.allclose(ema.state["0"]["lora_up.weight"], start + 0.5)
+
+
+def test_dropout_draws_only_in_the_student_forward_of_a_training_step(sd1_backend, monkeypatch):
+    """The partial denoise runs with the adapter on (denoise_with_adapter) and the teachers with it off: neither
+    may drop; only the student forward (autograd on) does."""
+    calls = []
+    original = AdapterDropout.skip_module
+
+    def recording(self, device):
+        calls.append(torch.is_grad_enabled())
+        return original(self, device)
+
+    monkeypatch.setattr(AdapterDropout, "skip_module", recording)
+    config = FAST.replace(max_train_steps=1, module_dropout=0.1, denoise_with_adapter=True)
+    train(sd1_backend, PROMPTS, config)
+    assert calls and all(calls)
