@@ -46,7 +46,11 @@ SUPPORT = {
     "prompts_file": ("supported", "prompts_file"),
     "pretrained_model_name_or_path": ("supported", "pretrained_model_name_or_path"),
     "gradient_accumulation_steps": ("refused unless 1", "LOBA steps the optimizer every step"),
+    "full_fp16": ("refused", "the adapter trains in float32 (use mixed_precision = fp16)"),
+    "full_bf16": ("refused", "the adapter trains in float32 (use mixed_precision = bf16)"),
+    "network_train_text_encoder_only": ("refused", "LECO does not support text encoder LoRA training (sd-scripts' reason)"),
 }
+REFUSED_FLAGS = ("full_fp16", "full_bf16", "network_train_text_encoder_only")
 # Accepted and without effect on what is trained (memory/speed switches LOBA decides itself, logging, metadata).
 IGNORED = {"sdpa", "xformers", "mem_eff_attn", "no_metadata", "network_train_unet_only", "training_comment", "lowram",
            "highvram", "cache_latents", "cache_latents_to_disk", "logging_dir", "log_with", "log_prefix",
@@ -132,6 +136,10 @@ def from_sdscripts(table: dict[str, Any]) -> dict[str, Any]:
     if "max_train_epochs" in table:
         raise ConfigError("max_train_epochs", "--max_train_epochs is not supported for LECO (the training loop is "
                                               "step-based only); set max_train_steps instead")
+    for key in REFUSED_FLAGS:
+        if table.get(key):
+            raise ConfigError(key, f"{key} is not supported: {SUPPORT[key][1]}")
+        table.pop(key, None)
     for key in sorted(NOT_YET & set(table)):
         if table[key] not in (None, False):
             raise ConfigError(key, f"{key} is not yet supported by LOBA ({SUPPORT[key][1]}); remove it for now")

@@ -58,6 +58,8 @@ def test_optimizer_learning_rates_and_saving():
     ({"network_args": ["conv_dim"]}, "network_args", "not key=value"),
     ({"optimizer_type": "DAdaptation"}, "optimizer_type", "not supported"),
     ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps", "every step"),
+    ({"full_bf16": True}, "full_bf16", "float32"),
+    ({"network_train_text_encoder_only": True}, "network_train_text_encoder_only", "LECO does not support text encoder"),
     ({"network_args": ["block_dims=1,2,3"]}, "block_dims", "25 values"),
     ({"network_args": ["down_lr_weight=sine"]}, "down_lr_weight", "preset 'sine' is not supported"),
 ])
