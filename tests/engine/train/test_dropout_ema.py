@@ -121,7 +121,8 @@ def test_ema_average_is_the_decayed_mean():
     assert torch.allclose(ema.state["0"]["lora_up.weight"], start + 0.5)
 
 
-def test_dropout_draws_only_in_the_student_forward_of_a_training_step(sd1_backend, monkeypatch):
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_dropout_draws_only_in_the_student_forward_of_a_training_step(request, family, monkeypatch):
     """The partial denoise runs with the adapter on (denoise_with_adapter) and the teachers with it off: neither
     may drop; only the student forward (autograd on) does."""
     calls = []
@@ -132,6 +133,8 @@ def test_dropout_draws_only_in_the_student_forward_of_a_training_step(sd1_backen
         return original(self, device)
 
     monkeypatch.setattr(AdapterDropout, "skip_module", recording)
-    config = FAST.replace(max_train_steps=1, module_dropout=0.1, denoise_with_adapter=True)
-    train(sd1_backend, PROMPTS, config)
+    config = FAST.replace(max_train_steps=1, max_denoising_steps=2, module_dropout=0.1, dropout=0.1, denoise_with_adapter=True,
+                          ema_decay=0.9)
+    result = train(request.getfixturevalue(f"{family}_backend"), PROMPTS, config)
     assert calls and all(calls)
+    assert result.network.ema is not None and set(result.network.ema.state) == set(result.network.names)
