@@ -60,7 +60,7 @@ OPTIMIZER_NAMES = {"adamw": "adamw", "adamw8bit": "adamw8bit", "lion": "lion", "
 NETWORK_ARGS = {"conv_dim": "conv_dim", "conv_alpha": "conv_alpha", "dropout": "dropout", "rank_dropout": "rank_dropout",
                 "module_dropout": "module_dropout"}
 BLOCK_ARGS = {"block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight", "mid_lr_weight",
-              "up_lr_weight"}
+              "up_lr_weight", "block_lr_zero_threshold"}
 NOT_YET = {key for key, (status, _) in SUPPORT.items() if status == "not yet"}
 
 

@@ -93,6 +93,8 @@ def _lr_weights(values: dict, family: str) -> Optional[list]:
         return numbers + [1.0] * (length - len(numbers))
 
     weights = side("down_lr_weight", sides) + side("mid_lr_weight", mid) + side("up_lr_weight", sides)
+    threshold = float(values.get("block_lr_zero_threshold", 0.0))  # sd-scripts: weights not above it become 0
+    weights = [w if w > threshold else 0.0 for w in weights]
     return [1.0] + weights + [1.0] if family == "sdxl" else weights
 
 
@@ -119,9 +121,11 @@ def block_tables(values: dict, sdxl: Optional[bool]) -> dict[str, Any]:
             if alphas is not None:
                 alpha[regex] = alphas[block]
     weights = _lr_weights(values, family)
-    for block, weight in enumerate(weights or ()):
+    for block, weight in enumerate(weights or ()):  # indexed by block, as sd-scripts' block_lr_weight[block_idx]
         regex = block_regex(family, block)
-        if regex is not None and weight != 1.0:
+        if regex is not None and weight == 0:
+            exclude.append(f"(?:{regex})")  # sd-scripts makes no module where the lr weight is 0
+        elif regex is not None and weight != 1.0:
             lr[f"(?:{regex})"] = weight
     tables = {"rank_pattern": rank, "alpha_pattern": alpha, "lr_pattern": lr, "exclude": tuple(exclude)}
     return {key: value for key, value in tables.items() if value}

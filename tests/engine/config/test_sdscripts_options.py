@@ -153,3 +153,15 @@ def test_block_dim_zero_leaves_the_block_out():
     config = config_from_dict(from_sdscripts({"network_args": [f"block_dims={','.join(dims)}"]}))
     names = [spec.name for spec in select_targets(tiny_unet("sd1"), config.network)]
     assert names and not any(name.startswith("mid_block.") for name in names)
+
+
+def test_lr_weight_zero_and_block_lr_zero_threshold_leave_blocks_out():
+    # sd-scripts indexes the down list by block: entry 0 is block 0 (conv_in, no LoRA), entry 1 block 1, ...
+    tables = from_sdscripts({"network_args": ["down_lr_weight=1,0.05,0.5", "block_lr_zero_threshold=0.1"]})
+    assert list(tables["lr_pattern"].values()) == [0.5]  # block 2; blocks 3.. stay 1 (no entry)
+    config = config_from_dict(tables).replace(preset="all_linear_conv")
+    unet = tiny_unet("sd1")
+    block_1 = ("down_blocks.0.attentions.0.", "down_blocks.0.resnets.0.")
+    assert any(name.startswith(block_1) for name, _ in unet.named_modules())
+    names = [spec.name for spec in select_targets(unet, config.network)]
+    assert names and not any(name.startswith(block_1) for name in names)
