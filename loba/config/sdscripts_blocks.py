@@ -9,6 +9,7 @@ Each block becomes one regex over LOBA's module names, which are diffusers or LD
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from ..errors import ConfigError
@@ -78,6 +79,21 @@ def _per_block(name: str, value: Any, family: str, cast) -> list:
     return numbers
 
 
+def _preset(key: str, text: str, length: int) -> list:
+    """sd-scripts' named lr-weight curves (get_block_lr_weight's get_list), NAME or NAME+base."""
+    name, _, base = text.strip().partition("+")
+    try:
+        base_lr = float(base) if base else 0.0
+    except ValueError:
+        raise ConfigError(key, f"{text!r}: the part after + must be a number, e.g. sine+0.5") from None
+    steps = [i / (length - 1) for i in range(length)]
+    curves = {"sine": [math.sin(math.pi * s / 2) for s in steps], "cosine": [math.sin(math.pi * s / 2) for s in reversed(steps)],
+              "linear": steps, "reverse_linear": list(reversed(steps)), "zeros": [0.0] * length}
+    if name not in curves:
+        raise ConfigError(key, f"the preset {name!r} is not one of sd-scripts' ({', '.join(curves)}); or give {length} numbers")
+    return [value + base_lr for value in curves[name]]
+
+
 def _lr_weights(values: dict, family: str) -> Optional[list]:
     """sd-scripts' parse_block_lr_kwargs: lists padded with 1 (or cut) to the block count; presets refused."""
     if not any(key in values for key in ("down_lr_weight", "mid_lr_weight", "up_lr_weight")):
@@ -88,7 +104,7 @@ def _lr_weights(values: dict, family: str) -> Optional[list]:
         if key not in values:
             return [1.0] * length
         if isinstance(values[key], str) and "," not in values[key] and not values[key].strip().replace(".", "").isdigit():
-            raise ConfigError(key, f"the preset {values[key]!r} is not supported; give the {length} numbers")
+            return _preset(key, values[key], length)
         numbers = _numbers(key, values[key], float)[:length]
         return numbers + [1.0] * (length - len(numbers))
 

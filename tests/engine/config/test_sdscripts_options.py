@@ -61,7 +61,7 @@ def test_optimizer_learning_rates_and_saving():
     ({"full_bf16": True}, "full_bf16", "float32"),
     ({"network_train_text_encoder_only": True}, "network_train_text_encoder_only", "LECO does not support text encoder"),
     ({"network_args": ["block_dims=1,2,3"]}, "block_dims", "25 values"),
-    ({"network_args": ["down_lr_weight=sine"]}, "down_lr_weight", "preset 'sine' is not supported"),
+    ({"network_args": ["down_lr_weight=wave"]}, "down_lr_weight", "preset 'wave' is not one of sd-scripts'"),
 ])
 def test_refusals_name_the_option_and_the_reason(options, field, message):
     with pytest.raises(ConfigError, match=message) as error:
@@ -165,3 +165,15 @@ def test_lr_weight_zero_and_block_lr_zero_threshold_leave_blocks_out():
     assert any(name.startswith(block_1) for name, _ in unet.named_modules())
     names = [spec.name for spec in select_targets(unet, config.network)]
     assert names and not any(name.startswith(block_1) for name in names)
+
+
+def test_lr_weight_presets_are_sd_scripts_curves():
+    import math
+
+    tables = from_sdscripts({"network_args": ["down_lr_weight=sine+0.5", "up_lr_weight=reverse_linear"]})
+    weights = list(tables["lr_pattern"].values())
+    down = [math.sin(math.pi * (i / 11) / 2) + 0.5 for i in range(12)][1:]  # entry 0 is block 0 (no LoRA)
+    up = [i / 11 for i in reversed(range(12))]
+    expected = [w for w in down + up if w != 1.0]
+    assert weights[:len(down)] == pytest.approx(down)
+    assert len(tables["exclude"]) == 1 and weights == pytest.approx(expected[:len(weights)])  # up's last weight is 0
