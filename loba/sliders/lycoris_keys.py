@@ -83,7 +83,7 @@ def raw_update(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
         w2 = _mm(state, "lokr_w2_a", "lokr_w2_b")
     if w2.ndim == 4:
         w1 = w1[:, :, None, None]
-    return torch.kron(w1, w2)
+    return torch.kron(w1.contiguous(), w2.contiguous())  # kron views its inputs: einsum output may be strided
 
 
 def lycoris_scale(state: Mapping[str, torch.Tensor]) -> float:

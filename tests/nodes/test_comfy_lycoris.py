@@ -132,3 +132,28 @@ def test_training_on_the_comfy_backend_and_the_stock_loader_agree(comfy, tmp_pat
         assert (student - base).abs().max() > 0
     finally:
         comfy.model_management.unload_all_models()
+
+
+def test_lycoris_update_is_comfyuis_for_other_trainers_forms(comfy):
+    """The update LOBA computes from a file (merge, fit checks) is the one ComfyUI's weight adapters compute, also
+    for forms LOBA does not write: LoHa tucker cores, LoKr with factored w1 / full w2. (LoKr with a tucker w2 is left
+    out: ComfyUI 0.3.64's own LoKr code fails on it with this torch, torch.kron of a strided einsum result, and logs
+    the error instead of patching.)"""
+    from loba.sliders.lycoris_keys import lycoris_update
+
+    gen = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    modules = {
+        "loha_tucker": ({"hada_t1": rand(2, 2, 3, 3), "hada_w1_a": rand(2, 6), "hada_w1_b": rand(2, 4), "hada_t2": rand(2, 2, 3, 3),
+                         "hada_w2_a": rand(2, 6), "hada_w2_b": rand(2, 4), "alpha": torch.tensor(1.0)}, (6, 4, 3, 3)),
+        "lokr_w1ab": ({"lokr_w1_a": rand(2, 3), "lokr_w1_b": rand(3, 2), "lokr_w2": rand(3, 4), "alpha": torch.tensor(4.0)}, (6, 8)),
+        "lokr_plain": ({"lokr_w1": rand(2, 2), "lokr_w2_a": rand(3, 2), "lokr_w2_b": rand(2, 8), "alpha": torch.tensor(1.0)}, (6, 16)),
+    }
+    for name, (state, shape) in modules.items():
+        lora = {f"{name}.{key}": value for key, value in state.items()}
+        (adapter,) = comfy.lora.load_lora(lora, {name: name}).values()
+        theirs = adapter.calculate_weight(torch.zeros(shape), name, 1.0, 1.0, None, lambda w: w)
+        assert (lycoris_update(state) - theirs.reshape(shape[0], -1)).abs().max() < 1e-5, name

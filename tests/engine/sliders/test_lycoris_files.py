@@ -113,3 +113,34 @@ def test_conv_kernel_is_read_from_the_layer_name():
     assert kernel_of("lora_unet_input_blocks_1_0_in_layers_2", 288) == (32, 3, 3)
     assert kernel_of("lora_unet_down_blocks_0_attentions_0_proj_in", 288) == (288,)
     assert SliderFile({}).module_stems() == set()
+
+
+def test_other_trainers_lycoris_forms_load_and_merge(tmp_path):
+    """LoHa with tucker cores (3x3 conv) and LoKr with a factored w1 and a full w2, as LyCORIS writes them."""
+    gen = torch.Generator().manual_seed(7)
+    conv, linear = "lora_unet_down_blocks_0_resnets_0_conv1", "lora_unet_down_blocks_0_attentions_0_proj_out"
+    r, out, inp = 2, 6, 4
+    tensors = {f"{conv}.hada_t1": torch.randn(r, r, 3, 3, generator=gen), f"{conv}.hada_w1_a": torch.randn(r, out, generator=gen),
+               f"{conv}.hada_w1_b": torch.randn(r, inp, generator=gen), f"{conv}.hada_t2": torch.randn(r, r, 3, 3, generator=gen),
+               f"{conv}.hada_w2_a": torch.randn(r, out, generator=gen), f"{conv}.hada_w2_b": torch.randn(r, inp, generator=gen),
+               f"{conv}.alpha": torch.tensor(1.0),
+               f"{linear}.lokr_w1_a": torch.randn(2, r, generator=gen), f"{linear}.lokr_w1_b": torch.randn(r, 2, generator=gen),
+               f"{linear}.lokr_w2": torch.randn(3, 4, generator=gen), f"{linear}.alpha": torch.tensor(4.0)}
+    save_file(tensors, str(tmp_path / "other.safetensors"))
+    source = load_slider(tmp_path / "other.safetensors")
+    state = source.module_state(conv)
+
+    def tucker(t, b, a):
+        return torch.einsum("i j k l, j r, i p -> p r k l", t, b, a)
+
+    loha = tucker(state["hada_t1"], state["hada_w1_b"], state["hada_w1_a"]) * tucker(state["hada_t2"], state["hada_w2_b"],
+                                                                                     state["hada_w2_a"]) * (1.0 / r)
+    assert torch.allclose(lycoris_update(state), loha.reshape(out, -1))
+    lokr_state = source.module_state(linear)
+    lokr = torch.kron(lokr_state["lokr_w1_a"] @ lokr_state["lokr_w1_b"], lokr_state["lokr_w2"]) * (4.0 / r)
+    assert torch.allclose(lycoris_update(lokr_state), lokr)
+    merged, _ = merge_sliders([source], [1.0], "sum")
+    for stem, want in ((conv, loha.reshape(out, -1)), (linear, lokr)):
+        got = merged.module_state(stem)
+        assert (got["lora_up.weight"].flatten(1) @ got["lora_down.weight"].flatten(1) - want).abs().max() < 1e-4
+    assert merged.module_state(conv)["lora_down.weight"].shape[1:] == (inp, 3, 3)
