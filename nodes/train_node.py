@@ -128,6 +128,7 @@ class TrainSliderNode(io.ComfyNode):
             paths.discard_if_empty()
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
         save_slider_file(slider_file, save_path, config.save_precision)
+        slider.save_ema(save_path, cls._workflow_metadata())  # NAME-ema beside it when ema_decay > 0
         if slider.stopped:
             # Saved above; now let ComfyUI end the run as interrupted, so this partial result is not cached as done.
             raise_interrupt()

@@ -35,6 +35,9 @@ def _no_autocast(device: torch.device):
 class LoRAModule(nn.Module):
     """delta(x) = up(down(x)) * alpha / rank, with float32 master weights whatever the model dtype."""
 
+    algo = "lora"
+    STATE_KEYS = ("lora_down.weight", "lora_up.weight", "alpha")
+
     def __init__(self, base: nn.Module, rank: int, alpha: float):
         super().__init__()
         kind = adapter_kind(base)
@@ -73,11 +76,15 @@ class LoRAModule(nn.Module):
         with _no_autocast(x.device):
             return self.lora_up(self.lora_down(x.float())) * self.scale
 
-    def delta_scaled(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+    def delta_scaled(self, x: torch.Tensor, factor: float, base: nn.Module | None = None, drop=None) -> torch.Tensor:
         """delta_float(x) * factor with one full-size multiply and, for Linear, no module-call overhead: the
-        hook runs on every adapted layer of every forward, so this is the hot path."""
+        hook runs on every adapted layer of every forward, so this is the hot path. `drop` (an AdapterDropout,
+        training only): kohya's dropout and rank dropout on the rank activations."""
         with _no_autocast(x.device):
             x = x.float()
+            if drop is not None:
+                h = drop.rank_channels(drop.activations(self.lora_down(x)))
+                return self.lora_up(h) * (self.scale * factor)
             if isinstance(self.lora_down, nn.Linear):
                 h = F.linear(F.linear(x, self.lora_down.weight), self.lora_up.weight)
             else:

@@ -11,10 +11,20 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import AdapterFileError, UnsupportedModelError
+from .dropout import AdapterDropout
 from .lora import ADAPTERS, LoRAModule, adapter_kind
 from .target_spec import TargetSpec
 
-STATE_KEYS = ("lora_down.weight", "lora_up.weight", "alpha")
+STATE_KEYS = LoRAModule.STATE_KEYS
+# The tensor that tells each LyCORIS layout apart in a file (or a stored state); plain LoRA otherwise.
+ALGO_MARKERS = (("hada_w1_a", "loha"), ("lokr_w1", "lokr"), ("dora_scale", "dora"))
+# The tensor whose first dimension is the rank, per algorithm.
+RANK_KEYS = {"loha": ("hada_w1_b", 0), "lokr": ("lokr_w2_b", 0), "dora": ("lora_down.weight", 0)}
+
+
+def algo_of(tensors: Mapping[str, torch.Tensor]) -> str:
+    """'loha', 'lokr', 'dora', or 'lora' (LoRA/LoCon) from the tensor names of one module."""
+    return next((algo for marker, algo in ALGO_MARKERS if marker in tensors), "lora")
 
 
 def _key(name: str) -> str:
@@ -49,6 +59,8 @@ class AdapterNetwork(nn.Module):
             self.lr_multipliers[spec.name] = float(spec.lr_multiplier)
         self._handles: list[RemovableHandle] = []
         self._multiplier = 1.0
+        self.dropout = AdapterDropout()  # all zero: no draws, the hooks' plain path
+        self.ema = None  # an AdapterEMA when the run keeps one (loba/adapters/ema.py)
 
     # -- multiplier -------------------------------------------------------------------------
     @property
@@ -111,7 +123,10 @@ class AdapterNetwork(nn.Module):
             if multiplier == 0:
                 return None  # bit-identical base output, and no adapter compute for teacher passes
             x = args[0] if args else next(iter(kwargs.values()))
-            return output + lora.delta_scaled(x, multiplier).to(output.dtype)
+            drop = self.dropout if self.dropout.enabled and self.training and torch.is_grad_enabled() else None
+            if drop is not None and drop.skip_module(output.device):
+                return None
+            return output + lora.delta_scaled(x, multiplier, module, drop).to(output.dtype)
 
         return add_delta
 
@@ -130,11 +145,12 @@ class AdapterNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def module_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Per dotted module name: copies of lora_down.weight, lora_up.weight and alpha (float32)."""
+        """Per dotted module name: copies of the adapter's file tensors (LoRA: lora_down.weight, lora_up.weight
+        and alpha), float32."""
         state = {}
         for name, lora in self.items():
             tensors = lora.state_dict()
-            state[name] = {key: tensors[key].detach().clone() for key in STATE_KEYS}
+            state[name] = {key: tensors[key].detach().clone() for key in lora.STATE_KEYS}
         return state
 
     def load_module_state(self, state: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
@@ -146,26 +162,36 @@ class AdapterNetwork(nn.Module):
         with torch.no_grad():
             for name, lora in self.items():
                 targets = dict(lora.named_parameters()) | dict(lora.named_buffers())
-                for key in STATE_KEYS:
+                for key in lora.STATE_KEYS:
+                    if key not in state[name]:
+                        raise AdapterFileError(f"module '{name}': the {lora.algo} adapter needs '{key}', "
+                                               f"the state has {', '.join(sorted(state[name]))}")
                     _copy_into(targets[key], state[name][key], name, key)
 
     @classmethod
     def from_state(cls, root: nn.Module, state: Mapping[str, Mapping[str, torch.Tensor]]) -> AdapterNetwork:
         """Rebuild a network whose ranks and alphas come from the tensors, then load them."""
-        specs = []
-        for name, tensors in state.items():
-            base = _find(root, name, error=AdapterFileError)
-            kind = adapter_kind(base)
-            down = tensors.get("lora_down.weight")
-            if kind is None or down is None or down.ndim not in (2, 4):
-                raise AdapterFileError(f"module '{name}': cannot build an adapter for {type(base).__name__} "
-                                       "from these tensors")
-            alpha = tensors.get("alpha")
-            rank = int(down.shape[0])
-            specs.append(TargetSpec(name, kind, rank, float(alpha) if alpha is not None else float(rank)))
+        specs = [_spec_from_tensors(root, name, tensors) for name, tensors in state.items()]
         network = cls(specs, root)
+        for name, tensors in state.items():
+            adopt = getattr(network.lora(name), "adopt_shapes", None)
+            if adopt is not None:
+                adopt(tensors, name)
         network.load_module_state({name: _with_alpha(tensors, network.lora(name)) for name, tensors in state.items()})
         return network
+
+
+def _spec_from_tensors(root: nn.Module, name: str, tensors: Mapping[str, torch.Tensor]) -> TargetSpec:
+    base = _find(root, name, error=AdapterFileError)
+    kind, algo = adapter_kind(base), algo_of(tensors)
+    rank_key, dim = RANK_KEYS.get(algo, ("lora_down.weight", 0))
+    rank_tensor = tensors.get(rank_key)
+    if kind is None or rank_tensor is None or rank_tensor.ndim not in (2, 4):
+        raise AdapterFileError(f"module '{name}': cannot build an adapter for {type(base).__name__} "
+                               "from these tensors")
+    alpha = tensors.get("alpha")
+    rank = int(rank_tensor.shape[dim])
+    return TargetSpec(name, kind if algo == "lora" else algo, rank, float(alpha) if alpha is not None else float(rank))
 
 
 def _find(root: nn.Module, name: str, error: type[Exception] = UnsupportedModelError) -> nn.Module:

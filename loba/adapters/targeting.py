@@ -17,6 +17,7 @@ from torch import nn
 from ..config.train_config import NetworkConfig
 from ..errors import ConfigError
 from ..registry import Registry
+from .lokr import factorization
 from .lora import adapter_kind
 from .target_spec import TargetSpec
 
@@ -130,7 +131,7 @@ class _Rules:
         rank = _number("rank_pattern", _pattern_of(self.rank, name), _first_match(self.rank, name, rank), int, 1)
         alpha = _number("alpha_pattern", _pattern_of(self.alpha, name), _first_match(self.alpha, name, alpha), float, 0)
         lr = _number("lr_pattern", _pattern_of(self.lr, name), _first_match(self.lr, name, 1.0), float, 0)
-        return TargetSpec(name, kind, int(rank), float(alpha), float(lr))
+        return TargetSpec(name, kind if cfg.algo == "lora" else cfg.algo, int(rank), float(alpha), float(lr))
 
 
 def _pattern_of(table: list[tuple[re.Pattern, object]], name: str) -> str:
@@ -160,11 +161,14 @@ def select_targets(root: nn.Module, cfg: NetworkConfig) -> list[TargetSpec]:
 
 
 def adapter_parameters(spec: TargetSpec, module: nn.Module) -> int:
-    """r*(in+out) for Linear; r*in*kh*kw + out*r for Conv2d (same formula as LoRAModule's shapes)."""
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return spec.rank * module.in_channels * kh * kw + module.out_channels * spec.rank
-    return spec.rank * (module.in_features + module.out_features)
+    """LoRA: r*(in*kh*kw + out) (LoRAModule's shapes); LoHa twice that; DoRA plus its magnitude; LoKr its blocks."""
+    out, inputs = module.weight.shape[0], module.weight.shape[1]
+    kernel = module.weight[0, 0].numel() if module.weight.ndim == 4 else 1
+    lora = spec.rank * (inputs * kernel + out)
+    if spec.kind == "lokr":
+        (out_l, out_k), (in_m, in_n) = factorization(out), factorization(inputs)
+        return out_l * in_m + out_k * spec.rank + spec.rank * in_n * kernel
+    return {"loha": 2 * lora, "dora": lora + inputs}.get(spec.kind, lora)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
     loba toyworld build|competence|export-diffusers ...
+    loba convert-args --out RUN.toml -- [accelerate launch] sdxl_train_leco.py --option=value ...
 
 Each command is a registered (add_arguments, run) pair; heavy imports happen inside run.
 """
@@ -142,6 +143,20 @@ def _toyworld(args) -> int:
 COMMANDS.register("train", Command("train a slider from a TOML/JSON run file", _train_arguments, _train))
 COMMANDS.register("demo", Command("train and evaluate two sliders on the embedded toy model (offline, CPU)", _demo_arguments, _demo))
 COMMANDS.register("eval", Command("score a slider on the toy world: metrics.json and grid.png", _eval_arguments, _eval))
+def _convert_args_arguments(parser: argparse.ArgumentParser) -> None:
+    from .convert_args import add_arguments
+
+    add_arguments(parser)
+
+
+def _convert_args(args) -> int:
+    from .convert_args import run
+
+    return run(args)
+
+
+COMMANDS.register("convert-args", Command("an sd-scripts LECO command line (train_leco.py, sdxl_train_leco.py) as a run file",
+                                          _convert_args_arguments, _convert_args))
 COMMANDS.register("toyworld", Command("the toy-world text-to-image model", _toyworld_arguments, _toyworld))
 
 

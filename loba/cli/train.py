@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config.runfile import load_run_file
+from ..errors import ConfigError
 from ..images import parse_weights
 from ..models.sources import ModelSource
 from ..train.callbacks import StepReport, TrainCallbacks, TrainStart
@@ -24,8 +25,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="run file: model, training options and prompts (sd-scripts LECO keys work)")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output folder: slider.safetensors, loss.csv, checkpoints/, slider-NNNNNN.safetensors, samples/")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder: slider.safetensors (or <output_name>.safetensors), loss.csv, checkpoints/, "
+                             "slider-NNNNNN.safetensors, samples/ (default: the run file's output_dir)")
     parser.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest in OUT/checkpoints")
     parser.add_argument("--model", help="base model: a diffusers folder, hub id, checkpoint file or 'toyworld' "
                                         "(overrides pretrained_model_name_or_path)")
@@ -79,7 +81,7 @@ def stop_on_signals(callbacks: CliCallbacks) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_train(config_path: Path, out_dir: Path, *, resume: Optional[str] = None, model: Optional[str] = None,
+def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[str] = None, model: Optional[str] = None,
               overrides: Optional[dict] = None, quiet: bool = False, preview_every: int = 0,
               preview_weights: str = "-1, 0, 1") -> int:
     from ..train.run import RunRequest, run_training
@@ -88,6 +90,9 @@ def run_train(config_path: Path, out_dir: Path, *, resume: Optional[str] = None,
     if model:
         overrides["pretrained_model_name_or_path"] = model
     run = load_run_file(config_path, overrides)
+    out_dir = out_dir or (run.output_dir and Path(config_path).parent / run.output_dir)
+    if not out_dir:
+        raise ConfigError("out", f"no output folder: pass --out DIR or set output_dir in {Path(config_path).name}")
     weights = tuple(parse_weights(preview_weights, "--preview-weights")) if preview_every else ()
     source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
                          with_vae=bool(preview_every), clip_skip=run.clip_skip,
@@ -97,7 +102,7 @@ def run_train(config_path: Path, out_dir: Path, *, resume: Optional[str] = None,
                          preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every))
     with stop_on_signals(callbacks):
         slider = run_training(request)
-    path = slider.save(Path(out_dir) / "slider.safetensors")
+    path = slider.save(Path(out_dir) / f"{run.output_name}.safetensors")
     final = slider.losses[-1] if slider.losses else float("nan")
     print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
     if callbacks.stop_signal is not None:

@@ -14,7 +14,9 @@ from typing import Any, Optional
 from ..errors import ConfigError
 from ..prompts import PromptSet
 from ..prompts.loader import load_prompt_file, prompt_set_from_dict, read_prompt_table, training_option_keys
+from .leco_yaml import from_leco_config
 from .migrations import migrate
+from .sdscripts import from_sdscripts
 from .train_config import SECTIONS, TrainConfig, config_from_dict
 
 MODEL_KEYS = {
@@ -28,7 +30,10 @@ MODEL_KEYS = {
     "device": "cpu, cuda, cuda:1, mps ...",
     "clip_skip": "text encoder layer counted from the end, as ComfyUI's CLIPSetLastLayer(-N): 1 last, 2 penultimate "
                  "(unset: the model's default, 1 for SD1, 2 for SD2 and SDXL)",
-    "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
+    "prompts_file": "a separate prompt TOML/JSON/YAML (sd-scripts LECO format, p1atdev LECO's YAML list, or LOBA's)",
+    "v2": "sd-scripts' SD2 switch: accepted, the family is detected from the model's weights",
+    "output_name": "the final slider's file name in the output folder (sd-scripts' output_name; default slider)",
+    "output_dir": "the output folder when `loba train` gets no --out (sd-scripts' output_dir)",
 }
 
 
@@ -44,6 +49,8 @@ class RunFile:
     device: str = "cpu"
     clip_skip: Optional[int] = None
     zero_terminal_snr: bool = False
+    output_name: str = "slider"
+    output_dir: Optional[str] = None
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -51,7 +58,7 @@ def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
     """(model keys, training config, prompt set) of a parsed run table of any config version, with `overrides`
     (current-version option names, e.g. `--set`) laid over it after its migration."""
     # Migrated whole, before it is split: a renamed option is only a training key under its new name.
-    data = {**migrate(data), **(overrides or {})}
+    data = from_sdscripts({**migrate(from_leco_config(data, base_dir)), **(overrides or {})})
     model_values = {key: data.pop(key) for key in list(data) if key in MODEL_KEYS}
     training_keys = training_option_keys() | set(SECTIONS)
     training = {key: data.pop(key) for key in list(data) if key in training_keys}
@@ -79,7 +86,15 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         device=str(model_values.get("device", "cpu")),
         clip_skip=_clip_skip(model_values.get("clip_skip")),
         zero_terminal_snr=_flag(model_values, "zero_terminal_snr"),
+        output_name=_output_name(model_values.get("output_name", "slider")),
+        output_dir=None if model_values.get("output_dir") is None else str(model_values["output_dir"]),
     )
+
+
+def _output_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or Path(value).name != value or value in (".", ".."):
+        raise ConfigError("output_name", f"{value!r} must be a plain file name (no folders), e.g. my_slider")
+    return value.removesuffix(".safetensors")
 
 
 def _clip_skip(value: Any) -> Optional[int]:

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from .bounds import check_bounds, option, require
 from .tables import check_finite_values, check_pattern_table, check_regex
 
+ADAPTER_ALGOS = ("lora", "loha", "lokr", "dora")
 # The format version of configs LOBA writes; loba/config/migrations.py brings older ones up to it.
 CONFIG_VERSION = 1
 
@@ -42,6 +43,14 @@ class NetworkConfig(Bounded):
     rank_pattern: dict = option({}, "Per-block rank: {regex: rank}; the first regex that matches a module name wins.")
     alpha_pattern: dict = option({}, "Per-block alpha: {regex: alpha}; the first regex that matches wins.")
     lr_pattern: dict = option({}, "Per-layer learning-rate multipliers: {regex: multiplier}; first match wins.")
+    algo: str = option("lora", "Adapter type: lora (LoRA/LoCon), or the LyCORIS loha, lokr or dora; all save in the "
+                       "layouts ComfyUI and A1111 load.", choices=ADAPTER_ALGOS)
+    dropout: float = option(0.0, "Network dropout on the adapter's rank activations (LoHa/LoKr/DoRA: on its output), "
+                            "training only; 0 = off.", min=0.0, max=0.9)
+    rank_dropout: float = option(0.0, "Drop whole rank channels (LoHa/LoKr/DoRA: output rows) in training; 0 = off.",
+                                 min=0.0, max=0.9)
+    module_dropout: float = option(0.0, "Skip each adapted layer with this probability in training; 0 = off.",
+                                   min=0.0, max=0.9)
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,6 +74,8 @@ class OptimizerConfig(Bounded):
     lr_warmup_steps: int = option(0, "Linear warmup steps before the schedule starts.", min=0)
     lr_scheduler_num_cycles: int = option(1, "Restarts for cosine_with_restarts.", min=1)
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this value; 0 disables clipping.", min=0.0)
+    ema_decay: float = option(0.0, "Keep an EMA of the adapter weights (e.g. 0.999), saved beside the slider as "
+                              "NAME-ema.safetensors; 0 = off.", min=0.0, max=0.99999)
 
     def __post_init__(self):
         super().__post_init__()
@@ -134,6 +145,11 @@ class TrainConfig(Bounded):
         super().__post_init__()
         # Read at call time, not bound at import, so that the migration tests can raise the version.
         require(int(self.version) <= CONFIG_VERSION, "version", newer_version_message(self.version))
+        net = self.network
+        # The recomputed forward of gradient checkpointing would draw other dropout masks than the first one.
+        require(not (self.gradient_checkpointing and (net.dropout or net.rank_dropout or net.module_dropout)),
+                "gradient_checkpointing", "dropout, rank_dropout and module_dropout cannot be combined with "
+                "gradient_checkpointing (the recomputed forward would drop other units); turn one of them off")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,4 +1,5 @@
-"""Prompt files: sd-scripts LECO TOML (both formats) plus LOBA's extensions, as TOML or JSON.
+"""Prompt files: sd-scripts LECO TOML (both formats) plus LOBA's extensions, as TOML or JSON; p1atdev LECO's
+YAML prompt list as [[prompts]].
 
 Format A: `[[prompts]]`; top-level prompt keys are defaults; an entry with target_class is a slider.
 Format B: `[[targets]]` at top level or under `[slider]` (or that table alone is one entry); the
@@ -55,13 +56,15 @@ def load_prompt_file(path: Union[str, Path], policy: ReadPolicy = UNRESTRICTED) 
 
 def read_prompt_table(path: Path, policy: ReadPolicy = UNRESTRICTED) -> dict:
     suffix = path.suffix.lower()
-    require(suffix in (".toml", ".json"), path.name, "file", f"unsupported extension {suffix!r}; use a .toml or .json prompt file")
+    require(suffix in (".toml", ".json", ".yaml", ".yml"), path.name, "file",
+            f"unsupported extension {suffix!r}; use a .toml, .json or (p1atdev LECO) .yaml prompt file")
     try:
         real = policy.resolve(path)
     except PathRefused as error:
         raise SpecError(path.name, "file", str(error)) from None
     text = read_text_file(real, path.name, "file")
-    data = parse_toml(text, path.name) if suffix == ".toml" else _parse_json(text, path.name)
+    data = parse_toml(text, path.name) if suffix == ".toml" else _parse_json(text, path.name) if suffix == ".json" \
+        else parse_leco_yaml(text, path.name)
     require(isinstance(data, dict), path.name, "file", "must hold a table (JSON object) at the top level")
     return data
 
@@ -73,6 +76,17 @@ def parse_toml(text: str, source: str, field: str = "file") -> Any:
         return loads(text)
     except TOMLDecodeError as error:
         raise SpecError(source, field, f"is not valid TOML: {error}") from None
+
+
+def parse_leco_yaml(text: str, source: str) -> Any:
+    """p1atdev LECO's YAML: a prompts file is a list of [[prompts]] entries; a mapping is read as it is."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError(source, "file", f"is not valid YAML: {error}") from None
+    return {"prompts": data} if isinstance(data, list) else data
 
 
 def _parse_json(text: str, source: str) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import AdapterFileError
 from .kohya import DOWN, SliderFile
+from .lycoris_keys import update_shape
 
 _DIFFUSERS_BLOCKS = ("lora_unet_down_blocks_", "lora_unet_up_blocks_", "lora_unet_mid_block_")
 _LDM_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_output_blocks_", "lora_unet_middle_block_")
@@ -30,8 +31,14 @@ def family_traits(slider: SliderFile) -> dict[str, str]:
         traits["layer names"] = "LDM (SDXL)"
     keys = sorted(stem for stem in stems if stem.endswith("attn2_to_k"))
     if keys:
-        traits["text context width"] = str(slider.tensors[f"{keys[0]}.{DOWN}"].shape[1])
+        traits["text context width"] = str(_input_width(slider.module_state(keys[0])))
     return traits
+
+
+def _input_width(state: dict) -> int:
+    if DOWN in state:
+        return int(state[DOWN].shape[1])
+    return update_shape(state)[1]  # LoHa / LoKr: the columns of the update (a Linear layer's inputs)
 
 
 def family_conflict(sources: Sequence[SliderFile], names: Sequence[str]) -> tuple[str, str] | None:

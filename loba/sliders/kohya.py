@@ -1,4 +1,4 @@
-"""kohya-format LoRA/LoCon slider files: the format ComfyUI, A1111/Forge, kohya and diffusers load."""
+"""kohya-format LoRA/LoCon (and LyCORIS LoHa/LoKr/DoRA) slider files: the format ComfyUI, A1111/Forge, kohya and diffusers load."""
 
 from __future__ import annotations
 
@@ -17,35 +17,50 @@ from ..config.migrations import config_from_slider_metadata
 from ..config.train_config import TrainConfig
 from ..errors import AdapterFileError
 from .atomic import atomic_write
-from .validate import ALPHA, DOWN, UP, validate_tensors
+from .validate import ALPHA, DOWN, UP, validate_tensors  # noqa: F401  (re-exported: merge, family)
 
 _TEXT_ENCODER_STEM = re.compile(r"^lora_te\d?_")
 
 
 def network_metadata(network: AdapterNetwork) -> dict[str, str]:
-    """kohya's ss_* fields: dim/alpha of the linear layers, conv dim/alpha in ss_network_args for LoCon."""
+    """kohya's ss_* fields: dim/alpha of the linear layers, conv dim/alpha in ss_network_args for LoCon;
+    LyCORIS adapters as LyCORIS's kohya wrapper records them (lycoris.kohya, algo in the args)."""
     by_kind: dict[str, Counter] = {}
+    algos = Counter()
     for _, lora in network.items():
         by_kind.setdefault(lora.kind, Counter())[(lora.rank, float(lora.alpha))] += 1
+        algos[lora.algo] += 1
     main = by_kind.get("lora") or by_kind.get("locon") or Counter({(0, 0.0): 1})
     (dim, alpha), _ = main.most_common(1)[0]
     metadata = {"ss_network_module": "networks.lora", "ss_network_dim": str(dim), "ss_network_alpha": str(alpha)}
+    args: dict[str, str] = {}
     if "locon" in by_kind:
         (conv_dim, conv_alpha), _ = by_kind["locon"].most_common(1)[0]
-        metadata["ss_network_args"] = json.dumps({"conv_dim": str(conv_dim), "conv_alpha": str(conv_alpha)})
+        args.update(conv_dim=str(conv_dim), conv_alpha=str(conv_alpha))
+    algo = algos.most_common(1)[0][0] if algos else "lora"
+    if algo != "lora":
+        metadata["ss_network_module"] = "lycoris.kohya"
+        args["algo"] = "lora" if algo == "dora" else algo
+        if algo == "dora":
+            args.update(dora_wd="True", wd_on_output="False")
+    if args:
+        metadata["ss_network_args"] = json.dumps(args)
     return metadata
 
 
-def slider_tensors(network: AdapterNetwork, kohya_name: Callable[[str], str],
-                   dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """The file's tensors: <stem>.lora_down.weight, <stem>.lora_up.weight, <stem>.alpha (0-d), all in `dtype`."""
+def slider_tensors(network: AdapterNetwork, kohya_name: Callable[[str], str], dtype: torch.dtype = torch.float32,
+                   state: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    """The file's tensors: <stem>.lora_down.weight, <stem>.lora_up.weight, <stem>.alpha (0-d), all in `dtype`
+    (LyCORIS adapters: their own keys, lycoris_keys.py). `state`: other tensors of the same layout (the EMA)."""
     tensors: dict[str, torch.Tensor] = {}
-    for name, state in network.module_state().items():
+    stems: set[str] = set()
+    for name, module in (network.module_state() if state is None else state).items():
         stem = kohya_name(name)
-        if f"{stem}.{DOWN}" in tensors:
+        if stem in stems:
             raise ValueError(f"two modules share the kohya name '{stem}' (second: '{name}')")
-        for key in (DOWN, UP, ALPHA):
-            tensors[f"{stem}.{key}"] = state[key].detach().to(device="cpu", dtype=dtype).contiguous()
+        stems.add(stem)
+        for key, tensor in module.items():
+            tensors[f"{stem}.{key}"] = tensor.detach().to(device="cpu", dtype=dtype).contiguous()
     return tensors
 
 
@@ -76,8 +91,11 @@ class SliderFile:
         return config_from_slider_metadata(self.metadata)
 
     def module_state(self, stem: str) -> dict[str, torch.Tensor]:
-        """{lora_down.weight, lora_up.weight[, alpha]} of one stem (alpha absent means alpha = rank)."""
-        return {key: self.tensors[f"{stem}.{key}"] for key in (DOWN, UP, ALPHA) if f"{stem}.{key}" in self.tensors}
+        """{lora_down.weight, lora_up.weight[, alpha]} of one stem (alpha absent means alpha = rank), or the stem's
+        LyCORIS keys (lycoris_keys.py)."""
+        prefix = f"{stem}."
+        return {key[len(prefix):]: tensor for key, tensor in self.tensors.items()
+                if key.startswith(prefix) and "." not in key[len(prefix):].removesuffix(".weight")}
 
 
 def load_slider(path: str | os.PathLike) -> SliderFile:

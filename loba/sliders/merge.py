@@ -1,4 +1,4 @@
-"""Merging sliders (any kohya LoRA/LoCon) with weights into one file.
+"""Merging sliders (any kohya LoRA/LoCon, LyCORIS LoHa/LoKr converted to LoRA) with weights into one file.
 
 Every mode starts from the exact merged update of each module, sum_i w_i * (alpha_i / rank_i) * up_i @ down_i,
 and differs only in how it stores it:
@@ -22,6 +22,8 @@ from ..errors import AdapterFileError, ConfigError
 from ..registry import Registry
 from .family import check_same_family
 from .kohya import ALPHA, DOWN, UP, SliderFile
+from .lycoris_keys import DORA_KEY
+from .lycoris_merge import lycoris_factor
 from .validate import validate_tensors
 
 # Singular values below this fraction of the largest are numerical noise: `sum` drops them.
@@ -51,6 +53,11 @@ MERGE_MODES: Registry[Merger] = Registry("merge mode", "mode")
 
 def _factors(source: SliderFile, stem: str, weight: float) -> Factor:
     state = source.module_state(stem)
+    if DORA_KEY in state:
+        raise AdapterFileError(f"{source.path or 'a slider'}: '{stem}' is DoRA, whose update depends on the base model's "
+                               "weights; merging needs them: bake it into the model (Bake Slider) instead")
+    if DOWN not in state:  # LoHa / LoKr: their exact update, refactored as a LoRA
+        return Factor(*lycoris_factor(stem, state, weight))
     down, up = state[DOWN].float(), state[UP].float()
     rank = down.shape[0]
     alpha = float(state[ALPHA]) if ALPHA in state else float(rank)
@@ -91,7 +98,7 @@ def _truncated(factors: list[Factor], rank: Optional[int]) -> tuple[torch.Tensor
 
 def _check_shapes(stem: str, factors: list[Factor], names: list[str]) -> None:
     outs = {f.up.shape[0] for f in factors}
-    ins = {f.down_shape[1:] for f in factors}
+    ins = {math.prod(f.down_shape[1:]) for f in factors}  # a LoHa/LoKr 1x1 conv is stored flat: same columns
     if len(outs) > 1 or len(ins) > 1:
         raise AdapterFileError(f"'{stem}' has different layer shapes in {', '.join(names)}: "
                                "these LoRAs were made for different models and cannot be merged")
@@ -127,7 +134,7 @@ def merge_sliders(sources: Sequence[SliderFile], weights: Sequence[float], mode:
         up, down, error = merger(factors, rank)
         worst = max(worst, error)
         k = down.shape[0]
-        kernel = factors[0].down_shape[1:]
+        kernel = max((f.down_shape[1:] for f in factors), key=len)  # a LoRA's [in, 1, 1] over a flat LoHa
         tensors[f"{stem}.{DOWN}"] = down.reshape(k, *kernel).contiguous()
         tensors[f"{stem}.{UP}"] = up.reshape(up.shape[0], k, *([1, 1] if len(kernel) == 3 else [])).contiguous()
         tensors[f"{stem}.{ALPHA}"] = torch.tensor(float(k))

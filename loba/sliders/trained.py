@@ -45,8 +45,26 @@ class TrainedSlider:
         return SliderFile(slider_tensors(self.network, self.backend.kohya_name), self.metadata(extra), str(path))
 
     def save(self, path: Path, extra: Optional[dict[str, str]] = None) -> Path:
-        """Write the slider at the config's save_precision, atomically; returns the path."""
-        return save_slider_file(self.slider_file(str(path), extra), Path(path), self.config.save_precision)
+        """Write the slider at the config's save_precision, atomically (and its EMA beside it when the run kept
+        one, see save_ema); returns the slider's path."""
+        path = save_slider_file(self.slider_file(str(path), extra), Path(path), self.config.save_precision)
+        self.save_ema(path, extra)
+        return path
+
+    def save_ema(self, path: Path, extra: Optional[dict[str, str]] = None) -> Optional[Path]:
+        """NAME-ema.safetensors beside NAME.safetensors: the EMA of the adapter weights (None without an EMA)."""
+        ema = self.network.ema
+        if ema is None:
+            return None
+        path = ema_path(path)
+        tensors = slider_tensors(self.network, self.backend.kohya_name, state=ema.module_state())
+        metadata = self.metadata({**(extra or {}), "loba_ema_decay": str(ema.decay)})
+        return save_slider_file(SliderFile(tensors, metadata, str(path)), path, self.config.save_precision)
+
+
+def ema_path(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(f"{path.stem}-ema{path.suffix}")
 
 
 def save_slider_file(slider: SliderFile, path: Path, precision: str = "float") -> Path:

@@ -19,6 +19,7 @@ from ..models.backend import ModelBackend
 from ..optim import build_optimizer, build_scheduler
 from ..prompts import PromptSet
 from .phases import PhaseClock
+from .regularization import configure_regularization, load_regularization_state, regularization_state
 from .step import SliderStep, StepResult
 
 # Options that may change between a run and its resumption without changing what is trained.
@@ -48,6 +49,7 @@ class Trainer:
 
     @classmethod
     def build(cls, backend: ModelBackend, network: AdapterNetwork, prompts: PromptSet, config: TrainConfig) -> Trainer:
+        configure_regularization(network, config)
         step = SliderStep(backend, network, prompts, config, backend.encode_prompts(prompts.all_prompts()))
         optimizer = build_optimizer(network.param_groups(config.optimizer.learning_rate), config.optimizer)
         scheduler = build_scheduler(optimizer, config.optimizer, config.max_train_steps)
@@ -79,6 +81,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+        if self.network.ema is not None:
+            self.network.ema.update(self.network)
         self.steps_done += 1
         return lr, result
 
@@ -111,7 +115,8 @@ class Trainer:
         return {"step": self.steps_done, "network": self.network.module_state(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "generator": self.generator.get_state(), "config": json.loads(self.config.to_json()),
-                "prompts_fingerprint": self.fingerprint, "trajectory_cache": None if cache is None else cache.state_dict()}
+                "prompts_fingerprint": self.fingerprint, "trajectory_cache": None if cache is None else cache.state_dict(),
+                **regularization_state(self.network)}
 
     def load_state_dict(self, state: dict[str, Any], source: str = "the checkpoint") -> None:
         """Continue from `state`; refuses one written for other training options, prompts or layers."""
@@ -123,6 +128,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         if self.step.cache is not None and state.get("trajectory_cache") is not None:
             self.step.cache.load_state_dict(state["trajectory_cache"])
+        load_regularization_state(self.network, state)
         self.steps_done = int(state["step"])
 
     def _check_same_training(self, state: dict[str, Any], source: str) -> None:

@@ -180,8 +180,11 @@ def test_foreign_lora_files_are_refused_by_name(pack, comfy, tokenizer, toy):
     from safetensors.torch import save_file
 
     save_file({"lora_unet_x.hada_w1_a": torch.zeros(2, 2)}, str(pack.root / "loras" / "loha.safetensors"))
-    with pytest.raises(ValueError, match="LOBA Load Slider.*not in kohya LoRA form"):
+    with pytest.raises(ValueError, match=r"LOBA Load Slider.*\(loha\) has no hada_w1_b"):  # LoHa loads; half a LoHa not
         run_node(pack.nodes["LOBA_LoadSlider"], lora_name="loha.safetensors")
+    save_file({"unet.x.lora_A.weight": torch.zeros(2, 2)}, str(pack.root / "loras" / "peft.safetensors"))
+    with pytest.raises(ValueError, match="LOBA Load Slider.*not in kohya LoRA form"):
+        run_node(pack.nodes["LOBA_LoadSlider"], lora_name="peft.safetensors")
     assert files is not None
 
 

@@ -85,7 +85,9 @@ def test_neutral_files_missing_or_empty(tmp_path):
 
 
 def test_bad_file_kinds(tmp_path):
-    load_error(tmp_path, "target: a", "prompts.yaml", "file", name="prompts.yaml")
+    load_error(tmp_path, "target: a", "prompts.txt", "file", name="prompts.txt")
+    load_error(tmp_path, "- [unclosed", "prompts.yaml", "file", name="prompts.yaml")  # p1atdev LECO YAML: must parse
+    load_error(tmp_path, "just text", "prompts.yml", "file", name="prompts.yml")
     load_error(tmp_path, "[1, 2]", "prompts.json", "file", name="prompts.json")
     load_error(tmp_path, "{not json", "prompts.json", "file", name="prompts.json")
     with pytest.raises(SpecError, match="missing.toml, field 'file'"):

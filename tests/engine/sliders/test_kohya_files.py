@@ -113,10 +113,14 @@ def test_unreadable_and_malformed_files(tmp_path):
         load_slider(garbage)
     with pytest.raises(AdapterFileError, match="cannot read"):
         load_slider(tmp_path / "missing.safetensors")
-    loha = tmp_path / "loha.safetensors"
+    loha = tmp_path / "loha.safetensors"  # LoHa files load (tests/engine/sliders/test_lycoris_files.py): not half of one
     save_file({"lora_unet_conv_in.hada_w1_a": torch.zeros(2, 2)}, str(loha))
-    with pytest.raises(AdapterFileError, match="'lora_unet_conv_in.hada_w1_a' is not in kohya LoRA form"):
+    with pytest.raises(AdapterFileError, match=r"'lora_unet_conv_in' \(loha\) has no hada_w1_b"):
         load_slider(loha)
+    peft = tmp_path / "peft.safetensors"
+    save_file({"unet.conv_in.lora_A.weight": torch.zeros(2, 2)}, str(peft))
+    with pytest.raises(AdapterFileError, match="'unet.conv_in.lora_A.weight' is not in kohya LoRA form"):
+        load_slider(peft)
     lonely = tmp_path / "lonely.safetensors"
     save_file({"lora_unet_conv_in.lora_down.weight": torch.zeros(2, 4, 3, 3), "lora_unet_conv_in.alpha": torch.tensor(1.0)}, str(lonely))
     with pytest.raises(AdapterFileError, match="'lora_unet_conv_in' has no lora_up.weight partner"):
