@@ -29,6 +29,9 @@ MODEL_KEYS = {
     "clip_skip": "text encoder layer counted from the end, as ComfyUI's CLIPSetLastLayer(-N): 1 last, 2 penultimate "
                  "(unset: the model's default, 1 for SD1, 2 for SD2 and SDXL)",
     "prompts_file": "a separate prompt TOML/JSON (sd-scripts LECO format or LOBA's)",
+    "network_weights": "LoRA file (or list of files) to start the slider from, relative to the run file (sd-scripts' name)",
+    "network_weights_multipliers": "one weight per network_weights file for their merge (default 1 each)",
+    "network_weights_merge": "how several network_weights files merge: sum (exact), concat or svd (to network_dim)",
 }
 
 
@@ -44,6 +47,9 @@ class RunFile:
     device: str = "cpu"
     clip_skip: Optional[int] = None
     zero_terminal_snr: bool = False
+    network_weights: tuple[Path, ...] = ()  # read (and checked) by the caller before the model loads
+    network_weights_multipliers: tuple[float, ...] = ()
+    network_weights_merge: str = "sum"
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -79,7 +85,24 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         device=str(model_values.get("device", "cpu")),
         clip_skip=_clip_skip(model_values.get("clip_skip")),
         zero_terminal_snr=_flag(model_values, "zero_terminal_snr"),
+        **_start_weights(model_values, path.parent),
     )
+
+
+def _start_weights(values: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    paths = values.get("network_weights", ())
+    paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, str) and p for p in paths):
+        raise ConfigError("network_weights", f"expected a LoRA file path or a list of them, got {paths!r}")
+    weights = values.get("network_weights_multipliers", ())
+    weights = [weights] if isinstance(weights, (int, float)) and not isinstance(weights, bool) else weights
+    if not isinstance(weights, (list, tuple)) or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights):
+        raise ConfigError("network_weights_multipliers", f"expected a number or a list of numbers, got {weights!r}")
+    merge = values.get("network_weights_merge", "sum")
+    if not isinstance(merge, str):
+        raise ConfigError("network_weights_merge", f"expected sum, concat or svd, got {merge!r}")
+    return {"network_weights": tuple(base_dir / p for p in paths), "network_weights_multipliers": tuple(map(float, weights)),
+            "network_weights_merge": merge}
 
 
 def _clip_skip(value: Any) -> Optional[int]:
