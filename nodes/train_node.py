@@ -15,6 +15,7 @@ import comfy.model_management
 import folder_paths
 from comfy_api.latest import io
 
+from ..loba.adapters.from_weights import StartWeights
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
 from ..loba.config.prompt_bounds import entry_limit
 from ..loba.images import loss_curve_image, parse_weights
@@ -24,6 +25,7 @@ from ..loba.sliders.trained import save_slider_file
 from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
+from .file_nodes import check_slider
 from .host_files import resume_checkpoint
 from .node_errors import fail, reported_as
 from .seam import ComfySeam
@@ -41,7 +43,7 @@ def resolve_resume(text: str, node: str) -> Optional[Path]:
 
 
 # Engine fields this node shows under another name, so that errors name the widget the user sees.
-WIDGET_NAMES = {"leco_denoise_guidance_scale": "denoise_cfg", "resolutions": "resolution"}
+WIDGET_NAMES = {"leco_denoise_guidance_scale": "denoise_cfg", "resolutions": "resolution", "network_weights": "start_from"}
 
 
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
@@ -67,7 +69,8 @@ class TrainSliderNode(io.ComfyNode):
                         "you connect are left exactly as they were; the slider is saved into the loras folder.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model to train a slider for (SD1.x, SD2.x, SDXL)."),
-                io.Clip.Input("clip", tooltip="Its text encoder, used to encode the prompts once."),
+                io.Clip.Input("clip", tooltip="Its text encoder, used to encode the prompts (and trained through a LoRA with the "
+                                            "Targeting node's train_text_encoder; the CLIP itself is left unchanged)."),
                 PromptsSocket.Input("prompts", tooltip="Prompt set from the LOBA prompt nodes."),
                 config_input(TrainConfig, "max_train_steps", default=300, display_name="steps"),
                 config_input(OptimizerConfig, "learning_rate", step=1e-5),
@@ -97,6 +100,10 @@ class TrainSliderNode(io.ComfyNode):
                 LossSocket.Input("loss", optional=True, tooltip="Optional LOBA Loss settings."),
                 OptimizerSocket.Input("optimizer", optional=True, tooltip="Optional LOBA Optimizer settings."),
                 SamplingSocket.Input("sampling", optional=True, tooltip="Optional LOBA Sampling settings (trajectory cache)."),
+                SliderSocket.Input("start_from", optional=True,
+                                   tooltip="Optional: start from this LoRA instead of a fresh slider (Load Slider from the "
+                                           "loras folder, or Merge Sliders of several; svd to the rank when higher)."),
+                config_input(NetworkConfig, "dim_from_weights", optional=True),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -110,7 +117,8 @@ class TrainSliderNode(io.ComfyNode):
     def execute(cls, model, clip, prompts, max_train_steps, learning_rate, network_dim, network_alpha, seed, resolution,
                 max_denoising_steps, leco_denoise_guidance_scale, denoise_with_adapter, mixed_precision,
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
-                resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None) -> io.NodeOutput:
+                resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None, start_from=None,
+                dim_from_weights=False) -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -118,8 +126,10 @@ class TrainSliderNode(io.ComfyNode):
                    "network_alpha": network_alpha, "seed": seed, "max_denoising_steps": max_denoising_steps,
                    "leco_denoise_guidance_scale": leco_denoise_guidance_scale, "denoise_with_adapter": denoise_with_adapter,
                    "mixed_precision": mixed_precision, "gradient_checkpointing": gradient_checkpointing,
-                   "save_precision": save_precision, "save_every_n_steps": save_every_n_steps}
+                   "save_precision": save_precision, "save_every_n_steps": save_every_n_steps,
+                   "dim_from_weights": dim_from_weights}
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
+        start = None if start_from is None else StartWeights((check_slider(start_from, node, "start_from"),), (1.0,))
         with reported_as(node):
             weights = tuple(parse_weights(preview_weights, "preview_weights")) if preview_every else ()
         save_path = new_slider_path(filename_prefix, node)
@@ -128,7 +138,7 @@ class TrainSliderNode(io.ComfyNode):
             backend = ComfyBackend(model, clip, vae)
         request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
                              out_dir=checkpoint_folder(filename_prefix) if save_every_n_steps else None, resume=resume,
-                             preview=PreviewPolicy(preview_every, weights), resolution=resolution)
+                             preview=PreviewPolicy(preview_every, weights), resolution=resolution, network_weights=start)
         with reported_as(node, "prompts", widget_names=WIDGET_NAMES):
             slider = run_training(request)
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())

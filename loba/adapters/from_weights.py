@@ -72,11 +72,11 @@ def _stems(source: SliderFile, namer: Callable[[str], Optional[str]]) -> dict[st
     names = {stem: namer(stem) for stem in sorted(source.module_stems())}
     foreign = [stem for stem, name in names.items() if name is None]
     if foreign:
-        raise AdapterFileError(f"{FIELD}: {len(foreign)} of {len(names)} layers of the LoRA file(s) are not in this "
+        raise ConfigError(FIELD, f"{len(foreign)} of {len(names)} layers of the LoRA file(s) are not in this "
                                f"model: {', '.join(foreign[:8])}{' ...' if len(foreign) > 8 else ''}; the file was made "
                                "for another model (family) or holds layers LOBA does not know")
     if not names:
-        raise AdapterFileError(f"{FIELD}: the LoRA file(s) hold no LoRA layers")
+        raise ConfigError(FIELD, "the LoRA file(s) hold no LoRA layers")
     return names
 
 

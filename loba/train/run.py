@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+import torch
+
 from ..adapters import AdapterNetwork
 from ..adapters.from_weights import StartWeights, network_from_weights
 from ..config import TrainConfig
@@ -68,7 +70,8 @@ def run_training(request: RunRequest) -> TrainedSlider:
                            request.preview, request.save_samples)
     network = request.network
     if network is None and request.network_weights is not None:
-        network, _ = network_from_weights(backend, request.config, request.network_weights)
+        with torch.inference_mode(False):  # hosts run nodes under inference mode: adapters must be normal tensors
+            network, _ = network_from_weights(backend, request.config, request.network_weights)
     result = train(backend, prompts, request.config, callbacks=recorder, out_dir=out_dir, resume=resume, network=network)
     return TrainedSlider(result.network, backend, request.config, prompts, result.steps_done, result.stopped, result.report,
                          recorder.rows, result.checkpoints, recorder.step_files, recorder.samples)

@@ -8,7 +8,7 @@ import torch
 from loba.adapters.from_weights import initialize_from_weights, network_from_weights, read_start_weights
 from loba.adapters.text_encoder import split_name
 from loba.config import TrainConfig
-from loba.errors import AdapterFileError, ConfigError
+from loba.errors import ConfigError
 from loba.prompts import PromptPair, PromptSet
 from loba.sliders.kohya import load_slider, write_slider_file
 from loba.sliders.trained import save_trained_slider
@@ -86,7 +86,7 @@ def test_foreign_and_untargeted_keys_are_refused_by_name(sd1_backend, tmp_path):
     tensors = {**file.tensors, "lora_unet_not_a_layer.lora_down.weight": torch.zeros(2, 4),
                "lora_unet_not_a_layer.lora_up.weight": torch.zeros(4, 2)}
     write_slider_file(tmp_path / "foreign.safetensors", tensors, {})
-    with pytest.raises(AdapterFileError, match="lora_unet_not_a_layer"):
+    with pytest.raises(ConfigError, match="network_weights: 1 of .* not in this model: lora_unet_not_a_layer"):
         network_from_weights(sd1_backend, BASE.replace(train_text_encoder="alongside"),
                              read_start_weights([tmp_path / "foreign.safetensors"]))
     with pytest.raises(ConfigError, match="network_weights_multipliers"):
