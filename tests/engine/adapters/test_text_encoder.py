@@ -113,3 +113,12 @@ def test_resume_is_exact_with_text_encoder(sd1_backend, tmp_path):
     assert any(split_name(name) for name in resumed.network.names)
     for (name, a), (_, b) in zip(full.network.items(), resumed.network.items()):
         assert torch.equal(a.lora_up.weight, b.lora_up.weight), name
+
+
+def test_sdxl_trains_both_encoders(sdxl_backend):
+    before = [snapshot(sdxl_backend.unet)]
+    result = train(sdxl_backend, PROMPTS, FAST.replace(train_text_encoder="only", max_train_steps=2))
+    moved = {name.split(":")[0] for name, lora in result.network.items() if bool(lora.lora_up.weight.detach().abs().sum() > 0)}
+    assert moved == {"te1", "te2"}  # CLIP-L's context and CLIP-G's context and pooled embedding both reach the loss
+    assert_bit_identical(sdxl_backend.unet, before[0])
+    assert all(p.grad is None and p.requires_grad for e in sdxl_backend.text_encoders for p in e.parameters())
