@@ -132,6 +132,15 @@ class ComfyBackend(ModelBackend):
         else:
             checkpointing.disable(self.denoiser())
 
+    def text_encoder_modules(self) -> list[nn.Module]:
+        return _TextEncoders.modules(self)
+
+    def encode_prompts_trainable(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        return _TextEncoders.encode(self, prompts)
+
+    def text_encoder_session(self):
+        return _TextEncoders.session(self, super().text_encoder_session)
+
     @contextlib.contextmanager
     def training_session(self) -> Iterator[None]:
         with torch.inference_mode(False), torch.enable_grad():
@@ -139,3 +148,59 @@ class ComfyBackend(ModelBackend):
             comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
             with usable_for_backward(self.denoiser()), super().training_session():
                 yield
+
+
+def _encode_one(backend, model, text: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    model.reset_clip_options()
+    if backend.clip.layer_idx is not None:
+        model.set_clip_options({"layer": backend.clip.layer_idx})
+    cond, pool = model.encode_token_weights(backend.clip.tokenize(text))[:2]
+    pool = None if pool is None or backend.family != "sdxl" else pool.to(backend.device, backend.dtype)
+    return cond.to(backend.device, backend.dtype), pool
+
+
+def _copy_if_grad(tensor: torch.Tensor) -> torch.Tensor:
+    # Frozen weights (no grad) are never changed in place: only activations on the gradient's path are copied.
+    return tensor.detach().clone() if tensor.requires_grad else tensor
+
+
+def _same(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+class _TextEncoders:
+    """The text-encoder side of ComfyBackend (its text_encoder_* methods delegate here): the CLIP's transformers,
+    their grad-enabled encoding for the student, and the session that makes them trainable through hooks. The
+    CLIP object is read, never changed: its weights are aliased (no copy) only for the session and put back."""
+
+    @staticmethod
+    def modules(backend) -> list[nn.Module]:
+        model = backend.clip.cond_stage_model
+        names = ("clip_l", "clip_g") if backend.family == "sdxl" else (model.clip,)  # kohya's te1, te2 order
+        return [getattr(model, name).transformer for name in names]
+
+    @staticmethod
+    def encode(backend, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        # encode_from_tokens without its load_model (the session loaded the CLIP once): same options, same weights.
+        model, distinct = backend.clip.cond_stage_model, list(dict.fromkeys(prompts))
+        contexts, pooled = [], []
+        # ComfyUI's CLIPLayer adds its residuals in place (x += attn(ln(x))), which autograd refuses once an
+        # adapter makes x need grad: tensors saved for backward are saved as copies (the same gradient).
+        with torch.autograd.graph.saved_tensors_hooks(_copy_if_grad, _same):
+            for text in distinct:
+                cond, pool = _encode_one(backend, model, text)
+                contexts.append(cond)
+                pooled.append(pool)
+        return {text: Conditioning(c, p) for text, c, p in zip(distinct, equal_lengths(contexts), pooled)}
+
+    @staticmethod
+    @contextlib.contextmanager
+    def session(backend, frozen) -> Iterator[None]:
+        with torch.inference_mode(False), torch.enable_grad():
+            # Both loaded together (and fully), so that neither offloads the other during the run.
+            comfy.model_management.load_models_gpu([backend.patcher, backend.clip.patcher], force_full_load=True)
+            with contextlib.ExitStack() as stack:
+                for module in _TextEncoders.modules(backend):  # zero-copy, as for the UNet (frozen_weights.py)
+                    stack.enter_context(usable_for_backward(module))
+                with frozen():
+                    yield

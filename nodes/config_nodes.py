@@ -70,19 +70,23 @@ class TargetingNode(io.ComfyNode):
                                 tooltip="Per-block rank, 'regex = rank' per line; first match wins."),
                 io.String.Input("lr_pattern", default="", multiline=True,
                                 tooltip="Per-layer learning-rate multipliers, 'regex = multiplier' per line; first match wins."),
-                # Optional: workflows saved before them keep validating (their defaults are LoRA without dropout, as then).
+                # Optional: workflows saved before them keep validating (their defaults train a LoRA on the UNet only,
+                # without dropout, as then).
                 config_input(NetworkConfig, "algo", optional=True),
                 config_input(NetworkConfig, "dropout", optional=True, step=0.05),
                 config_input(NetworkConfig, "rank_dropout", optional=True, step=0.05),
                 config_input(NetworkConfig, "module_dropout", optional=True, step=0.05),
+                config_input(NetworkConfig, "train_text_encoder", optional=True),
+                config_input(NetworkConfig, "text_encoder_preset", optional=True),
             ],
             outputs=[TargetingSocket.Output(display_name="targeting", tooltip="Connect to Train Slider's targeting input.")],
         )
 
     @classmethod
     def execute(cls, preset, network_dim, network_alpha, conv_dim, conv_alpha, include, exclude, rank_pattern, lr_pattern,
-                **lycoris) -> io.NodeOutput:
+                train_text_encoder="off", text_encoder_preset="attention_mlp", **lycoris) -> io.NodeOutput:
         values = {"preset": preset, "network_dim": network_dim, "network_alpha": network_alpha, "conv_dim": conv_dim,
+                  "train_text_encoder": train_text_encoder, "text_encoder_preset": text_encoder_preset,
                   "conv_alpha": conv_alpha, "include": regex_lines(include), "exclude": regex_lines(exclude),
                   "rank_pattern": pattern_table(rank_pattern, cls.DISPLAY, "rank_pattern", int),
                   "lr_pattern": pattern_table(lr_pattern, cls.DISPLAY, "lr_pattern"),
@@ -125,7 +129,8 @@ class OptimizerNode(SettingsNode):
             inputs=[config_input(OptimizerConfig, "optimizer"), config_input(OptimizerConfig, "weight_decay", step=0.001),
                     config_input(OptimizerConfig, "lr_scheduler"), config_input(OptimizerConfig, "lr_warmup_steps"),
                     config_input(OptimizerConfig, "lr_scheduler_num_cycles"), config_input(OptimizerConfig, "max_grad_norm", step=0.1),
-                    config_input(OptimizerConfig, "ema_decay", optional=True, step=0.001)],  # optional: older workflows
+                    config_input(OptimizerConfig, "ema_decay", optional=True, step=0.001),  # optional: older workflows
+                    config_input(OptimizerConfig, "text_encoder_lr", step=1e-5, optional=True)],
             outputs=[OptimizerSocket.Output(display_name="optimizer", tooltip="Connect to Train Slider's optimizer input.")],
         )
 

@@ -20,7 +20,8 @@ class ToyWorldLoaderNode(io.ComfyNode):
             description="A tiny SD1-architecture model of a 64x64 world of shapes (circle, square, triangle; red, "
                         "green, blue, yellow; small, large; light or dark background). Trains sliders in minutes on a "
                         "CPU: prompts like 'a large red circle on a dark background'. Sample at 64x64.",
-            inputs=[io.Combo.Input("world", options=world_names(), default=DEFAULT_WORLD,
+            # Optional: graphs saved before it (and API prompts without it) keep validating, as the plain toy world.
+            inputs=[io.Combo.Input("world", options=world_names(), default=DEFAULT_WORLD, optional=True,
                                    tooltip="toyworld: every attribute a prompt leaves out is uniform. entangled: a "
                                            "fine-tune whose under-specified prompts are biased ('a triangle' is mostly "
                                            "red, 'a square' mostly on dark, 'a large shape' mostly a circle) and whose "

@@ -12,6 +12,7 @@ from typing import Optional
 
 from comfy_api.latest import io
 
+from ..loba.adapters.from_weights import StartWeights
 from ..loba.config import NetworkConfig, OptimizerConfig, SamplingConfig, TrainConfig, config_from_widgets
 from ..loba.config.bounds import MAX_PREVIEW_WEIGHTS
 from ..loba.config.prompt_bounds import entry_limit
@@ -22,6 +23,7 @@ from ..loba.sliders.trained import save_slider_file
 from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
+from .file_nodes import check_slider
 from .node_errors import fail, reported_as
 from .output_paths import checked_prefix, run_paths, sweep_stale_temp_files
 from .seam import ComfySeam, raise_interrupt
@@ -32,7 +34,8 @@ from .widgets import config_input
 # Engine fields this node shows under another name, so that errors name the widget the user sees.
 WIDGET_NAMES = {"max_train_steps": "steps", "network_dim": "rank", "network_alpha": "alpha",
                 "leco_denoise_guidance_scale": "denoise_cfg", "save_every_n_steps": "checkpoint_every",
-                "resolutions": "resolution", "resume": "resume_file"}
+                "resolutions": "resolution", "resume": "resume_file",
+                "network_weights": "start_from"}
 
 
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
@@ -58,7 +61,8 @@ class TrainSliderNode(io.ComfyNode):
                         "you connect are left exactly as they were; the slider is saved into the loras folder.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model to train a slider for (SD1.x, SD2.x, SDXL)."),
-                io.Clip.Input("clip", tooltip="Its text encoder, used to encode the prompts once."),
+                io.Clip.Input("clip", tooltip="Its text encoder, used to encode the prompts (and trained through a LoRA with the "
+                                            "Targeting node's train_text_encoder; the CLIP itself is left unchanged)."),
                 PromptsSocket.Input("prompts", tooltip="Prompt set from the LOBA prompt nodes."),
                 config_input(TrainConfig, "max_train_steps", default=300, display_name="steps"),
                 config_input(OptimizerConfig, "learning_rate", step=1e-5),
@@ -92,6 +96,10 @@ class TrainSliderNode(io.ComfyNode):
                 LossSocket.Input("loss", optional=True, tooltip="Optional LOBA Loss settings."),
                 OptimizerSocket.Input("optimizer", optional=True, tooltip="Optional LOBA Optimizer settings."),
                 SamplingSocket.Input("sampling", optional=True, tooltip="Optional LOBA Sampling settings (trajectory cache)."),
+                SliderSocket.Input("start_from", optional=True,
+                                   tooltip="Optional: start from this LoRA instead of a fresh slider (Load Slider from the "
+                                           "loras folder, or Merge Sliders of several; svd to the rank when higher)."),
+                config_input(NetworkConfig, "dim_from_weights", optional=True),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -105,7 +113,8 @@ class TrainSliderNode(io.ComfyNode):
     def execute(cls, model, clip, prompts, max_train_steps, learning_rate, network_dim, network_alpha, seed, resolution,
                 max_denoising_steps, leco_denoise_guidance_scale, denoise_with_adapter, mixed_precision,
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
-                resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None) -> io.NodeOutput:
+                resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None, start_from=None,
+                dim_from_weights=False) -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -113,8 +122,10 @@ class TrainSliderNode(io.ComfyNode):
                    "network_alpha": network_alpha, "seed": seed, "max_denoising_steps": max_denoising_steps,
                    "leco_denoise_guidance_scale": leco_denoise_guidance_scale, "denoise_with_adapter": denoise_with_adapter,
                    "mixed_precision": mixed_precision, "gradient_checkpointing": gradient_checkpointing,
-                   "save_precision": save_precision, "save_every_n_steps": save_every_n_steps}
+                   "save_precision": save_precision, "save_every_n_steps": save_every_n_steps,
+                   "dim_from_weights": dim_from_weights}
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
+        start = None if start_from is None else StartWeights((check_slider(start_from, node, "start_from"),), (1.0,))
         with reported_as(node):
             weights = tuple(parse_weights(preview_weights, "preview_weights")) if preview_every else ()
             policy = PreviewPolicy(preview_every, weights)
@@ -123,7 +134,7 @@ class TrainSliderNode(io.ComfyNode):
         sweep_stale_temp_files(save_path.parent)
         paths = run_paths(prefix, resume_file or "", bool(save_every_n_steps), save_path, node)
         try:
-            slider = cls._train(node, prompts, config, paths, policy, resolution, model, clip, vae)
+            slider = cls._train(node, prompts, config, paths, policy, resolution, model, clip, vae, start)
         finally:
             paths.discard_if_empty()
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
@@ -136,12 +147,13 @@ class TrainSliderNode(io.ComfyNode):
         return io.NodeOutput(slider_file, curve, str(save_path), ui={"loba_losses": slider.losses[-2000:]})
 
     @classmethod
-    def _train(cls, node, prompts, config, paths, policy, resolution, model, clip, vae):
+    def _train(cls, node, prompts, config, paths, policy, resolution, model, clip, vae, start):
         """The run; a cancel wherever it lands (step, preview, checkpoint, progress update) returns the partial slider."""
         with reported_as(node, "model"):
             backend = ComfyBackend(model, clip, vae)
         request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
-                             out_dir=paths.out_dir, resume=paths.resume, preview=policy, resolution=resolution)
+                             out_dir=paths.out_dir, resume=paths.resume, preview=policy, resolution=resolution,
+                             network_weights=start)
         with reported_as(node, "prompts", widget_names=WIDGET_NAMES):
             return run_training(request)
 

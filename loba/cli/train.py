@@ -98,8 +98,13 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
                          with_vae=bool(preview_every), clip_skip=run.clip_skip,
                          zero_terminal_snr=run.zero_terminal_snr)
     callbacks = CliCallbacks(quiet)
+    start = None
+    if run.network_weights:  # read and checked before the model loads
+        from ..adapters.from_weights import read_start_weights
+
+        start = read_start_weights(run.network_weights, run.network_weights_multipliers, run.network_weights_merge)
     request = RunRequest(run.prompts, run.config, model=source, callbacks=callbacks, out_dir=Path(out_dir), resume=resume,
-                         preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every))
+                         preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every), network_weights=start)
     with stop_on_signals(callbacks):
         slider = run_training(request)
     path = slider.save(Path(out_dir) / f"{run.output_name}.safetensors")

@@ -34,6 +34,9 @@ MODEL_KEYS = {
     "v2": "sd-scripts' SD2 switch: accepted, the family is detected from the model's weights",
     "output_name": "the final slider's file name in the output folder (sd-scripts' output_name; default slider)",
     "output_dir": "the output folder when `loba train` gets no --out (sd-scripts' output_dir)",
+    "network_weights": "LoRA file (or list of files) to start the slider from, relative to the run file (sd-scripts' name)",
+    "network_weights_multipliers": "one weight per network_weights file for their merge (default 1 each)",
+    "network_weights_merge": "how several network_weights files merge: sum (exact), concat or svd (to network_dim)",
 }
 
 
@@ -51,6 +54,9 @@ class RunFile:
     zero_terminal_snr: bool = False
     output_name: str = "slider"
     output_dir: Optional[str] = None
+    network_weights: tuple[Path, ...] = ()  # read (and checked) by the caller before the model loads
+    network_weights_multipliers: tuple[float, ...] = ()
+    network_weights_merge: str = "sum"
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -88,6 +94,7 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         zero_terminal_snr=_flag(model_values, "zero_terminal_snr"),
         output_name=_output_name(model_values.get("output_name", "slider")),
         output_dir=None if model_values.get("output_dir") is None else str(model_values["output_dir"]),
+        **_start_weights(model_values, path.parent),
     )
 
 
@@ -95,6 +102,22 @@ def _output_name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or Path(value).name != value or value in (".", ".."):
         raise ConfigError("output_name", f"{value!r} must be a plain file name (no folders), e.g. my_slider")
     return value.removesuffix(".safetensors")
+
+
+def _start_weights(values: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    paths = values.get("network_weights", ())
+    paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, str) and p for p in paths):
+        raise ConfigError("network_weights", f"expected a LoRA file path or a list of them, got {paths!r}")
+    weights = values.get("network_weights_multipliers", ())
+    weights = [weights] if isinstance(weights, (int, float)) and not isinstance(weights, bool) else weights
+    if not isinstance(weights, (list, tuple)) or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in weights):
+        raise ConfigError("network_weights_multipliers", f"expected a number or a list of numbers, got {weights!r}")
+    merge = values.get("network_weights_merge", "sum")
+    if not isinstance(merge, str):
+        raise ConfigError("network_weights_merge", f"expected sum, concat or svd, got {merge!r}")
+    return {"network_weights": tuple(base_dir / p for p in paths), "network_weights_multipliers": tuple(map(float, weights)),
+            "network_weights_merge": merge}
 
 
 def _clip_skip(value: Any) -> Optional[int]:

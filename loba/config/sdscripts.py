@@ -27,9 +27,11 @@ SUPPORT = {
     "optimizer_args": ("supported", "optimizer_args"),
     "learning_rate": ("supported", "learning_rate"),
     "unet_lr": ("supported", "learning_rate (sd-scripts' LECO: unet_lr wins over learning_rate)"),
-    "text_encoder_lr": ("not yet", "needs text-encoder LoRA training (coming: te-init)"),
-    "network_weights": ("not yet", "starting from a LoRA file (coming: te-init)"),
-    "dim_from_weights": ("not yet", "ranks from network_weights (coming: te-init)"),
+    "text_encoder_lr": ("supported", "text_encoder_lr (used with train_text_encoder = alongside | only; sd-scripts' 0, "
+                                     "no text-encoder training, is LOBA's default train_text_encoder = off)"),
+    "network_weights": ("supported", "network_weights (one file or a list; network_weights_multipliers, "
+                                     "network_weights_merge = sum | concat | svd)"),
+    "dim_from_weights": ("supported", "dim_from_weights"),
     "clip_skip": ("supported", "clip_skip"),
     "v2": ("supported", "v2 (accepted; SD2 is detected from the model's weights)"),
     "v_parameterization": ("supported", "v_parameterization"),
@@ -48,9 +50,10 @@ SUPPORT = {
     "gradient_accumulation_steps": ("refused unless 1", "LOBA steps the optimizer every step"),
     "full_fp16": ("refused", "the adapter trains in float32 (use mixed_precision = fp16)"),
     "full_bf16": ("refused", "the adapter trains in float32 (use mixed_precision = bf16)"),
-    "network_train_text_encoder_only": ("refused", "LECO does not support text encoder LoRA training (sd-scripts' reason)"),
+    "network_train_text_encoder_only": ("supported", "train_text_encoder = only (sd-scripts' LECO refuses it; LOBA trains "
+                                                     "the text encoder alone)"),
 }
-REFUSED_FLAGS = ("full_fp16", "full_bf16", "network_train_text_encoder_only")
+REFUSED_FLAGS = ("full_fp16", "full_bf16")
 # Accepted and without effect on what is trained (memory/speed switches LOBA decides itself, logging, metadata).
 IGNORED = {"sdpa", "xformers", "mem_eff_attn", "no_metadata", "network_train_unet_only", "training_comment", "lowram",
            "highvram", "cache_latents", "cache_latents_to_disk", "logging_dir", "log_with", "log_prefix",
@@ -61,7 +64,6 @@ NETWORK_ARGS = {"conv_dim": "conv_dim", "conv_alpha": "conv_alpha", "dropout": "
                 "module_dropout": "module_dropout"}
 BLOCK_ARGS = {"block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight", "mid_lr_weight",
               "up_lr_weight", "block_lr_zero_threshold"}
-NOT_YET = {key for key, (status, _) in SUPPORT.items() if status == "not yet"}
 
 
 def literal(text: Any) -> Any:
@@ -140,10 +142,6 @@ def from_sdscripts(table: dict[str, Any]) -> dict[str, Any]:
         if table.get(key):
             raise ConfigError(key, f"{key} is not supported: {SUPPORT[key][1]}")
         table.pop(key, None)
-    for key in sorted(NOT_YET & set(table)):
-        if table[key] not in (None, False):
-            raise ConfigError(key, f"{key} is not yet supported by LOBA ({SUPPORT[key][1]}); remove it for now")
-        table.pop(key)
     for key in IGNORED & set(table):
         table.pop(key)
     out: dict[str, Any] = {}
@@ -155,6 +153,10 @@ def from_sdscripts(table: dict[str, Any]) -> dict[str, Any]:
         out["optimizer"] = OPTIMIZER_NAMES[name.lower()]
     if "optimizer_args" in table and not isinstance(table["optimizer_args"], dict):
         out["optimizer_args"] = key_values("optimizer_args", table.pop("optimizer_args"))
+    if table.pop("network_train_text_encoder_only", False):
+        out["train_text_encoder"] = "only"
+    if table.get("text_encoder_lr") == 0:
+        table.pop("text_encoder_lr")  # sd-scripts: no text-encoder training, LOBA's default; LOBA's 0 would mean learning_rate
     unet_lr = table.pop("unet_lr", None)
     if unet_lr is not None:
         out["learning_rate"] = unet_lr

@@ -51,12 +51,25 @@ class NetworkConfig(Bounded):
                                  min=0.0, max=0.9)
     module_dropout: float = option(0.0, "Skip each adapted layer with this probability in training; 0 = off.",
                                    min=0.0, max=0.9)
+    train_text_encoder: str = option("off", "LoRA on the text encoder(s) too (CLIP-L; SDXL: CLIP-L and CLIP-G): off (UNet "
+                                     "only), alongside (UNet and text encoder together) or only (text encoder alone: "
+                                     "far cheaper per step). Saved as kohya lora_te_ / lora_te1_ / lora_te2_ keys, "
+                                     "loaded with the LoRA loader's CLIP strength.", choices=("off", "alongside", "only"))
+    text_encoder_preset: str = option("attention_mlp", "Text-encoder layers to train: attention_mlp (q/k/v/out and "
+                                      "fc1/fc2 of every layer, kohya's default), attention or mlp. Same rank and "
+                                      "alpha as network_dim / network_alpha.", choices=("attention_mlp", "attention", "mlp"))
+    text_encoder_exclude: tuple = option((), "Regexes over the text-encoder layers' kohya names (lora_te_..., lora_te1_..., "
+                                         "lora_te2_...): matching layers are not trained, e.g. ^lora_te2_ keeps "
+                                         "SDXL's CLIP-G frozen.")
+    dim_from_weights: bool = option(False, "With network_weights: take each layer's rank and alpha from the LoRA file "
+                                    "(sd-scripts' dim_from_weights) instead of network_dim / conv_dim.")
 
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))
-        for name in ("include", "exclude"):
+        object.__setattr__(self, "text_encoder_exclude", tuple(self.text_encoder_exclude))
+        for name in ("include", "exclude", "text_encoder_exclude"):
             for pattern in getattr(self, name):
                 check_regex(name, pattern)
         for name in ("rank_pattern", "alpha_pattern", "lr_pattern"):
@@ -76,6 +89,8 @@ class OptimizerConfig(Bounded):
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this value; 0 disables clipping.", min=0.0)
     ema_decay: float = option(0.0, "Keep an EMA of the adapter weights (e.g. 0.999), saved beside the slider as "
                               "NAME-ema.safetensors; 0 = off.", min=0.0, max=0.99999)
+    text_encoder_lr: float = option(0.0, "Learning rate of the text-encoder LoRA (with train_text_encoder); 0 = "
+                                    "learning_rate.", min=0.0, example="5e-5")
 
     def __post_init__(self):
         super().__post_init__()

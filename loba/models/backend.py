@@ -103,6 +103,23 @@ class ModelBackend(abc.ABC):
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         """The denoiser sub-module name of a kohya key stem, or None when it is foreign."""
 
+    def text_encoder_modules(self) -> list[nn.Module]:
+        """The text encoders a text-encoder LoRA adapts (CLIP-L; SDXL: CLIP-L, CLIP-G), in kohya's te1, te2 order.
+        Empty where the host gives none: train_text_encoder is then refused."""
+        return []
+
+    def encode_prompts_trainable(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        """encode_prompts WITH autograd, through whatever adapters are hooked on the text encoders now: the
+        student's conditioning when the text encoder trains (the teachers keep encode_prompts' frozen one)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot encode prompts for text-encoder training")
+
+    @contextlib.contextmanager
+    def text_encoder_session(self) -> Iterator[None]:
+        """Around a run that trains text-encoder adapters: the encoders frozen (no gradient reaches their own
+        weights) and in eval mode, both restored afterwards."""
+        with _frozen(self.text_encoder_modules()):
+            yield
+
     @property
     def native_resolution(self) -> int:
         """The side length the model was trained at: prompts that set no resolution train there."""
@@ -128,17 +145,24 @@ class ModelBackend(abc.ABC):
         The default freezes the denoiser's parameters and puts it in eval mode (dropout in train
         mode would make the teachers random and resume inexact), restoring both afterwards.
         """
-        denoiser = self.denoiser()
-        params = list(denoiser.parameters())
-        flags = [p.requires_grad for p in params]
-        modes = [(m, m.training) for m in denoiser.modules()]
-        try:
-            for p in params:
-                p.requires_grad_(False)
-            denoiser.eval()
+        with _frozen([self.denoiser()]):
             yield
-        finally:
-            for p, flag in zip(params, flags):
-                p.requires_grad_(flag)
-            for module, mode in modes:
-                module.training = mode
+
+
+@contextlib.contextmanager
+def _frozen(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Parameters without grad and modules in eval mode for the block; flags and modes restored afterwards."""
+    params = [p for module in modules for p in module.parameters()]
+    flags = [p.requires_grad for p in params]
+    modes = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        for module, mode in modes:
+            module.training = mode

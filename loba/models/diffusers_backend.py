@@ -122,6 +122,13 @@ class DiffusersBackend(ModelBackend):
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
         """ComfyUI's encoding (loba/models/clip_text.py): 75-token chunks, clip skip, SDXL's two encoders."""
+        return self.encode_prompts_trainable(prompts)
+
+    def text_encoder_modules(self) -> list[nn.Module]:
+        return list(self.text_encoders)
+
+    def encode_prompts_trainable(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
+        """encode_prompts with autograd (the same numbers: encode_prompts is this under no_grad)."""
         distinct = list(dict.fromkeys(prompts))
         contexts, pooled = [], []
         for text in distinct:

@@ -120,12 +120,14 @@ def network_from_file(slider_file: SliderFile, root: torch.nn.Module,
                       module_name_from_kohya: Callable[[str], str | None]) -> AdapterNetwork:
     """Rebuild the AdapterNetwork of a file for `root` (not attached; multiplier 1)."""
     stems = sorted(slider_file.module_stems())
-    names = {stem: None if _TEXT_ENCODER_STEM.match(stem) else module_name_from_kohya(stem) for stem in stems}
+    # A text-encoder-aware namer (loba.adapters.text_encoder.module_namer, with an AdapterRoot) resolves lora_te stems.
+    names = {stem: module_name_from_kohya(stem) for stem in stems}
     foreign = [stem for stem, name in names.items() if name is None]
     if foreign:
+        text = any(_TEXT_ENCODER_STEM.match(stem) for stem in foreign)
         raise AdapterFileError(f"{slider_file.path or 'LoRA file'}: {len(foreign)} of {len(stems)} modules do not "
                                f"match this model, e.g. {', '.join(foreign[:5])}; the file was made for another model "
-                               "family, or holds text-encoder layers, which sliders do not use")
+                               f"family{', or holds text-encoder layers, which this use of it does not apply' if text else ''}")
     if not stems:
         raise AdapterFileError(f"{slider_file.path or 'LoRA file'}: holds no LoRA modules")
     return AdapterNetwork.from_state(root, {names[stem]: slider_file.module_state(stem) for stem in stems})

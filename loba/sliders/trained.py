@@ -9,6 +9,7 @@ from typing import Optional
 
 from ..adapters import AdapterNetwork
 from ..adapters.targeting import TargetingReport
+from ..adapters.text_encoder import kohya_namer
 from ..config import TrainConfig
 from ..dtypes import dtype_named
 from ..models.backend import ModelBackend
@@ -42,7 +43,7 @@ class TrainedSlider:
                 **slider_metadata(self.config, self.prompts, self.backend, self.steps_done, extra)}
 
     def slider_file(self, path: str = "", extra: Optional[dict[str, str]] = None) -> SliderFile:
-        return SliderFile(slider_tensors(self.network, self.backend.kohya_name), self.metadata(extra), str(path))
+        return SliderFile(slider_tensors(self.network, kohya_namer(self.backend)), self.metadata(extra), str(path))
 
     def save(self, path: Path, extra: Optional[dict[str, str]] = None) -> Path:
         """Write the slider at the config's save_precision, atomically (and its EMA beside it when the run kept

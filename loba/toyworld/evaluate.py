@@ -238,7 +238,9 @@ def render_all(sampler, slider, spec: EvalSpec, batch_size: int = 64) -> dict[fl
     prompts = [p for p in spec.prompts for _ in range(spec.samples)]
     seeds = spec.seeds() * len(spec.prompts)
     shape = (len(spec.prompts), spec.samples, 64, 64, 3)
-    with slider.attached(sampler.components.unet, sampler.device):
+    from .sampling import slider_root
+
+    with slider.attached(slider_root(sampler.components, slider), sampler.device):
         return {w: sampler.sample(prompts, seeds, slider, w, spec.steps, spec.cfg, batch_size).reshape(shape) for w in spec.weights}
 
 
@@ -255,7 +257,7 @@ def evaluate(components, slider_path: str | os.PathLike, spec: EvalSpec | str | 
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sampler = ToySampler(components, device)
-    images = render_all(sampler, load_slider_network(slider_path, components.unet), spec, batch_size)
+    images = render_all(sampler, load_slider_network(slider_path, components.unet, components), spec, batch_size)
     rendered = time.perf_counter()
     reads = {w: _by_prompt(read_batch(batch.reshape(-1, 64, 64, 3)), spec.samples) for w, batch in images.items()}
     read = time.perf_counter()

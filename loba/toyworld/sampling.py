@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..adapters import AdapterNetwork
+from ..adapters.text_encoder import AdapterRoot, has_text_encoder, text_encoder_stems
 from ..diffusion.sampler import cfg_ddim
 from ..diffusion.schedule import NoiseSchedule, scaled_linear_alphas_cumprod
 from ..pixels import decoder_to_pixels, pixels_to_uint8
@@ -73,19 +74,24 @@ class ToySampler:
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per sample")
         if slider is None or slider.is_attached:
             return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size)
-        with slider.attached(self.components.unet, self.device):
+        with slider.attached(slider_root(self.components, slider), self.device):
             return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size)
 
     def _sample_with(self, slider, weight, prompts, seeds, steps, cfg, batch_size) -> np.ndarray:
         previous = slider.multiplier if slider is not None else None
         if slider is not None:
             slider.multiplier = weight
+        text = slider is not None and has_text_encoder(slider.names)
+        if text:
+            self._embeddings = {}  # a text-encoder slider changes the embeddings with its weight: none cached across
         try:
             chunks = [self._sample_batch(prompts[i:i + batch_size], seeds[i:i + batch_size], steps, cfg)
                       for i in range(0, len(prompts), batch_size)]
         finally:
             if slider is not None:
                 slider.multiplier = previous
+            if text:
+                self._embeddings = {}
         return np.concatenate(chunks) if chunks else np.zeros((0, 64, 64, 3), np.uint8)
 
     @torch.no_grad()
@@ -104,12 +110,23 @@ class ToySampler:
         return to_uint8(decoded)
 
 
-def load_slider_network(path: str | os.PathLike, unet: torch.nn.Module) -> AdapterNetwork:
-    """The slider file's AdapterNetwork for the toy UNet (diffusers module names, kohya SD1 stems), not attached."""
+def load_slider_network(path: str | os.PathLike, unet: torch.nn.Module, components: ToyComponents | None = None) -> AdapterNetwork:
+    """The slider file's AdapterNetwork for the toy UNet (diffusers module names, kohya SD1 stems), not attached;
+    with the components, its lora_te layers too (on their text encoder)."""
     from ..models.naming import KohyaNames
     from ..sliders.kohya import load_slider, network_from_file
 
-    return network_from_file(load_slider(path), unet, KohyaNames(unet, "sd1").module_name_from_kohya)
+    slider, unet_names = load_slider(path), KohyaNames(unet, "sd1").module_name_from_kohya
+    if components is None:
+        return network_from_file(slider, unet, unet_names)
+    text = text_encoder_stems("sd1", [components.text_encoder])
+    return network_from_file(slider, AdapterRoot(unet, [components.text_encoder]),
+                             lambda stem: text.get(stem) if stem.startswith("lora_te") else unet_names(stem))
+
+
+def slider_root(components: ToyComponents, slider: AdapterNetwork):
+    """What the slider attaches to: the UNet, or it and the text encoder for a text-encoder slider."""
+    return AdapterRoot(components.unet, [components.text_encoder]) if has_text_encoder(slider.names) else components.unet
 
 
 def load_toy_components(weights: str | os.PathLike | None = None) -> ToyComponents:

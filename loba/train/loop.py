@@ -16,6 +16,7 @@ import torch
 
 from ..adapters import AdapterNetwork
 from ..adapters.targeting import TargetingReport, describe, select_targets
+from ..adapters.text_encoder import adapter_root, has_text_encoder, select_all_targets
 from ..config import TrainConfig
 from ..errors import StepAborted
 from ..models.backend import ModelBackend
@@ -43,10 +44,10 @@ class TrainResult:
 
 def build_network(backend: ModelBackend, config: TrainConfig) -> AdapterNetwork:
     """Adapters initialized from the config's seed (same seed, same slider) without touching the global RNG."""
-    targets = select_targets(backend.denoiser(), config.network)
+    targets = select_all_targets(backend, config, select_targets)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return AdapterNetwork(targets, backend.denoiser())
+        return AdapterNetwork(targets, adapter_root(backend, [t.name for t in targets]))
 
 
 @contextlib.contextmanager
@@ -79,8 +80,8 @@ def train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, *, cal
 
 def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callbacks: TrainCallbacks,
            out_dir: Optional[Path], resume: Optional[Path], network: Optional[AdapterNetwork]) -> TrainResult:
-    root = backend.denoiser()
     network = network or build_network(backend, config)
+    root = adapter_root(backend, network.names)  # the denoiser, or it and the text encoders
     report = describe(network.targets, root)
     trainer = Trainer.build(backend, network, prompts, config)
     trainer.step.should_stop = callbacks.should_stop
@@ -91,7 +92,9 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
                                   len(trainer.step.pairs)))
     error: Optional[BaseException] = None
     try:
-        with backend.training_session(), network.attached(root), _gradient_checkpointing(backend, config.gradient_checkpointing):
+        text_encoders = backend.text_encoder_session() if has_text_encoder(network.names) else contextlib.nullcontext()
+        with backend.training_session(), text_encoders, network.attached(root), \
+                _gradient_checkpointing(backend, config.gradient_checkpointing):
             _run_steps(trainer, result, callbacks, out_dir)
     except BaseException as exc:
         error = exc

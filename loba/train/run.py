@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+import torch
+
 from ..adapters import AdapterNetwork
+from ..adapters.from_weights import StartWeights, network_from_weights
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..models.backend import ModelBackend
@@ -42,6 +45,7 @@ class RunRequest:
     save_samples: bool = False  # previews also go to out_dir/samples/step-NNNNNN.png
     resolution: int = 0  # for prompts that set none; 0 = the model's native resolution
     network: Optional[AdapterNetwork] = None  # start from these adapters instead of fresh ones
+    network_weights: Optional[StartWeights] = None  # or from these LoRA files (read before the model loads)
 
 
 def run_training(request: RunRequest) -> TrainedSlider:
@@ -67,8 +71,11 @@ def run_training(request: RunRequest) -> TrainedSlider:
     sampler = PreviewSampler(backend, prompts, request.config, request.preview) if request.preview.every else None
     recorder = RunRecorder(backend, prompts, request.config, request.callbacks or TrainCallbacks(), out_dir, sampler,
                            request.preview, request.save_samples)
-    result = train(backend, prompts, request.config, callbacks=recorder, out_dir=out_dir, resume=resume,
-                   network=request.network)
+    network = request.network
+    if network is None and request.network_weights is not None:
+        with torch.inference_mode(False):  # hosts run nodes under inference mode: adapters must be normal tensors
+            network, _ = network_from_weights(backend, request.config, request.network_weights)
+    result = train(backend, prompts, request.config, callbacks=recorder, out_dir=out_dir, resume=resume, network=network)
     return TrainedSlider(result.network, backend, request.config, prompts, result.steps_done, result.stopped, result.report,
                          recorder.rows, result.checkpoints, recorder.step_files, recorder.samples)
 
@@ -78,6 +85,8 @@ def _check_request(request: RunRequest, out_dir: Optional[Path]) -> None:
         raise ConfigError("pretrained_model_name_or_path", "no model: give a model path or name (e.g. toyworld)")
     if out_dir is None and request.config.save_every_n_steps:
         raise ConfigError("save_every_n_steps", "checkpoints need an output folder; set one or use 0")
+    if request.config.network.dim_from_weights and request.network_weights is None:
+        raise ConfigError("dim_from_weights", "takes the rank from network_weights: give a LoRA file, or turn it off")
     if out_dir is None and (request.save_samples or request.resume == "auto"):
         raise ConfigError("out_dir", "saved previews and resume = auto need an output folder")
 

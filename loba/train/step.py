@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from ..adapters.text_encoder import has_text_encoder
 from ..config.train_config import TrainConfig
 from ..diffusion.noise import initial_noise
 from ..diffusion.sampler import cfg_ddim
@@ -58,7 +59,9 @@ class SliderStep:
         self.backend = backend
         self.network = network
         self.config = config
-        self.embeddings = embeddings
+        self.embeddings = embeddings  # the frozen text encoder's: the teachers' (and the student's, unless it trains it)
+        # With text-encoder adapters the student's prompts are re-encoded through them, with grad, every step.
+        self.trains_text = has_text_encoder(getattr(network, "names", ()))
         self.pairs = prompts.pairs()
         self.anchors = tuple(prompts.anchors)
         self.schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
@@ -110,8 +113,9 @@ class SliderStep:
         dtype = torch.float16 if mode == "fp16" else torch.bfloat16
         return torch.autocast(self.backend.device.type, dtype=dtype)
 
-    def _batched(self, prompts: list[str], x: torch.Tensor) -> tuple[torch.Tensor, Conditioning]:
-        cond = Conditioning.cat([self.embeddings[p].repeat(x.shape[0]) for p in prompts])
+    def _batched(self, prompts: list[str], x: torch.Tensor, embeddings=None) -> tuple[torch.Tensor, Conditioning]:
+        embeddings = self.embeddings if embeddings is None else embeddings
+        cond = Conditioning.cat([embeddings[p].repeat(x.shape[0]) for p in prompts])
         return x.repeat(len(prompts), 1, 1, 1), cond
 
     def _predict(self, x: torch.Tensor, timestep: int, cond: Conditioning, size) -> torch.Tensor:
@@ -144,7 +148,11 @@ class SliderStep:
         sampling = self.config.sampling
         self.network.multiplier = plan.pair.multiplier if sampling.denoise_with_adapter else 0.0
         n = plan.noise.shape[0]
-        cond = Conditioning.cat([self.embeddings[p].repeat(n) for p in (plan.pair.unconditional, plan.pair.target)])
+        prompts = (plan.pair.unconditional, plan.pair.target)
+        embeddings = self.embeddings
+        if self.trains_text and sampling.denoise_with_adapter:  # the slider's text encoder too, as a host applies it
+            embeddings = self.backend.encode_prompts_trainable(list(prompts))
+        cond = Conditioning.cat([embeddings[p].repeat(n) for p in prompts])
 
         def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:
             return self._predict(x_pair, t, cond, plan.size)
@@ -170,7 +178,8 @@ class SliderStep:
         """The model with the adapter at the pair's multiplier, for the target and every anchor."""
         prompts = [plan.pair.target] + [a.prompt for a in self.anchors]
         self.network.multiplier = plan.pair.multiplier
-        x_in, cond = self._batched(prompts, x_t)
+        embeddings = self.backend.encode_prompts_trainable(prompts) if self.trains_text else None
+        x_in, cond = self._batched(prompts, x_t, embeddings)
         return list(self._predict(x_in, plan.timestep, cond, plan.size).chunk(len(prompts)))
 
     # -- loss ----------------------------------------------------------------------------------

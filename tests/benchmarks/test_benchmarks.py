@@ -40,3 +40,12 @@ def test_the_table_prints_every_headline_figure():
               "floor_multiple": 1.25, "floor_multiple_no_cache": 6.25, "loba_breakdown_s": phases, "loba_breakdown_s_no_cache": phases}
     text = table(result)
     assert "10.00" in text and "1.25" in text and "denoise" in text
+
+
+def test_text_encoder_comparison_runs_and_tabulates(tmp_path):
+    from benchmarks.text_encoder import main, table
+
+    assert main(["--out", str(tmp_path), "--quick", "--modes", "only", "--timing-rounds", "1", "--timing-steps", "2"]) == 0
+    rows = json.loads((tmp_path / "text_encoder.json").read_text())["rows"]
+    assert [row["mode"] for row in rows] == ["only"] and rows[0]["steps"] == 2 and rows[0]["layers"] > 0
+    assert "text encoder only" in table(rows) and rows[0]["step_s"] > 0 and "interleaved" in table(rows)

@@ -51,7 +51,6 @@ def test_the_sd1_example_and_flags():
 
 @pytest.mark.parametrize("line, message", [
     ("train_leco.py --max_train_epochs 10", "--max_train_epochs is not supported for LECO"),
-    ("train_leco.py --network_weights a.safetensors", "network_weights is not yet supported"),
     ("train_network.py --network_dim 4", "not an sd-scripts LECO script"),
     ("train_leco.py --no_such_option 1", "--no_such_option is not an sd-scripts LECO option"),
     ("train_leco.py --network_dim", "needs a value"),

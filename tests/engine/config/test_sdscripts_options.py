@@ -48,9 +48,6 @@ def test_optimizer_learning_rates_and_saving():
 
 @pytest.mark.parametrize("options, field, message", [
     ({"max_train_epochs": 10}, "max_train_epochs", "not supported for LECO \\(the training loop is step-based only\\)"),
-    ({"text_encoder_lr": 1e-5}, "text_encoder_lr", "not yet supported"),
-    ({"network_weights": "a.safetensors"}, "network_weights", "not yet supported"),
-    ({"dim_from_weights": True}, "dim_from_weights", "not yet supported"),
     ({"save_model_as": "ckpt"}, "save_model_as", "safetensors only"),
     ({"network_module": "networks.dylora"}, "network_module", "not supported"),
     ({"network_module": "lycoris.kohya", "network_args": ["algo=ia3"]}, "network_args", "'ia3' is not supported"),
@@ -59,7 +56,6 @@ def test_optimizer_learning_rates_and_saving():
     ({"optimizer_type": "DAdaptation"}, "optimizer_type", "not supported"),
     ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps", "every step"),
     ({"full_bf16": True}, "full_bf16", "float32"),
-    ({"network_train_text_encoder_only": True}, "network_train_text_encoder_only", "LECO does not support text encoder"),
     ({"network_args": ["block_dims=1,2,3"]}, "block_dims", "25 values"),
     ({"network_args": ["down_lr_weight=wave"]}, "down_lr_weight", "preset 'wave' is not one of sd-scripts'"),
 ])
@@ -67,6 +63,16 @@ def test_refusals_name_the_option_and_the_reason(options, field, message):
     with pytest.raises(ConfigError, match=message) as error:
         from_sdscripts(options)
     assert error.value.field == field
+
+
+def test_text_encoder_and_start_weight_options_pass_through_under_their_names():
+    assert from_sdscripts({"text_encoder_lr": 1e-5, "network_weights": "a.safetensors", "dim_from_weights": True}) == {
+        "text_encoder_lr": 1e-5, "network_weights": "a.safetensors", "dim_from_weights": True}
+    assert from_sdscripts({"network_train_text_encoder_only": True}) == {"train_text_encoder": "only"}
+    # sd-scripts' text_encoder_lr = 0 trains no text encoder: LOBA's default; LOBA's own 0 would mean learning_rate.
+    assert from_sdscripts({"text_encoder_lr": 0}) == {}
+    assert _config(text_encoder_lr=5e-5).optimizer.text_encoder_lr == 5e-5
+    assert _config(network_train_text_encoder_only=True).network.train_text_encoder == "only"
 
 
 def test_every_listed_option_is_accepted_or_refused():
