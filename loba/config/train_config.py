@@ -42,6 +42,11 @@ class NetworkConfig(Bounded):
     rank_pattern: dict = option({}, "Per-block rank: {regex: rank}; the first regex that matches a module name wins.")
     alpha_pattern: dict = option({}, "Per-block alpha: {regex: alpha}; the first regex that matches wins.")
     lr_pattern: dict = option({}, "Per-layer learning-rate multipliers: {regex: multiplier}; first match wins.")
+    init: str = option("default", "How the slider starts: default (kohya's: a no-op slider, trained from zero) or "
+                       "closed_form (the UCE-style closed-form cross-attention key/value edit for the prompts, "
+                       "factored to the rank; training continues from it).", choices="initializers")
+    closed_form_lambda: float = option(0.1, "closed_form: ridge strength (relative to the embeddings' scale); "
+                                       "larger keeps the slider closer to a no-op.", min=0.0, min_exclusive=True)
 
     def __post_init__(self):
         super().__post_init__()
