@@ -70,13 +70,18 @@ class TargetingNode(io.ComfyNode):
                                 tooltip="Per-block rank, 'regex = rank' per line; first match wins."),
                 io.String.Input("lr_pattern", default="", multiline=True,
                                 tooltip="Per-layer learning-rate multipliers, 'regex = multiplier' per line; first match wins."),
+                # Optional (appended): workflows saved before them keep validating, with kohya's init as then.
+                config_input(NetworkConfig, "init", optional=True),
+                config_input(NetworkConfig, "closed_form_lambda", optional=True, step=0.01),
             ],
             outputs=[TargetingSocket.Output(display_name="targeting", tooltip="Connect to Train Slider's targeting input.")],
         )
 
     @classmethod
-    def execute(cls, preset, network_dim, network_alpha, conv_dim, conv_alpha, include, exclude, rank_pattern, lr_pattern) -> io.NodeOutput:
+    def execute(cls, preset, network_dim, network_alpha, conv_dim, conv_alpha, include, exclude, rank_pattern, lr_pattern,
+                init="default", closed_form_lambda=0.1) -> io.NodeOutput:
         values = {"preset": preset, "network_dim": network_dim, "network_alpha": network_alpha, "conv_dim": conv_dim,
+                  "init": init, "closed_form_lambda": closed_form_lambda,
                   "conv_alpha": conv_alpha, "include": regex_lines(include), "exclude": regex_lines(exclude),
                   "rank_pattern": pattern_table(rank_pattern, cls.DISPLAY, "rank_pattern", int),
                   "lr_pattern": pattern_table(lr_pattern, cls.DISPLAY, "lr_pattern")}
@@ -136,6 +141,7 @@ class SamplingNode(SettingsNode):
                     config_input(SamplingConfig, "min_timestep"), config_input(SamplingConfig, "max_timestep"),
                     config_input(SamplingConfig, "preserve_from_timestep"),
                     # Optional: workflows saved before it keep validating (their default is leading, as then).
-                    config_input(SamplingConfig, "timestep_spacing", optional=True)],
+                    config_input(SamplingConfig, "timestep_spacing", optional=True),
+                    config_input(SamplingConfig, "single_step", optional=True)],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )

@@ -105,6 +105,9 @@ class SamplingConfig(Bounded):
                                    "x_t from them instead of re-denoising every step (much faster); 0 = off (LECO).", min=0, max=64,
                                    example=4)
     trajectory_refresh_every: int = option(4, "With the trajectory cache: one new trajectory per pair every N uses.", min=1)
+    single_step: bool = option(False, "iLECO-style single-step mode: x_t is the pure noise itself at the step's timestep, "
+                               "no partial denoise (one frozen + one student pass per step; fastest, x_t less like "
+                               "the model's own trajectories). Off = LECO's partial denoise.")
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
     preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "

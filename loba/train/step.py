@@ -121,8 +121,8 @@ class SliderStep:
 
     def denoise(self, plan: StepPlan) -> torch.Tensor:
         """x at grid[k]: from the trajectory cache when it is on, else k fresh DDIM steps from noise."""
-        if plan.k == 0:
-            return plan.noise  # x at grid[0] = T - 1: no denoise step, nothing to cache
+        if plan.k == 0 or self.config.sampling.single_step:
+            return plan.noise  # x at grid[0] = T - 1 (nothing to denoise), or iLECO's single step: noise read as x_t
         if self.cache is None:
             return self._denoise(plan, plan.k, keep_all=False)[-1]
         key = (plan.pair_index, plan.height, plan.width)
