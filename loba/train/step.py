@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
@@ -45,11 +45,29 @@ class StepPlan:
 
 @dataclass
 class StepResult:
+    """The step's loss (with grad) and its parts. The parts stay device tensors: reading a value on the host
+    waits for the device, so the trainer reads them together with its own checks in one read, after backward."""
+
     loss: torch.Tensor
-    main_loss: float
-    preservation_loss: float
+    main: torch.Tensor
+    preservation: torch.Tensor
     timestep: int
     pair_index: int
+    _values: Optional[list[float]] = field(default=None, repr=False)
+
+    def read(self, *more: torch.Tensor) -> list[float]:
+        """[main, preservation, *more] as floats, in ONE host read."""
+        values = torch.stack([self.main, self.preservation, *(t.detach().float().reshape(()) for t in more)]).tolist()
+        self._values = values[:2]
+        return values
+
+    @property
+    def main_loss(self) -> float:
+        return (self._values or self.read())[0]
+
+    @property
+    def preservation_loss(self) -> float:
+        return (self._values or self.read())[1]
 
 
 class SliderStep:
@@ -206,4 +224,4 @@ class SliderStep:
             # Mean over anchors so that adding anchors does not change the loss scale.
             preservation = loss_cfg.preservation_weight * preservation / len(self.anchors)
         total = main + preservation
-        return StepResult(total, float(main.detach()), float(preservation.detach()), plan.timestep, plan.pair_index)
+        return StepResult(total, main.detach().float(), preservation.detach().float().reshape(()), plan.timestep, plan.pair_index)
