@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import ConfigError
+
 # Cross-attention key/value projections: diffusers and ComfyUI both name them attn2.to_k / attn2.to_v.
 KV_PATTERN = re.compile(r"(^|\.)attn2\.to_[kv]$")
 SIGNS = {"erase": -1.0, "enhance": 1.0}
@@ -83,7 +85,8 @@ def objective_rows(pairs, anchors, contexts: dict[str, torch.Tensor], preservati
     for pair in pairs:
         sign = SIGNS.get(pair.action)
         if sign is None:
-            raise ValueError(f"the closed-form start knows erase and enhance, not '{pair.action}'")
+            raise ConfigError("init", f"the closed-form start knows the erase and enhance objectives, not "
+                              f"'{pair.action}'; use init = default")
         c = contexts[pair.target]
         goal = contexts[pair.neutral] + sign * pair.guidance_scale * (contexts[pair.positive] - contexts[pair.unconditional])
         m, w = float(pair.multiplier), float(pair.weight) / len(pairs)

@@ -119,3 +119,18 @@ def test_a_run_started_from_the_closed_form_resumes_exactly(sd1_backend, tmp_pat
     # And the start was the closed form, not kohya's no-op: step 1 of a default run has another loss.
     default = train(sd1_backend, PROMPTS, CONFIG.replace(init="default", max_train_steps=1))
     assert default.losses[0] != full.losses[0]
+
+
+def test_the_instant_slider_is_the_closed_form_saved_alone(sd1_backend, tmp_path):
+    from loba.sliders.kohya import load_slider
+    from loba.train.instant import instant_slider
+
+    slider, report = instant_slider(sd1_backend, PROMPTS, CONFIG)
+    assert slider.steps_done == 0 and report.modules
+    path = slider.save(tmp_path / "instant.safetensors")
+    tensors = load_slider(path).tensors
+    name = report.modules[0]
+    key = sd1_backend.kohya_name(name) + ".lora_up.weight"
+    torch.testing.assert_close(tensors[key].float(), slider.network.lora(name).lora_up.weight.detach())
+    with pytest.raises(ConfigError, match="init"):
+        instant_slider(sd1_backend, PROMPTS, CONFIG.replace(init="default"))
