@@ -24,6 +24,9 @@ from .common import loba_command, peer_command, run_json
 
 EFFICACY, PRESERVATION = 0.9, 0.95
 EVERY, MAX_STEPS = 25, 300
+# Snapshots are saved every EVERY steps; from-zero runs are evaluated at these (an evaluation costs about a minute of
+# CPU, far more than the training it scores), finely where the recipe gets there.
+LOBA_EVAL_STEPS = (25, 50, 75, 100, 150, 200, 300)
 CLOSED_FORM_STEPS = (25, 100)  # "closed form + N steps" rows
 # LECO gets twice the step budget, evaluated every 25 steps up to MAX_STEPS and every 100 after (evaluations are
 # slow): a peer that never gets there is credited with its whole budget, so a longer one makes the bound fairer.
@@ -113,8 +116,7 @@ def from_zero_rows(s, model: Path, work: Path, env: dict, components) -> list[di
     for name, override in FROM_ZERO.items():
         data, folder = loba_run(s, model, work, env, name.replace(" ", "-").replace("(", "").replace(")", ""), override,
                                 MAX_STEPS)
-        snaps = [(step, data["stamps"][step - 1], folder / f"step-{step:05d}.safetensors")
-                 for step in range(EVERY, MAX_STEPS + 1, EVERY)]
+        snaps = [(step, data["stamps"][step - 1], folder / f"step-{step:05d}.safetensors") for step in LOBA_EVAL_STEPS]
         found = first_effect(components, snaps, work, name)
         last = found["history"][-1]
         rows.append({"name": f"LOBA {name}", **last, "s_per_step": data["s_per_step"], "time_to_effect_s": found["seconds"],
@@ -139,8 +141,11 @@ def peer_row(s, model: Path, work: Path, env: dict, components, name: str, promp
 
 
 def time_to_effect(s, model: Path, work: Path, env: dict) -> dict:
+    import torch
+
     from loba.toyworld.sampling import load_toy_components
 
+    torch.set_num_threads(s.threads)  # the evaluations run here: as many threads as the trainers get
     components = load_toy_components(model)
     rows = closed_form_rows(s, model, work, env, components) + from_zero_rows(s, model, work, env, components)
     if getattr(s, "peer", None) is not None:
