@@ -134,3 +134,16 @@ def test_the_instant_slider_is_the_closed_form_saved_alone(sd1_backend, tmp_path
     torch.testing.assert_close(tensors[key].float(), slider.network.lora(name).lora_up.weight.detach())
     with pytest.raises(ConfigError, match="init"):
         instant_slider(sd1_backend, PROMPTS, CONFIG.replace(init="default"))
+
+
+def test_large_layers_use_a_randomized_svd_that_matches_the_truncated_one():
+    gen = torch.Generator().manual_seed(0)
+    # SDXL-sized (smaller side above EXACT_SVD_MAX): a rank-6 edit plus small noise, factored to rank 4.
+    low = torch.randn(1100, 6, generator=gen, dtype=torch.float64) @ torch.randn(6, 1200, generator=gen, dtype=torch.float64)
+    delta = low * torch.linspace(1, 3, 1200, dtype=torch.float64) + 1e-3 * torch.randn(1100, 1200, generator=gen,
+                                                                                         dtype=torch.float64)
+    up, down, error = factor(delta, 4, 0.5)
+    u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+    truncated = (u[:, :4] * s[:4]) @ vh[:4]
+    assert float(((up.double() @ down.double()) * 0.5 - truncated).norm() / truncated.norm()) < 1e-4
+    assert error == pytest.approx(float((delta - truncated).norm() / delta.norm()), rel=1e-3)
