@@ -46,3 +46,18 @@ def test_sdxl_variants_parse_and_unknown_words_are_refused():
         "bf16": {"s_per_step": 3.0, "first_step_s": 5.0, "peak_mb": 6000, "loaded_mb": 5000, "device": "cpu"},
         "fp32": {"failed": "exit status 137"}}})
     assert "REDUCED" in text and "failed: exit status 137" in text and "3.00" in text
+
+
+def test_an_sdxl_run_reports_steps_and_memory_on_a_shrunk_architecture(tmp_path, monkeypatch):
+    import benchmarks.sdxl_arch as arch
+    from benchmarks import sdxl_run
+
+    tiny = {**arch.SDXL_UNET, "block_out_channels": (32, 64, 64), "transformer_layers_per_block": (1, 1, 1),
+            "attention_head_dim": (2, 4, 4), "norm_num_groups": 8, "layers_per_block": 1}
+    monkeypatch.setattr(arch, "SDXL_UNET", tiny)
+    out = tmp_path / "sdxl.json"
+    monkeypatch.setattr(sys, "argv", ["sdxl_run", "--out", str(out), "--variant", "fp32+cache+gc", "--resolution", "128",
+                                      "--steps", "2", "--denoise-steps", "3", "--rank", "2", "--device", "cpu"])
+    sdxl_run.main()
+    data = json.loads(out.read_text())
+    assert len(data["step_seconds"]) == 2 and data["peak_mb"] >= data["loaded_mb"] > 0 and data["modules"] > 0
