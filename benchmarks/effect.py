@@ -58,8 +58,9 @@ PEER_PROMPTS_AS_USERS = "".join(f"""- target: "a red {shape}"
 """ for shape in SHAPES)
 RECIPE = {"rank": 4, "alpha": 4.0, "lr": 2e-3, "denoise_steps": 25, "preset": "cross_attention", "peer_method": "full"}
 PEER_AS_USERS = {"rank": 4, "alpha": 1.0, "lr": 1e-4, "denoise_steps": 50, "peer_method": "full"}
-FROM_ZERO = {"from zero (cache)": {}, "from zero (no cache)": {"trajectory_cache": 0},
-             "from zero (single step)": {"single_step": True}}
+FROM_ZERO = {"from zero (cache)": ("cache", {}), "from zero (no cache)": ("no_cache", {"trajectory_cache": 0}),
+             "from zero (single step)": ("single_step", {"single_step": True})}
+ROWS = ("closed_form", "cache", "no_cache", "single_step", "leco")  # --effect-rows picks among these
 
 
 def evaluate_snapshot(components, step: int, seconds: float, path: Path, work: Path, name: str) -> dict:
@@ -111,9 +112,11 @@ def closed_form_rows(s, model: Path, work: Path, env: dict, components) -> list[
     return rows
 
 
-def from_zero_rows(s, model: Path, work: Path, env: dict, components) -> list[dict]:
+def from_zero_rows(s, model: Path, work: Path, env: dict, components, wanted: set) -> list[dict]:
     rows = []
-    for name, override in FROM_ZERO.items():
+    for name, (key, override) in FROM_ZERO.items():
+        if key not in wanted:
+            continue
         data, folder = loba_run(s, model, work, env, name.replace(" ", "-").replace("(", "").replace(")", ""), override,
                                 MAX_STEPS)
         snaps = [(step, data["stamps"][step - 1], folder / f"step-{step:05d}.safetensors") for step in LOBA_EVAL_STEPS]
@@ -147,8 +150,10 @@ def time_to_effect(s, model: Path, work: Path, env: dict) -> dict:
 
     torch.set_num_threads(s.threads)  # the evaluations run here: as many threads as the trainers get
     components = load_toy_components(model)
-    rows = closed_form_rows(s, model, work, env, components) + from_zero_rows(s, model, work, env, components)
-    if getattr(s, "peer", None) is not None:
+    wanted = set((getattr(s, "effect_rows", "") or ",".join(ROWS)).split(","))
+    rows = closed_form_rows(s, model, work, env, components) if "closed_form" in wanted else []
+    rows += from_zero_rows(s, model, work, env, components, wanted)
+    if getattr(s, "peer", None) is not None and "leco" in wanted:
         rows.append(peer_row(s, model, work, env, components, "LECO with LOBA's prompts", PEER_PROMPTS, RECIPE))
         rows.append(peer_row(s, model, work, env, components, "LECO as its users run it", PEER_PROMPTS_AS_USERS,
                              PEER_AS_USERS))
@@ -176,7 +181,7 @@ def effect_table(result: dict) -> str:
         if "speedup_of_best_loba" in row:
             bound = " (lower bound: LECO never got there)" if row["speedup_is_lower_bound"] else ""
             lines.append(f"{'  best LOBA row is faster by':40}{row['speedup_of_best_loba']:.1f}x{bound}")
-    init = result["effect_rows"][0].get("init") or {}
+    init = next((row["init"] for row in result["effect_rows"] if row.get("init")), {})
     if init:
         lines.append(f"closed form: {init['modules']} key/value layers in {init['seconds']:.3f} s, rank truncation error "
                      f"max {init['max_truncation_error']:.3f} / mean {init['mean_truncation_error']:.3f} (relative Frobenius)")

@@ -108,6 +108,8 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
                                 ("cache", int, 4), ("refresh", int, 48)):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
     parser.add_argument("--effect", action="store_true", help="also measure time to effect (slow: trains and evaluates)")
+    parser.add_argument("--effect-rows", default="", help="with --effect: comma-separated among closed_form, cache, no_cache, "
+                        "single_step, leco (default: all)")
     parser.add_argument("--comfy", action="store_true", help="also measure the Train Slider node's overhead")
     parser.add_argument("--skip-speed", action="store_true", help="only the parts asked for with --effect / --comfy")
     return parser, parser.parse_args()
