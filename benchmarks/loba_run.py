@@ -80,6 +80,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--anchors", default="no", choices=("yes", "no"))
     parser.add_argument("--save-dir", dest="save_dir", default="")
     parser.add_argument("--recipe", default="", help="train a shipped toy-world recipe (its prompts and settings) instead")
+    parser.add_argument("--override", default="{}", help="JSON {config field: value} laid over the run's config")
     return parser.parse_args()
 
 
@@ -88,14 +89,35 @@ def run_config(args: argparse.Namespace):
     from loba.config import TrainConfig
 
     if args.recipe:
-        return recipe_run(args.recipe, args.steps, args.seed)
+        prompts, config = recipe_run(args.recipe, args.steps, args.seed)
+        return prompts, config.replace(**json.loads(args.override))
     prompts = erase_prompts(args.resolution, args.batch_size, args.anchors == "yes")
     config = TrainConfig().replace(
         max_train_steps=args.steps, network_dim=args.rank, network_alpha=args.alpha, learning_rate=args.lr,
         max_denoising_steps=args.denoise_steps, leco_denoise_guidance_scale=args.denoise_cfg, seed=args.seed,
         trajectory_cache=args.cache, trajectory_refresh_every=args.refresh, preset=args.preset,
         denoise_with_adapter=args.adapter_in_denoise == "yes", preservation_weight=5.0 if args.anchors == "yes" else 1.0)
-    return prompts, config
+    return prompts, config.replace(**json.loads(args.override))
+
+
+def initialized(args, backend, prompts, config):
+    """(network or None, seconds, report) of the config's initializer, run here (timed) instead of inside the run,
+    so the start itself can be saved as step 0 (the closed form alone: the instant slider)."""
+    from loba.adapters.initializers import initialize
+    from loba.sliders.trained import save_trained_slider
+    from loba.train.loop import build_network
+
+    if config.network.init == "default":
+        return None, 0.0, {}
+    started = time.perf_counter()
+    network = build_network(backend, config)
+    report = initialize(network, backend, prompts, config)
+    seconds = time.perf_counter() - started
+    if args.save_dir:
+        save_trained_slider(Path(args.save_dir) / "step-00000.safetensors", network, backend, config, prompts, 0)
+    return network, seconds, {"modules": len(report.modules), "seconds": report.seconds,
+                              "max_truncation_error": report.max_truncation_error,
+                              "mean_truncation_error": statistics.fmean(report.truncation_error.values())}
 
 
 def step_clock(args, backend, prompts, config):
@@ -134,11 +156,13 @@ def main() -> None:
     backend = toy_backend(load_toy_components(args.model))
     loaded = current_rss_mb()  # the model is loaded; what grows from here is training
     prompts, config = run_config(args)
+    network, init_seconds, init_report = initialized(args, backend, prompts, config)
     clock = step_clock(args, backend, prompts, config)
-    result = run_training(RunRequest(prompts, config, backend=backend, callbacks=clock))
+    result = run_training(RunRequest(prompts, config, backend=backend, callbacks=clock, network=network))
     steps = [b - a for a, b in zip([0.0] + clock.stamps[:-1], clock.stamps)]
     Path(args.out).write_text(json.dumps({
-        "step_seconds": steps, "stamps": clock.stamps, "phases": clock.phases,
+        "step_seconds": steps, "stamps": [init_seconds + t for t in clock.stamps], "phases": clock.phases,
+        "init_seconds": init_seconds, "init": init_report,
         "modules": result.report.num_modules, "parameters": result.report.num_parameters,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_rss_mb": baseline, "loaded_rss_mb": loaded,
         "floor_seconds": floor_seconds(backend, prompts, config), "torch": torch.__version__,

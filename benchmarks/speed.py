@@ -12,7 +12,13 @@ Figures (FILE.json, and a table on stdout): seconds per step and peak RSS of bot
 into denoise / teachers / student forward / backward / optimizer, the floor (one batched teacher forward +
 one student forward/backward) and LOBA's step as a multiple of it, with the trajectory cache off and on;
 --effect adds wall time until the toy-world erase eval first reaches efficacy >= 0.9 with preservation
->= 0.95; --comfy adds the Train Slider node's step time against the headless engine.
+>= 0.95 for every way LOBA starts (closed form alone, closed form + N steps, from zero with / without the cache,
+single-step) and, with --peer, LECO as its users run it and with LOBA's prompts (benchmarks/effect.py);
+--comfy adds the Train Slider node's step time against the headless engine.
+
+    python -m benchmarks.speed --family sdxl --resolution 1024 --out FILE.json [--variants bf16+cache,...]
+
+runs LOBA on the real SDXL UNet architecture with random weights instead (benchmarks/sdxl_speed.py).
 """
 
 from __future__ import annotations
@@ -83,9 +89,14 @@ def speed(s, model: Path, work: Path, env: dict) -> dict:
     }
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peer", required=True, type=Path, help="checkout of p1atdev/LECO")
+    parser.add_argument("--peer", type=Path, default=None, help="checkout of p1atdev/LECO (needed for the toy speed part "
+                        "and the LECO rows of --effect)")
+    parser.add_argument("--family", default="toy", choices=("toy", "sdxl"),
+                        help="sdxl: the SDXL UNet architecture with random weights (benchmarks/sdxl_arch.py) instead")
+    parser.add_argument("--resolution", type=int, default=1024, help="with --family sdxl: the training resolution")
+    parser.add_argument("--variants", default="", help="with --family sdxl: comma-separated, e.g. bf16+cache,bf16+cache+gc")
     parser.add_argument("--peer-python", default=os.environ.get("LECO_PYTHON", sys.executable),
                         help="Python with LECO's pinned requirements (diffusers 0.20, transformers 4.33)")
     parser.add_argument("--peer-method", default="full", help="LECO training_method; 'full' = LOBA's all_linear")
@@ -97,16 +108,31 @@ def main() -> None:
                                 ("cache", int, 4), ("refresh", int, 48)):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
     parser.add_argument("--effect", action="store_true", help="also measure time to effect (slow: trains and evaluates)")
+    parser.add_argument("--effect-rows", default="", help="with --effect: comma-separated among closed_form, cache, no_cache, "
+                        "single_step, leco (default: all)")
     parser.add_argument("--comfy", action="store_true", help="also measure the Train Slider node's overhead")
     parser.add_argument("--skip-speed", action="store_true", help="only the parts asked for with --effect / --comfy")
-    s = parser.parse_args()
-    model = s.model or default_model()
+    return parser, parser.parse_args()
+
+
+def main() -> None:
+    parser, s = parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(s.threads), "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory(prefix="loba-bench-") as tmp:
         work = Path(tmp)
         result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {s.threads} thread(s)",
                   "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()}}
         s.out.parent.mkdir(parents=True, exist_ok=True)
+        if s.family == "sdxl":
+            from .sdxl_speed import sdxl_speed, sdxl_table
+
+            result.update(sdxl_speed(s, work, env))
+            s.out.write_text(json.dumps(result, indent=2))
+            print(sdxl_table(result))
+            return
+        model = s.model or default_model()
+        if not s.skip_speed and s.peer is None:
+            parser.error("the speed part runs LECO: give --peer (or --skip-speed with --effect)")
         if not s.skip_speed:
             result.update(speed(s, model, work, env))
             s.out.write_text(json.dumps(result, indent=2))  # saved after every part: a later failure keeps what was measured
@@ -122,6 +148,10 @@ def main() -> None:
             result.update(time_to_effect(s, model, work, env))
             s.out.write_text(json.dumps(result, indent=2))
     print(table(result))
+    if "effect_rows" in result:
+        from .effect import effect_table
+
+        print(effect_table(result))
 
 
 def table(r: dict) -> str:
@@ -137,9 +167,6 @@ def table(r: dict) -> str:
              f"{'step / floor ({:.3f} s)'.format(r['floor_s']):34}{r['floor_multiple']:>14.2f}{r['floor_multiple_no_cache']:>17.2f}"]
     for phase in PHASES:
         lines.append(f"{'  ' + phase + ' s':34}{r['loba_breakdown_s'][phase]:>14.3f}{r['loba_breakdown_s_no_cache'][phase]:>17.3f}")
-    if "time_to_effect_speedup" in r:
-        lines.append(f"time to efficacy>=0.9 & preservation>=0.95: LOBA {r['loba_time_to_effect_s']} s, "
-                     f"LECO {r['peer_time_to_effect_s']} s, speedup {r['time_to_effect_speedup']}")
     if "comfy_overhead" in r:
         lines.append(f"Train Slider node vs headless engine: {r['comfy_node_s_per_step']:.3f} vs {r['comfy_engine_s_per_step']:.3f} "
                      f"s/step, overhead {100 * r['comfy_overhead']:+.1f}%")

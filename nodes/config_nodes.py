@@ -78,15 +78,19 @@ class TargetingNode(io.ComfyNode):
                 config_input(NetworkConfig, "module_dropout", optional=True, step=0.05),
                 config_input(NetworkConfig, "train_text_encoder", optional=True),
                 config_input(NetworkConfig, "text_encoder_preset", optional=True),
+                config_input(NetworkConfig, "init", optional=True),
+                config_input(NetworkConfig, "closed_form_lambda", optional=True, step=0.01),
             ],
             outputs=[TargetingSocket.Output(display_name="targeting", tooltip="Connect to Train Slider's targeting input.")],
         )
 
     @classmethod
     def execute(cls, preset, network_dim, network_alpha, conv_dim, conv_alpha, include, exclude, rank_pattern, lr_pattern,
-                train_text_encoder="off", text_encoder_preset="attention_mlp", **lycoris) -> io.NodeOutput:
+                train_text_encoder="off", text_encoder_preset="attention_mlp", init="default", closed_form_lambda=0.1,
+                **lycoris) -> io.NodeOutput:
         values = {"preset": preset, "network_dim": network_dim, "network_alpha": network_alpha, "conv_dim": conv_dim,
                   "train_text_encoder": train_text_encoder, "text_encoder_preset": text_encoder_preset,
+                  "init": init, "closed_form_lambda": closed_form_lambda,
                   "conv_alpha": conv_alpha, "include": regex_lines(include), "exclude": regex_lines(exclude),
                   "rank_pattern": pattern_table(rank_pattern, cls.DISPLAY, "rank_pattern", int),
                   "lr_pattern": pattern_table(lr_pattern, cls.DISPLAY, "lr_pattern"),
@@ -150,6 +154,7 @@ class SamplingNode(SettingsNode):
                     config_input(SamplingConfig, "preserve_from_timestep"),
                     # Optional: workflows saved before it keep validating (their default is leading, as then).
                     config_input(SamplingConfig, "timestep_spacing", optional=True),
-                    config_input(SamplingConfig, "trajectory_cache_mb", optional=True)],
+                    config_input(SamplingConfig, "trajectory_cache_mb", optional=True),
+                    config_input(SamplingConfig, "single_step", optional=True)],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )

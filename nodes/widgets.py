@@ -8,13 +8,14 @@ from typing import Any
 
 from comfy_api.latest import io
 
+from ..loba.adapters.initializers import INITIALIZERS
 from ..loba.adapters.targeting import TARGETING_PRESETS
 from ..loba.diffusion.spacing import TIMESTEP_SPACINGS
 from ..loba.objectives.losses import LOSSES
 from ..loba.optim import OPTIMIZERS, SCHEDULES
 
 REGISTRIES = {"targeting_presets": TARGETING_PRESETS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "losses": LOSSES,
-              "timestep_spacings": TIMESTEP_SPACINGS}
+              "timestep_spacings": TIMESTEP_SPACINGS, "initializers": INITIALIZERS}
 
 
 def _field(cls, name: str) -> dataclasses.Field:

@@ -63,6 +63,11 @@ class NetworkConfig(Bounded):
                                          "SDXL's CLIP-G frozen.")
     dim_from_weights: bool = option(False, "With network_weights: take each layer's rank and alpha from the LoRA file "
                                     "(sd-scripts' dim_from_weights) instead of network_dim / conv_dim.")
+    init: str = option("default", "How the slider starts: default (kohya's: a no-op slider, trained from zero) or "
+                       "closed_form (the UCE-style closed-form cross-attention key/value edit for the prompts, "
+                       "factored to the rank; training continues from it).", choices="initializers")
+    closed_form_lambda: float = option(0.1, "closed_form: ridge strength (relative to the embeddings' scale); "
+                                       "larger keeps the slider closer to a no-op.", min=0.0, min_exclusive=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -129,6 +134,9 @@ class SamplingConfig(Bounded):
     trajectory_cache_mb: int = option(512, "With the trajectory cache: its memory budget in MiB (trajectories are kept in the "
                                       "model's dtype; least recently used pairs/resolutions are evicted past it). 512 fits "
                                       "beside SDXL on a 12 GB card; 0 = no limit.", min=0, max=1 << 20)
+    single_step: bool = option(False, "iLECO-style single-step mode: x_t is the pure noise itself at the step's timestep, "
+                               "no partial denoise (one frozen + one student pass per step; fastest, x_t less like "
+                               "the model's own trajectories). Off = LECO's partial denoise.")
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
     preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "

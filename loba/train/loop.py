@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from ..adapters import AdapterNetwork
+from ..adapters.initializers import initialize
 from ..adapters.targeting import TargetingReport, describe, select_targets
 from ..adapters.text_encoder import adapter_root, has_text_encoder, select_all_targets
 from ..config import TrainConfig
@@ -80,7 +81,10 @@ def train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, *, cal
 
 def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callbacks: TrainCallbacks,
            out_dir: Optional[Path], resume: Optional[Path], network: Optional[AdapterNetwork]) -> TrainResult:
-    network = network or build_network(backend, config)
+    if network is None:
+        network = build_network(backend, config)
+        if not resume:  # a checkpoint holds the weights: the initializer (e.g. closed_form) only starts a run
+            initialize(network, backend, prompts, config)
     root = adapter_root(backend, network.names)  # the denoiser, or it and the text encoders
     report = describe(network.targets, root)
     trainer = Trainer.build(backend, network, prompts, config)

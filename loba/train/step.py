@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
@@ -46,11 +46,29 @@ class StepPlan:
 
 @dataclass
 class StepResult:
+    """The step's loss (with grad) and its parts. The parts stay device tensors: reading a value on the host
+    waits for the device, so the trainer reads them together with its own checks in one read, after backward."""
+
     loss: torch.Tensor
-    main_loss: float
-    preservation_loss: float
+    main: torch.Tensor
+    preservation: torch.Tensor
     timestep: int
     pair_index: int
+    _values: Optional[list[float]] = field(default=None, repr=False)
+
+    def read(self, *more: torch.Tensor) -> list[float]:
+        """[main, preservation, *more] as floats, in ONE host read."""
+        values = torch.stack([self.main, self.preservation, *(t.detach().float().reshape(()) for t in more)]).tolist()
+        self._values = values[:2]
+        return values
+
+    @property
+    def main_loss(self) -> float:
+        return (self._values or self.read())[0]
+
+    @property
+    def preservation_loss(self) -> float:
+        return (self._values or self.read())[1]
 
 
 class SliderStep:
@@ -125,8 +143,8 @@ class SliderStep:
 
     def denoise(self, plan: StepPlan) -> torch.Tensor:
         """x at grid[k]: from the trajectory cache when it is on, else k fresh DDIM steps from noise."""
-        if plan.k == 0:
-            return plan.noise  # x at grid[0] = T - 1: no denoise step, nothing to cache
+        if plan.k == 0 or self.config.sampling.single_step:
+            return plan.noise  # x at grid[0] = T - 1 (nothing to denoise), or iLECO's single step: noise read as x_t
         if self.cache is None:
             return self._denoise(plan, plan.k, keep_all=False)[-1]
         key = (plan.pair_index, plan.height, plan.width)
@@ -216,4 +234,4 @@ class SliderStep:
             # Mean over anchors so that adding anchors does not change the loss scale.
             preservation = loss_cfg.preservation_weight * preservation / len(self.anchors)
         total = main + preservation
-        return StepResult(total, float(main.detach()), float(preservation.detach()), plan.timestep, plan.pair_index)
+        return StepResult(total, main.detach().float(), preservation.detach().float().reshape(()), plan.timestep, plan.pair_index)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +70,14 @@ class Trainer:
             self._set_rng_state(rng)
             raise
         where = f"at timestep {plan.timestep} (pair {plan.pair.name or plan.pair_index})"
-        if not torch.isfinite(result.loss):
-            raise TrainingAborted(f"the loss became {float(result.loss.detach())} {where}; lower learning_rate or guidance_scale")
         with clock("backward"):
             norm = self._backward(result.loss)
-        if not self.scaler.is_enabled() and not torch.isfinite(norm):
+        # The step's one host read of device values (a sync): both finite checks and the logged losses together.
+        # A non-finite loss only made non-finite adapter gradients so far; no optimizer step has used them.
+        _, _, loss, norm_value = result.read(result.loss, norm)
+        if not math.isfinite(loss):
+            raise TrainingAborted(f"the loss became {loss} {where}; lower learning_rate or guidance_scale")
+        if not self.scaler.is_enabled() and not math.isfinite(norm_value):
             # fp16 loss scaling skips such steps by design; anywhere else a non-finite gradient is a failure.
             raise TrainingAborted(f"the gradient became non-finite {where}; lower learning_rate or use bf16/fp32")
         lr = self.base_learning_rate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..adapters.initializers import INITIALIZERS
 from ..adapters.targeting import TARGETING_PRESETS
 from ..config.train_config import TrainConfig
 from ..diffusion.spacing import TIMESTEP_SPACINGS
@@ -24,6 +25,7 @@ def validate_before_model_work(prompts: PromptSet, config: TrainConfig, family: 
     validate_names(config.optimizer)
     LOSSES.get(config.loss.loss_type)
     TARGETING_PRESETS.get(config.network.preset)
+    INITIALIZERS.get(config.network.init)
     TIMESTEP_SPACINGS.get(config.sampling.timestep_spacing)
     for pair in prompts.pairs():
         if pair.action not in OBJECTIVES:

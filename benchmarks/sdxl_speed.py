@@ -1,0 +1,67 @@
+"""`python -m benchmarks.speed --family sdxl --resolution N`: LOBA on the real SDXL UNet architecture (random
+weights, benchmarks/sdxl_arch.py), seconds per step and peak memory for each variant, each in its own process,
+alternating the order round by round. Variants: weights dtype (bf16, fp16, fp32) joined by + with any of
+cache (trajectory cache), gc (gradient checkpointing), compile (torch.compile), channels_last, single_step.
+
+Peers: sd-scripts' sdxl_train_leco.py is not driven here yet (it needs a checkout, its requirements and an SDXL
+checkpoint file); the figures are LOBA's variants against each other.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from .common import REPO, run_json
+
+GPU_VARIANTS = ("bf16", "bf16+cache", "bf16+cache+gc", "bf16+gc", "bf16+cache+compile", "bf16+cache+channels_last",
+                "bf16+single_step", "fp32+cache")
+
+
+def sdxl_command(s, variant: str, out: Path) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.sdxl_run", "--out", str(out), "--variant", variant, "--resolution",
+            str(s.resolution), "--steps", str(s.steps), "--denoise-steps", str(s.denoise_steps), "--rank", str(s.rank),
+            "--threads", str(s.threads)]
+
+
+def sdxl_speed(s, work: Path, env: dict) -> dict:
+    variants = tuple(s.variants.split(",")) if s.variants else GPU_VARIANTS
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for round_index in range(s.rounds):
+        for variant in (variants if round_index % 2 == 0 else tuple(reversed(variants))):
+            out = work / f"sdxl-{variant}-{round_index}.json"
+            try:
+                runs[variant].append(run_json(sdxl_command(s, variant, out), out, env))
+            except subprocess.CalledProcessError as error:  # e.g. out of memory: the other variants still count
+                runs[variant].append({"failed": f"exit status {error.returncode}"})
+            print(f"round {round_index + 1}/{s.rounds}: sdxl {variant} done", flush=True)
+    # The first step pays one-off costs (the cache's first trajectories, compilation): steady steps only, when any.
+    rows = {}
+    for variant, results in runs.items():
+        good = [r for r in results if "failed" not in r]
+        if not good:
+            rows[variant] = {"failed": results[0]["failed"]}
+            continue
+        skip = 1 if s.steps > 1 else 0
+        rows[variant] = {"s_per_step": statistics.fmean(statistics.fmean(r["step_seconds"][skip:]) for r in good),
+                         "first_step_s": statistics.fmean(r["step_seconds"][0] for r in good),
+                         "peak_mb": max(r["peak_mb"] for r in good), "loaded_mb": max(r["loaded_mb"] for r in good),
+                         "device": good[0]["device"]}
+    return {"family": "sdxl", "resolution": s.resolution, "sdxl_rows": rows, "sdxl_runs": runs,
+            "reduced": s.resolution < 1024, "repo": str(REPO)}
+
+
+def sdxl_table(r: dict) -> str:
+    note = " (REDUCED resolution: no GPU here; 1024 is the GPU figure)" if r["reduced"] else ""
+    lines = [f"SDXL UNet architecture, random weights, {r['resolution']}x{r['resolution']}{note}",
+             f"{'variant':34}{'s/step':>10}{'first step s':>14}{'peak MB':>10}{'loaded MB':>11}"]
+    for variant, row in r["sdxl_rows"].items():
+        if "failed" in row:
+            lines.append(f"{variant:34}  failed: {row['failed']}")
+            continue
+        lines.append(f"{variant:34}{row['s_per_step']:>10.2f}{row['first_step_s']:>14.2f}{row['peak_mb']:>10.0f}"
+                     f"{row['loaded_mb']:>11.0f}")
+    lines.append(f"device: {next(iter(r['sdxl_rows'].values())).get('device', '?')}; LECO peers (sd-scripts sdxl_train_leco.py): not run")
+    return "\n".join(lines)
