@@ -89,10 +89,13 @@ def test_runs_route_serves_the_latest_state_of_a_train_node(server):
 def test_every_node_has_a_help_page_the_frontend_can_fetch(server):
     """The frontend fetches /extensions/<pack>/docs/<node id>.md for custom nodes' help; each page names every input."""
     lobas = {name: info for name, info in server.object_info.items() if name.startswith("LOBA_")}
+    missing = {}
     for name, info in lobas.items():
         page = fetch_bytes(server, f"/extensions/loba/docs/{name}.md").decode()
         inputs = [*info["input"].get("required", {}), *info["input"].get("optional", {})]
         assert page.startswith(f"# {info['display_name']}") and "## Example" in page, name
-        assert not [i for i in inputs if f"`{i}`" not in page], f"{name}.md misses inputs"
+        if absent := [i for i in inputs if f"`{i}`" not in page]:
+            missing[name] = absent
+    assert not missing, f"help pages miss inputs: {missing}"
     for script in ("loba_loss_chart.js", "loba_weights_widget.js"):
         assert b"registerExtension" in fetch_bytes(server, f"/extensions/loba/{script}")
