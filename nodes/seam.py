@@ -84,7 +84,8 @@ class ComfySeam(TrainCallbacks):
         state["step"] = report.step
         self.send(LOSS_EVENT, {"node": self.node_id, "step": report.step, "total": report.total_steps, "loss": report.loss,
                                "main_loss": report.main_loss, "preservation_loss": report.preservation_loss,
-                               "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds})
+                               "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds,
+                               "canary_drift": report.canary_drift})
         self._update_bar(report.step, report.total_steps)
 
     def on_preview(self, image, step: int) -> None:

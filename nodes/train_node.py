@@ -128,7 +128,7 @@ class TrainSliderNode(io.ComfyNode):
             paths.discard_if_empty()
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
         save_slider_file(slider_file, save_path, config.save_precision)
-        if slider.stopped:
+        if slider.stopped and not slider.stop_reason:
             # Saved above; now let ComfyUI end the run as interrupted, so this partial result is not cached as done.
             raise_interrupt()
         curve = pil_to_pixels(loss_curve_image(slider.losses))
