@@ -140,7 +140,7 @@ class TrainConfig(Bounded):
         super().__post_init__()
         # Read at call time, not bound at import, so that the migration tests can raise the version.
         require(int(self.version) <= CONFIG_VERSION, "version", newer_version_message(self.version))
-        require(not self.canary_drift_budget or self.canary_every > 0, "canary_drift_budget",
+        require(bool(self.canary_every) or not self.canary_drift_budget, "canary_drift_budget",
                 "a drift budget needs canaries: set canary_every > 0 or the budget to 0")
         require(all(isinstance(p, str) for p in self.canary_prompts), "canary_prompts", "give the canary prompts as text")
 

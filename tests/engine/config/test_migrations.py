@@ -37,7 +37,7 @@ def test_v1_slider_metadata_loads_to_the_config_it_was_saved_with():
     # Exact on every stored option while CONFIG_VERSION is 1; options added since (with defaults that reproduce the
     # old behaviour, so no version bump) read as their defaults.
     stored, current = (flatten_sections(json.loads(text)) for text in (slider.metadata["loba_config"], config.to_json()))
-    defaults = flatten_sections(TrainConfig().to_dict())
+    defaults = flatten_sections(json.loads(TrainConfig().to_json()))  # JSON form, as current: tuples read as lists
     assert {key: current[key] for key in stored} == stored
     assert all(current[key] == defaults[key] for key in set(current) - set(stored))
 
