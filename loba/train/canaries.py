@@ -4,7 +4,8 @@ canary_every steps while it trains, for every objective.
 Drift = ||eps(slider at 1) - eps(slider off)|| / ||eps(slider off)|| (relative L2) over the canary prompts,
 at fixed noise (its own seed, never the run's generator), one mid timestep and a small resolution, no
 decoding. The slider-off prediction never changes (the base model is frozen), so it is computed once and
-kept: each measurement is ONE batched forward without grad. The monitor holds no state a checkpoint
+kept: each measurement is ONE batched forward without grad. The prompts are encoded once, when the monitor
+is built (before the training session, like the training prompts). The monitor holds no state a checkpoint
 needs (the kept prediction is recomputed the same after a resume), so resume stays exact.
 """
 
@@ -34,9 +35,10 @@ class CanaryMonitor:
         self.every = config.canary_every
         self.budget = config.canary_drift_budget
         self.prompts = tuple(config.canary_prompts) or DEFAULT_CANARY_PROMPTS
-        self._cond: Optional[Conditioning] = None
         self._noise: Optional[torch.Tensor] = None
         self._base: Optional[torch.Tensor] = None
+        # Encoded here, outside the training session (a host's text encoder may move models when it runs).
+        self._cond: Optional[Conditioning] = self._encode() if self.every > 0 else None
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
@@ -69,10 +71,14 @@ class CanaryMonitor:
             network.multiplier = previous
         return float((moved - self._base).norm() / self._base.norm().clamp_min(1e-12))
 
+    def _encode(self) -> Conditioning:
+        embeddings = self.trainer.backend.encode_prompts(list(dict.fromkeys(self.prompts)))
+        return Conditioning.cat([embeddings[p] for p in self.prompts])
+
     def _prepare(self) -> None:
         backend = self.trainer.backend
-        embeddings = backend.encode_prompts(list(dict.fromkeys(self.prompts)))
-        self._cond = Conditioning.cat([embeddings[p] for p in self.prompts])
+        if self._cond is None:  # canaries off but measured directly (tests)
+            self._cond = self._encode()
         side = min(backend.native_resolution, CANARY_MAX_RESOLUTION) // backend.vae_scale_factor
         generator = torch.Generator().manual_seed(CANARY_SEED)
         noise = torch.randn((1, backend.latent_channels, side, side), generator=generator)

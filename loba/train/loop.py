@@ -89,12 +89,13 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
     if resume:
         trainer.load_state_dict(read_checkpoint(resume), str(resume))
     result = TrainResult(network, trainer.steps_done, False, report)
+    canaries = CanaryMonitor(trainer)  # encodes its prompts now, before the training session, as Trainer.build does
     callbacks.on_start(TrainStart(config.max_train_steps, trainer.steps_done, report.num_modules, report.num_parameters,
                                   len(trainer.step.pairs)))
     error: Optional[BaseException] = None
     try:
         with backend.training_session(), network.attached(root), _gradient_checkpointing(backend, config.gradient_checkpointing):
-            _run_steps(trainer, result, callbacks, out_dir)
+            _run_steps(trainer, result, callbacks, out_dir, canaries)
     except BaseException as exc:
         error = exc
         raise
@@ -104,10 +105,10 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
     return result
 
 
-def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, out_dir: Optional[Path]) -> None:
+def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, out_dir: Optional[Path],
+               canaries: CanaryMonitor) -> None:
     config = trainer.config
     clock = PhaseClock(trainer.backend.device, callbacks.sync_phases)
-    canaries = CanaryMonitor(trainer)
     try:
         while trainer.steps_done < config.max_train_steps and not callbacks.should_stop():
             _one_step(trainer, result, callbacks, clock, out_dir, canaries)
