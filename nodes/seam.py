@@ -82,9 +82,12 @@ class ComfySeam(TrainCallbacks):
         state["losses"].append(report.loss)
         state["learning_rates"].append(report.learning_rate)
         state["step"] = report.step
+        if report.canary_drift is not None:
+            state.setdefault("canary_drifts", []).append([report.step, report.canary_drift])
         self.send(LOSS_EVENT, {"node": self.node_id, "step": report.step, "total": report.total_steps, "loss": report.loss,
                                "main_loss": report.main_loss, "preservation_loss": report.preservation_loss,
-                               "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds})
+                               "lr": report.learning_rate, "timestep": report.timestep, "seconds": report.seconds,
+                               "canary_drift": report.canary_drift})
         self._update_bar(report.step, report.total_steps)
 
     def on_preview(self, image, step: int) -> None:

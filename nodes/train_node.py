@@ -38,6 +38,13 @@ WIDGET_NAMES = {"max_train_steps": "steps", "network_dim": "rank", "network_alph
                 "network_weights": "start_from"}
 
 
+def _canary_widgets(every, budget, prompts: str) -> dict:
+    """The canary inputs that are set (graphs saved before them leave them unset: the config's defaults)."""
+    values = {"canary_every": every, "canary_drift_budget": budget,
+              "canary_prompts": tuple(line.strip() for line in (prompts or "").splitlines() if line.strip()) or None}
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
     values = dict(widgets)
     for part in parts:
@@ -100,6 +107,12 @@ class TrainSliderNode(io.ComfyNode):
                                    tooltip="Optional: start from this LoRA instead of a fresh slider (Load Slider from the "
                                            "loras folder, or Merge Sliders of several; svd to the rank when higher)."),
                 config_input(NetworkConfig, "dim_from_weights", optional=True),
+                # Optional: graphs saved before them keep validating, with the defaults (canaries every 10 steps, no budget).
+                config_input(TrainConfig, "canary_every", optional=True),
+                config_input(TrainConfig, "canary_drift_budget", optional=True, step=0.01),
+                io.String.Input("canary_prompts", default="", multiline=True, optional=True,
+                                tooltip="Canary prompts, one per line (empty = LOBA's default list): their prediction drift "
+                                        "(slider at 1 vs off) is charted every canary_every steps."),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -114,7 +127,7 @@ class TrainSliderNode(io.ComfyNode):
                 max_denoising_steps, leco_denoise_guidance_scale, denoise_with_adapter, mixed_precision,
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
                 resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None, start_from=None,
-                dim_from_weights=False) -> io.NodeOutput:
+                dim_from_weights=False, canary_every=None, canary_drift_budget=None, canary_prompts="") -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -123,7 +136,8 @@ class TrainSliderNode(io.ComfyNode):
                    "leco_denoise_guidance_scale": leco_denoise_guidance_scale, "denoise_with_adapter": denoise_with_adapter,
                    "mixed_precision": mixed_precision, "gradient_checkpointing": gradient_checkpointing,
                    "save_precision": save_precision, "save_every_n_steps": save_every_n_steps,
-                   "dim_from_weights": dim_from_weights}
+                   "dim_from_weights": dim_from_weights,
+                   **_canary_widgets(canary_every, canary_drift_budget, canary_prompts)}
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
         start = None if start_from is None else StartWeights((check_slider(start_from, node, "start_from"),), (1.0,))
         with reported_as(node):
@@ -140,7 +154,7 @@ class TrainSliderNode(io.ComfyNode):
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
         save_slider_file(slider_file, save_path, config.save_precision)
         slider.save_ema(save_path, cls._workflow_metadata())  # NAME-ema beside it when ema_decay > 0
-        if slider.stopped:
+        if slider.stopped and not slider.stop_reason:
             # Saved above; now let ComfyUI end the run as interrupted, so this partial result is not cached as done.
             raise_interrupt()
         curve = pil_to_pixels(loss_curve_image(slider.losses))

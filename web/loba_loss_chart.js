@@ -10,7 +10,8 @@ const CHART_HEIGHT = 190;
 const SMOOTHING = 0.1; // exponential moving average factor of the dark line
 
 function newRun() {
-  return { start: 0, losses: [], lr: null, total: null, running: false, error: null };
+  // drifts: [step, canary drift] pairs, only at the steps that measured one (loba.train.canaries)
+  return { start: 0, losses: [], drifts: [], lr: null, total: null, running: false, error: null };
 }
 
 function chartNode(id) {
@@ -34,6 +35,23 @@ function drawLine(ctx, values, x, y, color, width) {
   ctx.beginPath();
   values.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
   ctx.stroke();
+}
+
+function drawDrift(ctx, run, width, height, pad, total) {
+  // The canary drift as a second series on its own scale (0 .. its maximum), in orange.
+  if (!run.drifts.length) return;
+  const high = Math.max(...run.drifts.map(([, d]) => d)) || 1;
+  const px = (s) => pad.left + (s / total) * (width - pad.left - pad.right);
+  const py = (d) => height - pad.bottom - (d / high) * (height - pad.top - pad.bottom);
+  ctx.strokeStyle = "#ff9f40";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  run.drifts.forEach(([s, d], i) => (i ? ctx.lineTo(px(s), py(d)) : ctx.moveTo(px(s), py(d))));
+  ctx.stroke();
+  const last = run.drifts[run.drifts.length - 1][1];
+  ctx.fillStyle = "#ff9f40";
+  ctx.fillText(`drift ${last.toPrecision(3)}`, width - 80, 14);
+  ctx.fillStyle = "#bbb";
 }
 
 function draw(chart) {
@@ -62,6 +80,7 @@ function draw(chart) {
   const y = (v) => height - pad.bottom - ((v - low) / span) * (height - pad.top - pad.bottom);
   drawLine(ctx, values, x, y, "rgba(120, 170, 255, 0.45)", 1);
   drawLine(ctx, movingAverage(values), x, y, "#4f8cff", 2);
+  drawDrift(ctx, run, width, height, pad, total);
   const step = run.start + values.length;
   const last = values[values.length - 1];
   const state = run.error ? `error` : run.running ? "training" : "done";
@@ -77,7 +96,8 @@ function attachChart(node) {
   element.style.cssText = "width:100%;height:100%;box-sizing:border-box;padding:2px 0";
   const canvas = document.createElement("canvas");
   canvas.style.cssText = "width:100%;height:100%;display:block;border-radius:4px";
-  canvas.title = "LOBA loss per step: light = each step, dark = moving average. It should fall, then flatten.";
+  canvas.title = "LOBA loss per step: light = each step, dark = moving average. It should fall, then flatten. "
+    + "Orange = canary drift (how far the slider moves generic prompts; its own scale).";
   element.appendChild(canvas);
   const widget = node.addDOMWidget("loba_loss_chart", "loba-loss-chart", element, {
     serialize: false,
@@ -100,6 +120,7 @@ async function catchUp(node) {
     const run = newRun();
     run.start = state.start ?? 0;
     run.losses = state.losses ?? [];
+    run.drifts = state.canary_drifts ?? [];
     run.total = state.total ?? null;
     run.running = Boolean(state.running);
     run.error = state.error ?? null;
@@ -126,6 +147,7 @@ function onLoss({ detail }) {
   run.total = detail.total;
   run.lr = detail.lr;
   run.losses.push(detail.loss);
+  if (detail.canary_drift != null) run.drifts.push([detail.step, detail.canary_drift]);
   draw(node.lobaChart);
 }
 
@@ -163,6 +185,7 @@ app.registerExtension({
         finished.start = Math.max(0, (run.total ?? losses.length) - losses.length);
         finished.losses = losses;
         finished.lr = run.lr;
+        finished.drifts = run.drifts;
         this.lobaChart.run = finished;
         draw(this.lobaChart);
       }

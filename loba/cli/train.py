@@ -56,7 +56,10 @@ class CliCallbacks(TrainCallbacks):
     def on_step(self, report: StepReport, network) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{report.loss:.5f}", t=report.timestep)
+            drift = {} if report.canary_drift is None else {"drift": f"{report.canary_drift:.4f}"}
+            self.bar.set_postfix(loss=f"{report.loss:.5f}", t=report.timestep, **drift)
+        elif report.canary_drift is not None:
+            print(f"step {report.step}: canary drift {report.canary_drift:.4f}")
 
     def should_stop(self) -> bool:
         return self.stop_signal is not None
@@ -110,6 +113,8 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     path = slider.save(Path(out_dir) / f"{run.output_name}.safetensors")
     final = slider.losses[-1] if slider.losses else float("nan")
     print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
+    if slider.stop_reason:
+        print(slider.stop_reason)
     if callbacks.stop_signal is not None:
         print(f"stopped by {signal.Signals(callbacks.stop_signal).name}: resume with --resume auto")
         return 128 + int(callbacks.stop_signal)

@@ -158,6 +158,12 @@ class TrainConfig(Bounded):
     save_precision: str = option("float", "dtype of the saved slider: float, fp16 or bf16.", choices=SAVE_PRECISIONS)
     mixed_precision: str = option("no", "Autocast the model forward: no, fp16, bf16 (adapter stays fp32).", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
+    canary_prompts: tuple = option((), "Canary prompts whose prediction drift (slider at 1 vs off, fixed noise, no decoding) "
+                                   "is logged during training; empty = a default list of generic prompts.")
+    canary_every: int = option(10, "Measure the canary drift every N steps (loss.csv canary_drift); 0 turns canaries off.",
+                               min=0)
+    canary_drift_budget: float = option(0.0, "Stop training (the partial slider is saved) once the canary drift exceeds "
+                                        "this (relative L2 of the prediction change, e.g. 0.2); 0 = no budget.", min=0.0)
     network: NetworkConfig = field(default_factory=NetworkConfig, metadata={"help": "Adapter and targeting."})
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "Optimizer and schedule."})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "Loss stack."})
@@ -173,6 +179,9 @@ class TrainConfig(Bounded):
         require(not (self.gradient_checkpointing and (net.dropout or net.rank_dropout or net.module_dropout)),
                 "gradient_checkpointing", "dropout, rank_dropout and module_dropout cannot be combined with "
                 "gradient_checkpointing (the recomputed forward would drop other units); turn one of them off")
+        require(bool(self.canary_every) or not self.canary_drift_budget, "canary_drift_budget",
+                "a drift budget needs canaries: set canary_every > 0 or the budget to 0")
+        require(all(isinstance(p, str) for p in self.canary_prompts), "canary_prompts", "give the canary prompts as text")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

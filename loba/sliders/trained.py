@@ -31,6 +31,7 @@ class TrainedSlider:
     checkpoints: list[Path] = field(default_factory=list)
     step_files: list[Path] = field(default_factory=list)
     samples: list[Path] = field(default_factory=list)
+    stop_reason: str = ""  # set when the run stopped itself (the canary drift budget), not on a host's request
 
     @property
     def losses(self) -> list[float]:

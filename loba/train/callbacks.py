@@ -33,6 +33,7 @@ class StepReport:
     pair_index: int
     seconds: float  # wall time of this step
     phases: Mapping[str, float] = field(default_factory=dict)  # seconds per phase (loba.train.phases.PHASES)
+    canary_drift: Optional[float] = None  # loba.train.canaries: measured after this step, or None
 
 
 class TrainCallbacks:

@@ -23,6 +23,7 @@ from ..errors import StepAborted
 from ..models.backend import ModelBackend
 from ..prompts import PromptSet
 from .callbacks import StepReport, TrainCallbacks, TrainStart
+from .canaries import CanaryBudgetExceeded, CanaryMonitor
 from .checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
 from .phases import PhaseClock
 from .trainer import Trainer
@@ -37,6 +38,7 @@ class TrainResult:
     report: TargetingReport
     reports: list[StepReport] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
+    stop_reason: str = ""  # why a run stopped on its own (the canary drift budget); "" for a host's stop
 
     @property
     def losses(self) -> list[float]:
@@ -92,6 +94,7 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
     if resume:
         trainer.load_state_dict(read_checkpoint(resume), str(resume))
     result = TrainResult(network, trainer.steps_done, False, report)
+    canaries = CanaryMonitor(trainer)  # encodes its prompts now, before the training session, as Trainer.build does
     callbacks.on_start(TrainStart(config.max_train_steps, trainer.steps_done, report.num_modules, report.num_parameters,
                                   len(trainer.step.pairs)))
     error: Optional[BaseException] = None
@@ -99,7 +102,7 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
         text_encoders = backend.text_encoder_session() if has_text_encoder(network.names) else contextlib.nullcontext()
         with backend.training_session(), text_encoders, network.attached(root), \
                 _gradient_checkpointing(backend, config.gradient_checkpointing):
-            _run_steps(trainer, result, callbacks, out_dir)
+            _run_steps(trainer, result, callbacks, out_dir, canaries)
     except BaseException as exc:
         error = exc
         raise
@@ -109,12 +112,15 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
     return result
 
 
-def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, out_dir: Optional[Path]) -> None:
+def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, out_dir: Optional[Path],
+               canaries: CanaryMonitor) -> None:
     config = trainer.config
     clock = PhaseClock(trainer.backend.device, callbacks.sync_phases)
     try:
         while trainer.steps_done < config.max_train_steps and not callbacks.should_stop():
-            _one_step(trainer, result, callbacks, clock, out_dir)
+            _one_step(trainer, result, callbacks, clock, out_dir, canaries)
+    except CanaryBudgetExceeded as exc:
+        result.stop_reason = str(exc)
     except (StepAborted, KeyboardInterrupt, *callbacks.stop_exceptions):
         # A step stopped before its optimizer update is dropped; one stopped in its preview or checkpoint is kept.
         pass
@@ -126,15 +132,17 @@ def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks,
 
 
 def _one_step(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, clock: PhaseClock,
-              out_dir: Optional[Path]) -> None:
+              out_dir: Optional[Path], canaries: CanaryMonitor) -> None:
     started = time.perf_counter()
     lr, step = trainer.one_step(clock)
     result.steps_done = trainer.steps_done
+    drift = canaries.after_step(trainer.steps_done, clock)
     report = StepReport(trainer.steps_done, trainer.config.max_train_steps, float(step.loss.detach()), step.main_loss,
                         step.preservation_loss, lr, step.timestep, step.pair_index, time.perf_counter() - started,
-                        clock.take())
+                        clock.take(), drift)
     result.reports.append(report)
     callbacks.on_step(report, trainer.network)
+    canaries.check_budget(drift, trainer.steps_done)  # after the step is logged: its row shows the drift that stopped it
     every = trainer.config.save_every_n_steps
     if out_dir is not None and every and result.steps_done % every == 0 and result.steps_done < trainer.config.max_train_steps:
         _checkpoint(trainer, result, callbacks, out_dir)

@@ -12,7 +12,7 @@ from .callbacks import StepReport
 from .phases import PHASES
 
 LOSS_COLUMNS = ("step", "loss", "main_loss", "preservation_loss", "learning_rate", "timestep", "pair_index", "seconds",
-                *(f"{phase}_seconds" for phase in PHASES))
+                *(f"{phase}_seconds" for phase in PHASES), "canary_drift")
 
 
 def report_row(report: StepReport) -> dict:

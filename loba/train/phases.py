@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer")
+PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer", "canaries")
 
 
 class PhaseClock:

@@ -77,7 +77,7 @@ def run_training(request: RunRequest) -> TrainedSlider:
             network, _ = network_from_weights(backend, request.config, request.network_weights)
     result = train(backend, prompts, request.config, callbacks=recorder, out_dir=out_dir, resume=resume, network=network)
     return TrainedSlider(result.network, backend, request.config, prompts, result.steps_done, result.stopped, result.report,
-                         recorder.rows, result.checkpoints, recorder.step_files, recorder.samples)
+                         recorder.rows, result.checkpoints, recorder.step_files, recorder.samples, result.stop_reason)
 
 
 def _check_request(request: RunRequest, out_dir: Optional[Path]) -> None:

@@ -24,7 +24,9 @@ from .regularization import configure_regularization, load_regularization_state,
 from .step import SliderStep, StepResult
 
 # Options that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = {"max_train_steps", "save_every_n_steps", "save_precision"}
+# Canaries only watch (their noise and prompts are their own), so they may change too.
+RESUMABLE_CHANGES = {"max_train_steps", "save_every_n_steps", "save_precision", "canary_prompts", "canary_every",
+                     "canary_drift_budget"}
 
 
 def prompts_fingerprint(prompts: PromptSet) -> str:
@@ -143,7 +145,7 @@ class Trainer:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise ConfigError("resume", f"{source} was written with other training options ({', '.join(changed)} differ); "
                               "resume with the options of the run that wrote it (only max_train_steps, save_every_n_steps "
-                              "and save_precision may change)")
+                              "save_precision and the canary options may change)")
         if state["prompts_fingerprint"] != self.fingerprint:
             raise ConfigError("resume", f"{source} was written for other prompts; resume with the same prompt set")
         if set(state["network"]) != set(self.network.names):

@@ -188,3 +188,15 @@ def test_foreign_lora_files_are_refused_by_name(pack, comfy, tokenizer, toy):
     assert files is not None
 
 
+
+
+def test_the_loss_events_carry_the_canary_drift_at_the_default_interval(pack, comfy, toy, monkeypatch):
+    seen = []
+    monkeypatch.setattr(pack.module.nodes.seam, "websocket_sender", lambda: lambda event, data: seen.append((event, data)))
+    run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
+             **train_inputs(resolution=0, max_train_steps=10, filename_prefix="loba/canaries"))
+    drifts = [data["canary_drift"] for event, data in seen if event == "loba.loss"]
+    assert drifts[:9] == [None] * 9 and drifts[9] > 0  # canary_every defaults to 10
+    # the server's run state keeps [step, drift] pairs, for the chart's catch-up after a page reload
+    kept = [state.get("canary_drifts") for state in pack.module.nodes.seam.RUNS.values()]
+    assert [10, drifts[9]] in [pairs[-1] for pairs in kept if pairs]
