@@ -39,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--denoising-steps", type=int, default=2, help="max_denoising_steps (2: one CFG denoise step)")
     parser.add_argument("--cache", type=int, default=1, help="trajectory_cache (0 = off)")
+    parser.add_argument("--teacher-batch-size", type=int, default=0,
+                        help="SamplingConfig.teacher_batch_size: rows per no-grad forward (teachers, CFG denoise); 0 = one batch")
     parser.add_argument("--backends", default="comfy,diffusers")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
@@ -62,7 +64,7 @@ def run_one(args, run: dict, folder: Path) -> dict:
                "--resolution", str(run["resolution"]), "--rank", str(args.rank), "--precision", args.precision,
                "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
                "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
-               "--comfy-attention", args.comfy_attention, "--out", str(out)]
+               "--comfy-attention", args.comfy_attention, "--teacher-batch-size", str(args.teacher_batch_size), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -106,7 +108,7 @@ def main(argv=None) -> None:
         results = [with_totals(run_one(args, run, Path(folder)), encoders) for run in runs(args)]
     report = {"family": args.family, "size": args.size, "rank": args.rank, "precision": args.precision,
               "steps": args.steps, "denoising_steps": args.denoising_steps, "text_encoders_bytes": encoders,
-              "targets_bytes": TARGETS, "runs": results, "table": table(results)}
+              "teacher_batch_size": args.teacher_batch_size, "targets_bytes": TARGETS, "runs": results, "table": table(results)}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(report["table"])
 

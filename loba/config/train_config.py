@@ -103,6 +103,10 @@ class SamplingConfig(Bounded):
     trajectory_cache_mb: int = option(512, "With the trajectory cache: its memory budget in MiB (trajectories are kept in the "
                                       "model's dtype; least recently used pairs/resolutions are evicted past it). 512 fits "
                                       "beside SDXL on a 12 GB card; 0 = no limit.", min=0, max=1 << 20)
+    teacher_batch_size: int = option(0, "Largest batch of each no-grad UNet forward: the teachers (every prompt of the pair "
+                                     "and the anchors) and the partial denoise's CFG pair run this many rows at a time. "
+                                     "Lowers the peak on small cards at the cost of speed; 0 = all in one batch.",
+                                     min=0, max=64)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
     preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "
