@@ -9,7 +9,8 @@ runs them smaller where the full one does not fit the machine). Written per run:
 peak_bytes (CUDA: max_memory_allocated; CPU: peak RSS, which includes the interpreter and libraries),
 peak_over_weights_bytes, and whole_run_bytes = peak + the real SDXL text encoders' weights in the run's dtype
 (CLIP-L + OpenCLIP-bigG, counted from their real configs on the meta device; the VAE is not loaded in
-training). Targets (checkpointing and the trajectory cache on): peak over weights <= 4 GB, whole run <= 12 GB.
+training). --peer DIR adds p1atdev/LECO's SDXL trainer on the same random UNet (benchmarks/peer_leco_xl.py).
+Targets (checkpointing and the trajectory cache on): peak over weights <= 4 GB, whole run <= 12 GB.
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--denoising-steps", type=int, default=2, help="max_denoising_steps (2: one CFG denoise step)")
     parser.add_argument("--cache", type=int, default=1, help="trajectory_cache (0 = off)")
+    parser.add_argument("--teacher-batch-size", type=int, default=0,
+                        help="SamplingConfig.teacher_batch_size: rows per no-grad forward (teachers, CFG denoise); 0 = one batch")
     parser.add_argument("--backends", default="comfy,diffusers")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
                         help="ComfyUI's attention: pytorch (its choice on NVIDIA GPUs) or default (its CPU-mode sub-quadratic)")
+    parser.add_argument("--peer", default="", help="checkout of p1atdev/LECO: its SDXL trainer at the same settings "
+                        "(benchmarks/peer_leco_xl.py; no checkpointing, which LECO lacks), printed beside LOBA's")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -62,11 +67,23 @@ def run_one(args, run: dict, folder: Path) -> dict:
                "--resolution", str(run["resolution"]), "--rank", str(args.rank), "--precision", args.precision,
                "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
                "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
-               "--comfy-attention", args.comfy_attention, "--out", str(out)]
+               "--comfy-attention", args.comfy_attention, "--teacher-batch-size", str(args.teacher_batch_size), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(out.read_text())
+
+
+def run_peer(args, folder: Path) -> dict:
+    out = folder / "leco.json"
+    command = [sys.executable, "-m", "benchmarks.peer_leco_xl", "--leco", args.peer, "--resolution", str(args.resolution),
+               "--rank", str(args.rank), "--precision", args.precision, "--size", args.size, "--steps", str(args.steps),
+               "--denoising-steps", str(args.denoising_steps), "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    row = {"backend": "LECO", "gradient_checkpointing": False, "resolution": args.resolution}
+    if done.returncode != 0:
+        return {**row, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return {**json.loads(out.read_text()), **row}
 
 
 def with_totals(result: dict, encoder_bytes: int) -> dict:
@@ -104,9 +121,11 @@ def main(argv=None) -> None:
     encoders = text_encoder_bytes(dtype) if args.size == "full" else 0
     with tempfile.TemporaryDirectory() as folder:
         results = [with_totals(run_one(args, run, Path(folder)), encoders) for run in runs(args)]
+        if args.peer:
+            results.append(with_totals(run_peer(args, Path(folder)), encoders))
     report = {"family": args.family, "size": args.size, "rank": args.rank, "precision": args.precision,
               "steps": args.steps, "denoising_steps": args.denoising_steps, "text_encoders_bytes": encoders,
-              "targets_bytes": TARGETS, "runs": results, "table": table(results)}
+              "teacher_batch_size": args.teacher_batch_size, "targets_bytes": TARGETS, "runs": results, "table": table(results)}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(report["table"])
 

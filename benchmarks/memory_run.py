@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--denoising-steps", type=int, default=2)
     parser.add_argument("--cache", type=int, default=1, help="trajectory_cache (0 = off)")
+    parser.add_argument("--teacher-batch-size", type=int, default=0, help="SamplingConfig.teacher_batch_size (0 = one batch)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "comfy" / "ComfyUI")))
     parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
@@ -141,7 +142,7 @@ def train_once(args, backend, engine) -> dict:
     config = config_module.TrainConfig().replace(
         max_train_steps=args.steps, max_denoising_steps=args.denoising_steps, network_dim=args.rank, network_alpha=1.0,
         learning_rate=1e-4, seed=0, mixed_precision="no", gradient_checkpointing=bool(args.gradient_checkpointing),
-        trajectory_cache=args.cache, trajectory_refresh_every=1000)
+        trajectory_cache=args.cache, trajectory_refresh_every=1000, teacher_batch_size=args.teacher_batch_size)
     with torch.inference_mode():  # as ComfyUI runs a node (the engine leaves it for the training itself)
         result = loop.train(backend, prompts, config)
     return {"steps_done": result.steps_done, "losses": [float(v) for v in result.losses],
@@ -171,6 +172,7 @@ def main(argv=None) -> None:
         "backend": args.backend, "device": device.type, "size": args.size, "resolution": args.resolution,
         "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
         "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
+        "teacher_batch_size": args.teacher_batch_size,
         "weights_bytes": weights, "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
         "allocator_peak_bytes": allocator_peak, "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded,
         "seconds": time.perf_counter() - started, **trained}, indent=1))

@@ -155,6 +155,7 @@ class SamplingNode(SettingsNode):
                     # Optional: workflows saved before it keep validating (their default is leading, as then).
                     config_input(SamplingConfig, "timestep_spacing", optional=True),
                     config_input(SamplingConfig, "trajectory_cache_mb", optional=True),
-                    config_input(SamplingConfig, "single_step", optional=True)],
+                    config_input(SamplingConfig, "single_step", optional=True),
+                    config_input(SamplingConfig, "teacher_batch_size", optional=True)],
             outputs=[SamplingSocket.Output(display_name="sampling", tooltip="Connect to Train Slider's sampling input.")],
         )

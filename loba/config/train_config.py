@@ -137,6 +137,10 @@ class SamplingConfig(Bounded):
     single_step: bool = option(False, "iLECO-style single-step mode: x_t is the pure noise itself at the step's timestep, "
                                "no partial denoise (one frozen + one student pass per step; fastest, x_t less like "
                                "the model's own trajectories). Off = LECO's partial denoise.")
+    teacher_batch_size: int = option(0, "Largest batch of each no-grad UNet forward: the teachers (every prompt of the pair "
+                                     "and the anchors) and the partial denoise's CFG pair run this many rows at a time. "
+                                     "Lowers the peak on small cards at the cost of speed; 0 = all in one batch.",
+                                     min=0, max=64)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
     preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "

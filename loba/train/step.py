@@ -26,6 +26,7 @@ from ..objectives.actions import OBJECTIVES
 from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
+from .microbatch import in_micro_batches
 from .phases import PhaseClock
 from .trajectories import MIB, TrajectoryCache
 
@@ -173,7 +174,7 @@ class SliderStep:
         cond = Conditioning.cat([embeddings[p].repeat(n) for p in prompts])
 
         def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:
-            return self._predict(x_pair, t, cond, plan.size)
+            return in_micro_batches(lambda x, c: self._predict(x, t, c, plan.size), x_pair, cond, sampling.teacher_batch_size)
 
         return cfg_ddim(predict, plan.noise, self.schedule, self.grid, sampling.leco_denoise_guidance_scale, steps=steps,
                         keep_all=keep_all, should_stop=self.should_stop)
@@ -189,7 +190,8 @@ class SliderStep:
         prompts = list(dict.fromkeys(needed + tuple(a.prompt for a in self.anchors)))
         self.network.multiplier = 0.0
         x_in, cond = self._batched(prompts, x_t)
-        out = self._predict(x_in, plan.timestep, cond, plan.size).chunk(len(prompts))
+        out = in_micro_batches(lambda x, c: self._predict(x, plan.timestep, c, plan.size), x_in, cond,
+                               self.config.sampling.teacher_batch_size).chunk(len(prompts))
         return dict(zip(prompts, out))
 
     def student(self, plan: StepPlan, x_t: torch.Tensor) -> list[torch.Tensor]:

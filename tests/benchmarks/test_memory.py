@@ -10,7 +10,7 @@ import pytest
 import torch
 from support.comfy import REPO_ROOT
 
-from benchmarks.memory import parse_args, runs, table, with_totals
+from benchmarks.memory import parse_args, run_peer, runs, table, with_totals
 from benchmarks.sdxl_architecture import comfy_unet_config, diffusers_unet_config, text_encoder_bytes
 
 
@@ -59,3 +59,11 @@ def test_a_tiny_run_through_both_backends_reports_peaks(tmp_path):
         assert run["peak_bytes"] >= run["rss_after_build_bytes"] > run["weights_bytes"] > 0
         assert run["peak_over_weights_bytes"] == run["peak_bytes"] - run["weights_bytes"]
     assert "comfy" in report["table"] and "diffusers" in report["table"]
+
+
+def test_a_peer_that_cannot_run_is_a_failed_row_of_the_table(tmp_path):
+    args = parse_args(["--peer", str(tmp_path / "no-leco-here"), "--size", "tiny", "--resolution", "64", "--steps", "1",
+                       "--out", "x"])
+    row = run_peer(args, tmp_path)
+    assert row["backend"] == "LECO" and not row["gradient_checkpointing"] and "error" in row
+    assert "LECO" in table([with_totals(row, 0)]) and "failed" in table([row])
