@@ -83,7 +83,7 @@ def test_loba_nodes_in_the_node_library_with_tooltips(page, server):
     shot(page, "node-library")
     library = page.inner_text(".side-bar-panel")
     lobas = {name: info for name, info in server.object_info.items() if name.startswith("LOBA_")}
-    assert len(lobas) == 17
+    assert len(lobas) == 18
     missing = [info["display_name"] for info in lobas.values() if info["display_name"] not in library]
     assert not missing, f"not in the node library's LOBA search: {missing}"
     page.get_by_text("LOBA Train Slider", exact=True).first.hover()
@@ -140,10 +140,10 @@ def chart_steps(page) -> int:
 
 def test_queue_the_erase_example_progress_live_chart_and_grid(page, server):
     load_from_template_browser(page, "loba_erase_concept")
-    page.evaluate("() => { const w = app.graph.getNodeById(10).widgets.find(w => w.name === 'max_train_steps'); w.value = 60; }")
+    page.evaluate("() => { const w = app.graph.getNodeById(10).widgets.find(w => w.name === 'max_train_steps'); w.value = 30; }")
     since = len(page.loba_errors)
     page.get_by_role("button", name="Run").first.click()
-    seen_steps, titles, deadline = set(), set(), time.time() + 300
+    seen_steps, titles, deadline = set(), set(), time.time() + 600  # a hang guard: shared CI cores are slow
     while time.time() < deadline:
         seen_steps.add(chart_steps(page))
         titles.add(page.title())
@@ -154,9 +154,9 @@ def test_queue_the_erase_example_progress_live_chart_and_grid(page, server):
         page.wait_for_timeout(250)
     shot(page, "erase-done-preview-grid")
     assert page.evaluate("() => (app.graph.getNodeById(12)?.imgs?.length ?? 0) > 0"), "the preview grid is shown"
-    live = sorted(s for s in seen_steps if 0 < s < 60)
+    live = sorted(s for s in seen_steps if 0 < s < 30)
     assert len(live) >= 3, f"the chart fills step by step while training: saw {sorted(seen_steps)}"
-    assert chart_steps(page) == 60 and page.evaluate("() => app.graph.getNodeById(10).lobaChart.element.dataset.state") == "done"
+    assert chart_steps(page) == 30 and page.evaluate("() => app.graph.getNodeById(10).lobaChart.element.dataset.state") == "done"
     assert any("%" in title for title in titles), f"progress shown in the title: {titles}"
     assert not pack_errors(page, since)
 
