@@ -25,7 +25,7 @@ def adapter_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _no_autocast(device: torch.device):
+def no_autocast(device: torch.device):
     # The adapter's math stays float32 even when the model forward runs under autocast.
     if torch.is_autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
@@ -73,14 +73,14 @@ class LoRAModule(nn.Module):
 
     def delta_float(self, x: torch.Tensor) -> torch.Tensor:
         """The update in float32 (the hook scales it before casting, keeping precision)."""
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             return self.lora_up(self.lora_down(x.float())) * self.scale
 
     def delta_scaled(self, x: torch.Tensor, factor: float, base: nn.Module | None = None, drop=None) -> torch.Tensor:
         """delta_float(x) * factor with one full-size multiply and, for Linear, no module-call overhead: the
         hook runs on every adapted layer of every forward, so this is the hot path. `drop` (an AdapterDropout,
         training only): kohya's dropout and rank dropout on the rank activations."""
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             x = x.float()
             if drop is not None:
                 h = drop.rank_channels(drop.activations(self.lora_down(x)))

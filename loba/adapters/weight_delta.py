@@ -7,21 +7,12 @@ file merged by those hosts gives the same layer as the hooked adapter did in tra
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .dropout import AdapterDropout
-from .lora import adapter_kind
-
-
-def no_autocast(device: torch.device):
-    # The adapter's math stays float32 even when the model forward runs under autocast.
-    if torch.is_autocast_enabled(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
+from .lora import adapter_kind, no_autocast
 
 
 class WeightDeltaModule(nn.Module):

@@ -51,36 +51,31 @@ def _weights(args):
 
 
 def _build_entangled(args) -> int:
-    from dataclasses import replace
 
     from ..toyworld.entangled import EntangledRecipe
     from ..toyworld.entangled_package import build_and_package_entangled
 
-    recipe = EntangledRecipe(seed=args.seed)
-    if args.denoiser_stop_at:
-        recipe = replace(recipe, denoiser_stop_at=args.denoiser_stop_at)
-    if args.denoiser_steps:
-        recipe = replace(recipe, denoiser_steps=args.denoiser_steps)
-    if args.autoencoder_steps:
-        recipe = replace(recipe, autoencoder_steps=args.autoencoder_steps)
+    recipe = _with_step_options(EntangledRecipe(seed=args.seed), args)
     build_and_package_entangled(args.work or DEFAULT_WORKS["entangled"], args.out, recipe, competence=not args.no_competence)
     return 0
 
 
-def _build(args) -> int:
+
+def _with_step_options(recipe, args):
+    """The recipe with the step counts the command line sets (0 keeps the recipe's own)."""
     from dataclasses import replace
+
+    given = {name: getattr(args, name) for name in ("denoiser_stop_at", "denoiser_steps", "autoencoder_steps")}
+    return replace(recipe, **{name: value for name, value in given.items() if value})
+
+
+def _build(args) -> int:
 
     from ..toyworld.build import BuildRecipe, build_and_package
 
     if args.world == "entangled":
         return _build_entangled(args)
-    recipe = BuildRecipe(seed=args.seed)
-    if args.denoiser_stop_at:
-        recipe = replace(recipe, denoiser_stop_at=args.denoiser_stop_at)
-    if args.denoiser_steps:
-        recipe = replace(recipe, denoiser_steps=args.denoiser_steps)
-    if args.autoencoder_steps:
-        recipe = replace(recipe, autoencoder_steps=args.autoencoder_steps)
+    recipe = _with_step_options(BuildRecipe(seed=args.seed), args)
     build_and_package(args.work or DEFAULT_WORK, args.out, recipe, competence=not args.no_competence)
     return 0
 
