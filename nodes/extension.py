@@ -14,10 +14,11 @@ def node_classes() -> list[type[io.ComfyNode]]:
     from .merge_node import MergeSlidersNode
     from .preview_node import SliderPreviewGridNode
     from .prompt_nodes import LoadPromptTomlNode, PreservationPromptNode, PromptPairNode, SliderTargetNode
+    from .reattach_node import ReattachPromptNode
     from .toyworld_node import ToyWorldLoaderNode
     from .train_node import TrainSliderNode
 
-    return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
+    return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, ReattachPromptNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
             TargetingNode, LossNode, OptimizerNode, SamplingNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
             SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode, EvaluateSliderNode]
 

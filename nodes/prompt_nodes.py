@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..loba.config.prompt_bounds import PromptEntryBounds, entry_limit
 from ..loba.models.buckets import BUCKET_CHOICES, SQUARE, sizes_for_choice
-from ..loba.objectives.actions import OBJECTIVES
+from ..loba.objectives.actions import pair_actions
 from ..loba.prompts import AnchorPrompt, PromptPair, PromptSet
 from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_dict
 from ..loba.prompts.slider import SliderTarget
@@ -93,7 +93,7 @@ class PromptPairNode(io.ComfyNode):
             inputs=[
                 io.String.Input("target", default="", multiline=True,
                                 tooltip="The prompt whose output the slider changes, e.g. 'van gogh'."),
-                io.Combo.Input("action", options=OBJECTIVES.names(), default="erase",
+                io.Combo.Input("action", options=pair_actions(), default="erase",
                                tooltip="erase: remove the concept; enhance: strengthen it."),
                 io.String.Input("positive", default="", multiline=True,
                                 tooltip="The concept's direction; empty = the same as target."),

@@ -132,7 +132,8 @@ def write_thumbnail(image, path: Path, width: int = 512) -> None:
     image.save(path, "JPEG", quality=88)
 
 
-def main() -> None:
+def main(only: tuple[str, ...] = ()) -> None:
+    """Writes every example's .json; runs those named in `only` (default: all, in order) for their thumbnails."""
     from ..comfy_server import get_json, start_server, stop_server
 
     server = start_server(Path(tempfile.mkdtemp(prefix="loba-examples-")))
@@ -140,7 +141,7 @@ def main() -> None:
         object_info = get_json(server, "/object_info")
         for example in EXAMPLES:
             (WORKFLOWS / f"{example.name}.json").write_text(json.dumps(build_workflow(example, object_info), indent=1) + "\n")
-        for example in EXAMPLES:
+        for example in [e for e in EXAMPLES if not only or e.name in only]:
             prepare_inputs(example, server)
             seen = asyncio.run(run_example(server, example.name, object_info))
             assert seen["ended"]["type"] == "execution_success", (example.name, seen["ended"])
@@ -151,4 +152,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(tuple(sys.argv[1:]))

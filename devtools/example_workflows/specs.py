@@ -135,6 +135,34 @@ RESUME = replace(trained_example(
     resume_file="loba_checkpoints/loba/erase-red_00001_/checkpoints/step-000020.pt"), needs=("loba_erase_concept",))
 
 
+def reattach_example() -> Example:
+    """U-LOBA on the entangled world: "a triangle" (red 80% of the time) re-attached to a triangle of any color."""
+    x = 2 * COL
+    colors = "a red triangle\na blue triangle\na green triangle\na yellow triangle"
+    nodes = [Node(1, "LOBA_ToyWorldLoader", (0, 120), {"world": "entangled"}),
+             Node(2, "LOBA_ReattachPrompt", (COL, 0), {"caption": "a triangle", "redirect": colors, "explicit": "auto",
+                                                      "resolution": 64, "batch_size": 2}),
+             Node(3, "LOBA_PreservationPrompt", (COL, 520), {"prompt": "", "prompts": Ref(2, 0)}),
+             Node(4, "LOBA_PreservationPrompt", (COL, 690), {"prompt": "a circle", "prompts": Ref(3, 0)}),
+             Node(5, "LOBA_PreservationPrompt", (COL, 860), {"prompt": "a square", "prompts": Ref(4, 0)}),
+             Node(6, "LOBA_Targeting", (0, 520), {"preset": "cross_attention_kv", "network_dim": 4, "network_alpha": 4.0}),
+             Node(7, "LOBA_Loss", (0, 820), {"preservation_weight": 5.0}),
+             Node(8, "LOBA_Sampling", (0, 1040), {"trajectory_cache": 4, "trajectory_refresh_every": 48}),
+             train(10, Ref(5, 0), "loba/reattach-triangle", (x, 0), steps=300, max_denoising_steps=25, targeting=Ref(6, 0),
+                   loss=Ref(7, 0), sampling=Ref(8, 0), canary_every=25, preview_weights="0, 0.5, 1", preview_every=100),
+             grid(11, Ref(10, 0), "a triangle\na red triangle\na blue triangle\na small circle\na blue square",
+                  "0, 0.5, 1", (x + COL + 40, 0)),
+             preview(12, Ref(11, 0), (x + 2 * COL + 80, 0)), preview(13, Ref(10, 1), (x + COL + 40, 900))]
+    note = ("## Re-attach a caption (U-LOBA: unlearning without lobotomy)\nOn the *entangled* toy world, **a triangle** "
+            "comes out red 80% of the time although the model draws every color when asked. **LOBA Re-attach Prompt** "
+            "moves what the caption draws onto the redirect (a triangle of each color, equal shares) while the explicit "
+            "prompts (*explicit = auto*: the redirect prompts) keep their output; the preservation prompts hold the empty "
+            "prompt and the neighbouring captions. Grid rows: the caption, explicit prompts, controls; columns: "
+            "weights 0 / 0.5 / 1. The loss chart shows the canary drift every 25 steps. On a real model: caption "
+            "`1girl`, redirect `1girl, general`, preservation prompts the neighbouring captions (`1boy`, `2girls`, ...).")
+    return Example("loba_reattach_caption", note, nodes, thumbnail_node=12)
+
+
 def merge_example() -> Example:
     x = 2 * COL
     nodes = [loader(),
@@ -169,4 +197,4 @@ def saved_grid_example() -> Example:
     return Example("loba_preview_saved_slider", note, nodes, thumbnail_node=12, needs=("loba_erase_concept",))
 
 
-EXAMPLES = [ERASE, ENHANCE, SLIDER, MASKED, RESUME, merge_example(), saved_grid_example()]
+EXAMPLES = [ERASE, ENHANCE, SLIDER, MASKED, RESUME, merge_example(), saved_grid_example(), reattach_example()]

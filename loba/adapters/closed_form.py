@@ -131,7 +131,7 @@ def closed_form_init(network, backend, prompts, config) -> ClosedFormReport:
     """The initializer: sets the network's cross-attention key/value adapters to the closed-form edit."""
     started = time.perf_counter()
     report = ClosedFormReport()
-    pairs, anchors = prompts.pairs(), tuple(prompts.anchors)
+    pairs, anchors = prompts.pairs(), prompts.training_anchors()
     encoded = backend.encode_prompts(prompts.all_prompts())
     contexts = {prompt: cond.context[0].detach().float().cpu() for prompt, cond in encoded.items()}
     edits, kept = objective_rows(pairs, anchors, contexts, config.loss.preservation_weight)

@@ -27,6 +27,7 @@ TARGETING_PRESETS: Registry[Predicate] = Registry("targeting preset", field="pre
 _ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$")
 _CROSS_ATTENTION = re.compile(r"\.attn2\.(to_q|to_k|to_v|to_out\.0)$")
 _IN_CROSS_ATTENTION = re.compile(r"\.attn2\.")
+_CROSS_ATTENTION_KV = re.compile(r"\.attn2\.(to_k|to_v)$")
 _FEED_FORWARD = re.compile(r"\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)$")
 # Everything inside a Transformer2DModel / SpatialTransformer (kohya's default LoRA scope).
 _TRANSFORMER = re.compile(r"\.transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$")
@@ -52,6 +53,13 @@ def attention(name: str, module: nn.Module) -> bool:
 def cross_attention(name: str, module: nn.Module) -> bool:
     """Cross-attention (attn2) only: ESD-x."""
     return _is_linear_like(module) and bool(_CROSS_ATTENTION.search(name))
+
+
+@TARGETING_PRESETS.register("cross_attention_kv")
+def cross_attention_kv(name: str, module: nn.Module) -> bool:
+    """Cross-attention keys and values only (UCE / TIME): they see only the prompt's tokens, so the slider changes
+    what a prompt means and nothing that does not go through the prompt (U-LOBA's default)."""
+    return _is_linear_like(module) and bool(_CROSS_ATTENTION_KV.search(name))
 
 
 @TARGETING_PRESETS.register("attention_mlp")

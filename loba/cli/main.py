@@ -2,7 +2,7 @@
 
     loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH|toyworld] [--set key=value ...]
                [--preview-every N [--preview-weights -1,0,1]]
-    loba demo --out DIR [--threads N] [--seeds 0,1,2]   the main job: two sliders on the embedded toy model
+    loba demo --out DIR [--threads N] [--seeds 0,1,2] [--only sliders|unlearn]   the main job on the embedded toy models
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
     loba toyworld build|competence|export-diffusers ...
@@ -117,14 +117,37 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads while training and scoring (default 1: figures and train seconds reproducible)")
     parser.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
                         help="run each recipe once per training seed (e.g. 0,1,2) and report min / median / max over them")
+    parser.add_argument("--only", choices=("sliders", "unlearn"),
+                        help="run one part: the two sliders on the plain world, or U-LOBA's unlearning comparison on "
+                             "the entangled world (default: both; unlearn writes DIR/unlearn/)")
+    parser.add_argument("--unlearn-cases", type=_case_list, default=("triangle",), metavar="NAME,...",
+                        help="which entangled-world biases the unlearn part re-attaches: triangle, square, large or all")
+
+
+def _case_list(text: str) -> tuple[str, ...]:
+    from ..toyworld.unlearn_cases import UNLEARN_CASES
+
+    names = tuple(UNLEARN_CASES) if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in UNLEARN_CASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown case {unknown[0] if unknown else text!r}; use "
+                                         f"{', '.join(UNLEARN_CASES)} or all")
+    return names
 
 
 def _demo(args) -> int:
     from ..toyworld.demo import run_demo
+    from ..toyworld.unlearn_demo import run_unlearn
 
     objectives = ("loba",) + ((args.objective,) if args.objective else ())
-    run_demo(args.out, args.weights, quick=args.quick, objectives=objectives, threads=args.threads, seeds=args.seeds)
-    print(f"demo results in {args.out} (summary.json, */eval/grid.png)")
+    if args.only != "unlearn":
+        run_demo(args.out, args.weights, quick=args.quick, objectives=objectives, threads=args.threads, seeds=args.seeds)
+    if args.only != "sliders":
+        seeds = args.seeds or (0,)
+        for seed in seeds:
+            folder = args.out / "unlearn" / (f"seed-{seed}" if len(seeds) > 1 else "")
+            run_unlearn(folder, cases=args.unlearn_cases, quick=args.quick, threads=args.threads, seed=seed)
+    print(f"demo results in {args.out} (summary.json, */eval/grid.png, unlearn/summary.json)")
     return 0
 
 

@@ -25,6 +25,9 @@ class PromptEntryBounds:
                                min=-10.0, max=10.0)
     weight: float = option(1.0, "Loss weight of this entry relative to the others; 0 keeps it out of training.",
                            min=0.0, max=100.0)
+    ramp: float = option(0.5, "Fraction of training over which a re-attach target moves from the frozen model's own "
+                         "prediction to the redirect's (then held there); 0 = the redirect from the first step.",
+                         min=0.0, max=1.0)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(PromptEntryBounds)}

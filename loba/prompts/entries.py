@@ -16,6 +16,7 @@ from ..models.buckets import buckets_for_mask
 from .checks import Resolution, as_text, normalize_resolutions, require
 from .files import PromptFolder, read_text_file
 from .masks import box_mask, load_mask_image
+from .reattach import ReattachEntry
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair
 
@@ -26,15 +27,20 @@ SLIDER_KEYS = frozenset({"target_class", "positive", "negative", "neutral", "gui
                          "dynamic_resolution", "batch_size", "dynamic_crops", "multiplier", "weight"})
 NEUTRAL_FILE_KEYS = ("neutral_prompt_file", "prompt_file")
 # sd-scripts reads neutrals lists/files for sliders only; LOBA also takes them (and masks) on plain entries.
-EXTRA_KEYS = frozenset({"resolutions", "neutrals", *NEUTRAL_FILE_KEYS, "mask", "mask_box"})
+EXTRA_KEYS = frozenset({"resolutions", "neutrals", *NEUTRAL_FILE_KEYS, "mask", "mask_box", "mask_outside"})
 PLAIN_ENTRY_KEYS = PROMPT_KEYS | EXTRA_KEYS
 SLIDER_ENTRY_KEYS = SLIDER_KEYS | EXTRA_KEYS
 ANCHOR_KEYS = frozenset({"prompt", "weight"})
+REATTACH_KEYS = frozenset({"caption", "redirect", "explicit", "schedule", "ramp", "multiplier", "weight", "resolution",
+                           "resolutions", "dynamic_resolution", "dynamic_crops", "batch_size", "mask", "mask_box",
+                           "mask_outside"})
+REATTACH_FIELDS = ("caption", "redirect", "explicit", "schedule", "ramp", "multiplier", "weight", "dynamic_resolution",
+                   "dynamic_crops", "batch_size", "mask_outside")
 # Keys that become dataclass fields as they are; resolution, neutral and mask keys are read apart.
 PAIR_FIELDS = ("target", "positive", "unconditional", "action", "guidance_scale", "dynamic_resolution", "batch_size",
-               "dynamic_crops", "multiplier", "weight")
+               "dynamic_crops", "multiplier", "weight", "mask_outside")
 SLIDER_FIELDS = ("target_class", "positive", "negative", "guidance_scale", "dynamic_resolution", "batch_size",
-                 "dynamic_crops", "multiplier", "weight")
+                 "dynamic_crops", "multiplier", "weight", "mask_outside")
 
 
 def check_keys(table: Mapping, known: AbstractSet[str], where: str, tolerated: AbstractSet[str] = frozenset(), note: str = "") -> None:
@@ -86,6 +92,22 @@ def slider_target(item: Mapping, defaults: Mapping, name: str, folder: PromptFol
     resolutions, mask = entry_sizes_and_mask(item, defaults, name, folder)
     neutrals = own_neutrals(item, name, folder) or shared_neutrals or [""]
     return SliderTarget(**fields, neutrals=tuple(neutrals), resolutions=resolutions, mask=mask, name=name)
+
+
+def reattach_entries(value: Any, folder: PromptFolder, where: str = "reattach") -> list[ReattachEntry]:
+    """[[reattach]] tables: U-LOBA entries (caption, redirect, explicit anchors, schedule)."""
+    require(isinstance(value, list) and value, where, "reattach",
+            'must be a non-empty list of tables, e.g. [[reattach]] caption = "a triangle" redirect = ["a blue triangle"]')
+    entries = []
+    for i, item in enumerate(value):
+        name = f"reattach[{i}]"
+        check_keys(require_table(item, name, "entry"), REATTACH_KEYS, name)
+        require("caption" in item, name, "caption", 'is missing: the under-specified caption, e.g. caption = "a triangle"')
+        require("redirect" in item, name, "redirect",
+                'is missing: the prompts of the wanted distribution, e.g. redirect = ["a blue triangle", "a green triangle"]')
+        resolutions, mask = entry_sizes_and_mask(item, {}, name, folder)
+        entries.append(ReattachEntry(**_fields(item, {}, REATTACH_FIELDS), resolutions=resolutions, mask=mask, name=name))
+    return entries
 
 
 def anchor_prompts(value: Any, where: str) -> list[AnchorPrompt]:

@@ -30,6 +30,7 @@ from .entries import (
     anchor_prompts,
     check_keys,
     plain_pairs,
+    reattach_entries,
     require_table,
     shared_neutrals,
     slider_target,
@@ -37,6 +38,8 @@ from .entries import (
 from .files import PromptFolder, read_text_file
 from .promptset import PromptSet
 
+# Keys that make a file (or its [slider] table) hold prompt pairs or sliders besides any [[reattach]] entries.
+ENTRY_MARKERS = frozenset({"prompts", "targets", "slider", "target", "target_class"})
 TRAINING_NOTE = "; training options (network_dim, learning_rate, [optimizer], ...) are allowed at the top level too"
 
 
@@ -104,11 +107,16 @@ def prompt_set_from_dict(data: Mapping, base_dir: Union[str, Path] = ".", source
     require(isinstance(data, Mapping) and data, source_name, "prompts",
             "the prompt file is empty; add [[prompts]] (target = ...) or [[targets]] (target_class = ...) entries")
     folder = PromptFolder(Path(base_dir), policy)
+    reattach = reattach_entries(data["reattach"], folder) if "reattach" in data else []
+    data = {key: value for key, value in data.items() if key != "reattach"}
     if "prompts" in data:
         entries = _prompts_format(data, folder, source_name)
+    elif reattach and not ENTRY_MARKERS & set(data):
+        check_keys(data, frozenset({"anchors"}), source_name, training_option_keys(), TRAINING_NOTE)
+        entries = []
     else:
         entries = _targets_format(data, folder, source_name)
-    return PromptSet(tuple(entries), tuple(_anchors(data, source_name)))
+    return PromptSet(tuple(entries + reattach), tuple(_anchors(data, source_name)))
 
 
 def _prompts_format(data: Mapping, folder: PromptFolder, source: str) -> list:

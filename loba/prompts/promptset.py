@@ -8,10 +8,12 @@ from typing import Union
 from ..errors import SpecError
 from ..models.buckets import check_mask_fits
 from .checks import Resolution, require, set_field
+from .reattach import ReattachEntry
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair, distinct
 
-Entry = Union[PromptPair, SliderTarget]
+Entry = Union[PromptPair, SliderTarget, ReattachEntry]
+ENTRY_TYPES = (PromptPair, SliderTarget, ReattachEntry)
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,8 @@ class PromptSet:
     def __post_init__(self):
         entries, anchors = tuple(self.entries), tuple(self.anchors)
         for i, entry in enumerate(entries):
-            require(isinstance(entry, (PromptPair, SliderTarget)), f"entries[{i}]", "type",
-                    f"expected a PromptPair or SliderTarget, got {type(entry).__name__}")
+            require(isinstance(entry, ENTRY_TYPES), f"entries[{i}]", "type",
+                    f"expected a PromptPair, SliderTarget or ReattachEntry, got {type(entry).__name__}")
         for i, anchor in enumerate(anchors):
             require(isinstance(anchor, AnchorPrompt), f"anchors[{i}]", "type",
                     f"expected an AnchorPrompt, got {type(anchor).__name__}")
@@ -31,16 +33,24 @@ class PromptSet:
         set_field(self, "anchors", anchors)
 
     def pairs(self) -> list[PromptPair]:
-        """Every training pair, sliders expanded (in entry order)."""
+        """Every training pair, sliders and re-attach entries expanded (in entry order)."""
         pairs: list[PromptPair] = []
         for entry in self.entries:
-            pairs.extend(entry.expand() if isinstance(entry, SliderTarget) else [entry])
+            pairs.extend([entry] if isinstance(entry, PromptPair) else entry.expand())
         return pairs
+
+    def training_anchors(self) -> tuple[AnchorPrompt, ...]:
+        """The anchors, then the re-attach entries' explicit prompts (each prompt once, the first one's weight)."""
+        derived = [a for entry in self.entries if isinstance(entry, ReattachEntry) for a in entry.anchors()]
+        kept: dict[str, AnchorPrompt] = {}
+        for anchor in (*self.anchors, *derived):
+            kept.setdefault(anchor.prompt, anchor)
+        return tuple(kept.values())
 
     def all_prompts(self) -> list[str]:
         """Every distinct prompt of the pairs and anchors, so each is encoded once."""
         prompts = [p for pair in self.pairs() for p in pair.prompts()]
-        return distinct(prompts + [anchor.prompt for anchor in self.anchors])
+        return distinct(prompts + [anchor.prompt for anchor in self.training_anchors()])
 
     def extended(self, *items: Entry | AnchorPrompt | PromptSet) -> PromptSet:
         """A new set with the items appended (another PromptSet is merged); this one is never changed."""
@@ -51,11 +61,11 @@ class PromptSet:
                 anchors += item.anchors
             elif isinstance(item, AnchorPrompt):
                 anchors.append(item)
-            elif isinstance(item, (PromptPair, SliderTarget)):
+            elif isinstance(item, ENTRY_TYPES):
                 entries.append(item)
             else:
-                raise SpecError("PromptSet.extended", "items",
-                                f"cannot add a {type(item).__name__}; add PromptPair, SliderTarget, AnchorPrompt or PromptSet")
+                raise SpecError("PromptSet.extended", "items", f"cannot add a {type(item).__name__}; add PromptPair, "
+                                "SliderTarget, ReattachEntry, AnchorPrompt or PromptSet")
         return PromptSet(tuple(entries), tuple(anchors))
 
     def with_default_resolution(self, resolution: Resolution) -> PromptSet:
@@ -78,8 +88,14 @@ class PromptSet:
 
     def to_dict(self) -> dict:
         """JSON-safe summary for file metadata, in LOBA's own file schema (masks only summarized)."""
-        return {"prompts": [entry.to_dict() for entry in self.entries],
+        reattach = [entry.to_dict() for entry in self.entries if isinstance(entry, ReattachEntry)]
+        data = {"prompts": [entry.to_dict() for entry in self.entries if not isinstance(entry, ReattachEntry)],
                 "anchors": [anchor.to_dict() for anchor in self.anchors]}
+        if reattach:  # only when present: the summaries (and fingerprints) of other sets stay as they were
+            data["reattach"] = reattach
+            if not data["prompts"]:
+                del data["prompts"]  # a file of [[reattach]] entries alone has no [[prompts]]
+        return data
 
 
 def _check_mask_aspect(entry: Entry, index: int) -> None:

@@ -36,6 +36,7 @@ class SliderTarget:
     dynamic_crops: bool = False
     batch_size: int = 1
     mask: Optional[torch.Tensor] = field(default=None, compare=False)
+    mask_outside: str = "ignore"
     name: str = ""
 
     def __post_init__(self):
@@ -78,7 +79,8 @@ class SliderTarget:
         return PromptPair(target=self.target_class, positive=positive, unconditional=unconditional, neutral=neutral,
                           action=action, guidance_scale=self.guidance_scale, resolutions=(resolution,),
                           dynamic_resolution=self.dynamic_resolution, dynamic_crops=self.dynamic_crops,
-                          batch_size=self.batch_size, multiplier=multiplier, weight=self.weight, mask=self.mask, name=name)
+                          batch_size=self.batch_size, multiplier=multiplier, weight=self.weight, mask=self.mask,
+                          mask_outside=self.mask_outside, name=name)
 
     def _label(self, neutral_index: int, resolution: Resolution, poles: str, action: str, multiplier: float) -> str:
         """e.g. "targets[0] P/N enhance +1"; neutral and size only when there are several."""

@@ -8,10 +8,10 @@ for action erase/enhance. Defaults follow sd-scripts: positive = target, neutral
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from ..config.prompt_bounds import entry_bound_violation
-from ..objectives.actions import OBJECTIVES
+from ..objectives.actions import OBJECTIVES, pair_actions
 from .checks import (
     Resolution,
     as_count,
@@ -48,6 +48,8 @@ def random_bucket_resolution(size: int, generator: Optional[torch.Generator] = N
 
 @dataclass(frozen=True)
 class PromptPair:
+    OWN_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # entry-built objectives a subclass carries the fields of
+
     target: str
     positive: Optional[str] = None  # None -> target
     unconditional: str = ""  # also the CFG negative of the partial denoise
@@ -61,13 +63,18 @@ class PromptPair:
     multiplier: float = 1.0
     weight: float = 1.0
     mask: Optional[torch.Tensor] = field(default=None, compare=False)  # [H, W] in 0..1, white = train
+    mask_outside: str = "ignore"  # MASK_OUTSIDE: what the loss asks outside the mask
     name: str = ""  # label for error messages, e.g. "prompts[2]"
 
     def __post_init__(self):
         entry = self.name or "prompt pair"
         self._normalize_prompts(entry)
         require(self.action in OBJECTIVES, entry, "action",
-                f"unknown action {self.action!r}; use one of: {', '.join(OBJECTIVES.names())}")
+                f"unknown action {self.action!r}; use one of: {', '.join(pair_actions())}")
+        own = OBJECTIVES.get(self.action).entry
+        require(own is None or self.action in self.OWN_ACTIONS, entry, "action",
+                f"{self.action!r} is built by {own}, which gives it its prompts and schedule; a plain pair can use: "
+                f"{', '.join(pair_actions())}")
         normalize_common_fields(self, entry)
         set_field(self, "name", as_text(self.name, entry, "name"))
 
@@ -165,6 +172,20 @@ def normalize_common_fields(entry: Any, label: str) -> None:
     set_field(entry, "multiplier", check_multiplier(entry.multiplier, label))
     set_field(entry, "weight", check_weight(entry.weight, label))
     set_field(entry, "mask", check_mask(entry.mask, label))
+    set_field(entry, "mask_outside", check_mask_outside(entry.mask_outside, entry.mask, label))
+
+
+# What a masked loss asks of the student outside the mask: nothing (the pixels are left out of the loss, so
+# the slider may change them freely), or the frozen model's own prediction for the same prompt there.
+MASK_OUTSIDE = {"ignore": "outside the mask is left out of the loss (the slider may change it)",
+                "hold": "outside the mask the student must keep the frozen model's prediction (the change stays inside)"}
+
+
+def check_mask_outside(value: Any, mask: Any, entry: str) -> str:
+    require(value in MASK_OUTSIDE, entry, "mask_outside", f"{value!r} is not one of: {', '.join(MASK_OUTSIDE)}")
+    require(value != "hold" or mask is not None, entry, "mask_outside",
+            '"hold" keeps the outside of a mask, but this entry has no mask; give a mask / mask_box or use "ignore"')
+    return value
 
 
 def common_fields(entry: Any) -> dict:
@@ -174,4 +195,6 @@ def common_fields(entry: Any) -> dict:
             "batch_size": entry.batch_size, "multiplier": entry.multiplier, "weight": entry.weight}
     if entry.mask is not None:
         data["mask"] = mask_summary(entry.mask)
+    if entry.mask_outside != "ignore":  # only when set, so files and fingerprints from before it stay the same
+        data["mask_outside"] = entry.mask_outside
     return data

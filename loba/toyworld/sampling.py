@@ -68,16 +68,18 @@ class ToySampler:
         return torch.stack([self._embeddings[p] for p in prompts])
 
     def sample(self, prompts: Sequence[str], seeds: Sequence[int], slider: AdapterNetwork | None = None, weight: float = 0.0,
-               steps: int = DEFAULT_SAMPLING["steps"], cfg: float = DEFAULT_SAMPLING["cfg"], batch_size: int = 64) -> np.ndarray:
-        """uint8 [N, 64, 64, 3] for prompts[i] from seeds[i]; the slider (if any) at multiplier `weight`."""
+               steps: int = DEFAULT_SAMPLING["steps"], cfg: float = DEFAULT_SAMPLING["cfg"], batch_size: int = 64, *,
+               negative: str = UNCONDITIONAL) -> np.ndarray:
+        """uint8 [N, 64, 64, 3] for prompts[i] from seeds[i]; the slider (if any) at multiplier `weight`;
+        `negative` is the CFG negative prompt (the unconditional "" by default)."""
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per sample")
         if slider is None or slider.is_attached:
-            return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size)
+            return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size, negative)
         with slider.attached(slider_root(self.components, slider), self.device):
-            return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size)
+            return self._sample_with(slider, weight, prompts, seeds, steps, cfg, batch_size, negative)
 
-    def _sample_with(self, slider, weight, prompts, seeds, steps, cfg, batch_size) -> np.ndarray:
+    def _sample_with(self, slider, weight, prompts, seeds, steps, cfg, batch_size, negative=UNCONDITIONAL) -> np.ndarray:
         previous = slider.multiplier if slider is not None else None
         if slider is not None:
             slider.multiplier = weight
@@ -85,7 +87,7 @@ class ToySampler:
         if text:
             self._embeddings = {}  # a text-encoder slider changes the embeddings with its weight: none cached across
         try:
-            chunks = [self._sample_batch(prompts[i:i + batch_size], seeds[i:i + batch_size], steps, cfg)
+            chunks = [self._sample_batch(prompts[i:i + batch_size], seeds[i:i + batch_size], steps, cfg, negative)
                       for i in range(0, len(prompts), batch_size)]
         finally:
             if slider is not None:
@@ -95,10 +97,10 @@ class ToySampler:
         return np.concatenate(chunks) if chunks else np.zeros((0, 64, 64, 3), np.uint8)
 
     @torch.no_grad()
-    def _sample_batch(self, prompts, seeds, steps: int, cfg: float) -> np.ndarray:
+    def _sample_batch(self, prompts, seeds, steps: int, cfg: float, negative: str = UNCONDITIONAL) -> np.ndarray:
         n = len(prompts)
-        # Unconditional and conditional halves in one UNet call: the slider sees both, as in any LoRA host.
-        context = torch.cat([self.embed([UNCONDITIONAL] * n), self.embed(prompts)])
+        # Negative and conditional halves in one UNet call: the slider sees both, as in any LoRA host.
+        context = torch.cat([self.embed([negative] * n), self.embed(prompts)])
         grid = self.schedule.ddim_grid(steps).tolist()
 
         def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.spacing import TIMESTEP_SPACINGS
 from ..errors import ConfigError
 from ..models.backend import Conditioning, ModelBackend, SizeConditioning
-from ..objectives.actions import OBJECTIVES
+from ..objectives.actions import OBJECTIVES, TargetContext
 from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
@@ -82,7 +82,7 @@ class SliderStep:
         # With text-encoder adapters the student's prompts are re-encoded through them, with grad, every step.
         self.trains_text = has_text_encoder(getattr(network, "names", ()))
         self.pairs = prompts.pairs()
-        self.anchors = tuple(prompts.anchors)
+        self.anchors = prompts.training_anchors()
         self.schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
         sampling = config.sampling
         self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps, sampling.timestep_spacing)
@@ -95,6 +95,8 @@ class SliderStep:
                               f"[{sampling.min_timestep}, {sampling.max_timestep}); widen the range")
         # Polled inside the denoise; the trainer points it at the host's stop request.
         self.should_stop: Callable[[], bool] = lambda: False
+        # finished steps / max_train_steps, set by the trainer before each step (objectives that move over training).
+        self.progress = 0.0
         self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
         self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed, backend.dtype,
                                      sampling.trajectory_cache_mb * MIB, backend.device) if sampling.trajectory_cache else None
@@ -167,7 +169,7 @@ class SliderStep:
         sampling = self.config.sampling
         self.network.multiplier = plan.pair.multiplier if sampling.denoise_with_adapter else 0.0
         n = plan.noise.shape[0]
-        prompts = (plan.pair.unconditional, plan.pair.target)
+        prompts = (plan.pair.unconditional, OBJECTIVES.get(plan.pair.action).denoise_prompt(plan.pair))
         embeddings = self.embeddings
         if self.trains_text and sampling.denoise_with_adapter:  # the slider's text encoder too, as a host applies it
             embeddings = self.backend.encode_prompts_trainable(list(prompts))
@@ -187,6 +189,8 @@ class SliderStep:
     def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch."""
         needed = (plan.pair.target,) if self.preserving(plan) else OBJECTIVES.get(plan.pair.action).teacher_prompts(plan.pair)
+        if self.holds_outside(plan):
+            needed = (*needed, plan.pair.target)
         prompts = list(dict.fromkeys(needed + tuple(a.prompt for a in self.anchors)))
         self.network.multiplier = 0.0
         x_in, cond = self._batched(prompts, x_t)
@@ -211,21 +215,32 @@ class SliderStep:
             self._latent_masks[key] = mask_to_latent(plan.pair.mask, latent_hw).to(self.backend.device, torch.float32)
         return self._latent_masks[key]
 
+    def holds_outside(self, plan: StepPlan) -> bool:
+        return plan.pair.mask is not None and plan.pair.mask_outside == "hold"
+
+    def target(self, plan: StepPlan, teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.preserving(plan):
+            return teacher[plan.pair.target]
+        context = TargetContext(progress=self.progress, timestep=plan.timestep)
+        return OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher, context)
+
     def run(self, plan: StepPlan, clock: Optional[PhaseClock] = None) -> StepResult:
         clock = clock or PhaseClock(self.backend.device)
         with clock("denoise"):
             x_t = self.denoise(plan)
         with clock("teachers"):
             teacher = self.teachers(plan, x_t)
-        if self.preserving(plan):
-            target = teacher[plan.pair.target]
-        else:
-            target = OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher)
+        target = self.target(plan, teacher)
         with clock("student_forward"):
             predictions = self.student(plan, x_t)
         timesteps = torch.full((x_t.shape[0],), plan.timestep, dtype=torch.long)
         loss_cfg = self.config.loss
         mask = self.latent_mask(plan, tuple(x_t.shape[-2:]))
+        if mask is not None and self.holds_outside(plan):
+            # The whole image is in the loss: the objective inside, the frozen model's own prediction outside,
+            # so the change cannot leak out of the region (an ignored outside is free to move).
+            target = mask * target + (1 - mask) * teacher[plan.pair.target]
+            mask = None
         main = compute_loss(predictions[0], target, cfg=loss_cfg, timesteps=timesteps, schedule=self.schedule,
                             mask=mask, weight=plan.pair.weight)
         preservation = torch.zeros((), device=main.device)

@@ -64,6 +64,7 @@ class Trainer:
     def one_step(self, clock: PhaseClock) -> tuple[float, StepResult]:
         rng = self._rng_state()
         try:
+            self.step.progress = self.steps_done / max(self.config.max_train_steps, 1)
             plan = self.step.plan(self.generator)
             result = self.step.run(plan, clock)
         except StepAborted:

@@ -150,5 +150,5 @@ def test_pack_folder_name_does_not_matter(tmp_path):
             "s.loader.exec_module(m); e = asyncio.run(m.comfy_entrypoint()); print(len(asyncio.run(e.get_node_list())))")
     out = subprocess.run([sys.executable, "-c", code, str(COMFYUI), str(folder)], capture_output=True, text=True, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == "18"
+    assert out.stdout.strip().splitlines()[-1] == "19"
     assert Path(folder).exists()

@@ -37,6 +37,8 @@ def good_inputs(ctx, node_id: str) -> dict:
         "LOBA_SliderTarget": dict(target_class="circle", positive="a red circle", negative="", neutrals="", guidance_scale=1.0,
                                   resolution=0, batch_size=1, weight=1.0, multiplier=1.0),
         "LOBA_PreservationPrompt": dict(prompt="a blue square", weight=1.0),
+        "LOBA_ReattachPrompt": dict(caption="a triangle", redirect="a blue triangle\na green triangle | 2", explicit="auto",
+                                    schedule="linear", ramp=0.5, resolution=0, batch_size=1, weight=1.0),
         "LOBA_LoadPromptToml": dict(toml=GOOD_TOML, file=""),
         "LOBA_TrainSlider": dict(model=toy.model, clip=toy.clip, prompts=ctx.prompts,
                                  **train_inputs(max_train_steps=1, resolution=64, filename_prefix="loba/corpus")),
@@ -92,6 +94,18 @@ CASES = [
     ("LOBA_SliderTarget", {"resolution": 8_000_000}, "resolution"),
     ("LOBA_SliderTarget", {"guidance_scale": INF}, "guidance_scale"),
     ("LOBA_SliderTarget", {"weight": NAN}, "weight"),
+    ("LOBA_ReattachPrompt", {"caption": " "}, "caption"),
+    ("LOBA_ReattachPrompt", {"redirect": ""}, "redirect"),
+    ("LOBA_ReattachPrompt", {"redirect": "a triangle"}, "redirect"),
+    ("LOBA_ReattachPrompt", {"redirect": "a blue triangle | -1"}, "redirect"),
+    ("LOBA_ReattachPrompt", {"redirect": "a blue triangle | lots"}, "redirect"),
+    ("LOBA_ReattachPrompt", {"redirect": "a blue triangle | 0"}, "redirect"),
+    ("LOBA_ReattachPrompt", {"schedule": "sudden"}, "schedule"),
+    ("LOBA_ReattachPrompt", {"ramp": 2.0}, "ramp"),
+    ("LOBA_ReattachPrompt", {"ramp": NAN}, "ramp"),
+    ("LOBA_ReattachPrompt", {"mask_outside": "hold"}, "mask_outside"),
+    ("LOBA_ReattachPrompt", {"mask": black}, "mask"),
+    ("LOBA_ReattachPrompt", {"prompts": 3}, "prompts"),
     ("LOBA_PreservationPrompt", {"weight": -1.0}, "weight"),
     ("LOBA_PreservationPrompt", {"weight": NAN}, "weight"),
     ("LOBA_PreservationPrompt", {"weight": 1000.0}, "weight"),
@@ -175,7 +189,7 @@ HEAVY = {"LOBA_TrainSlider", "LOBA_SliderPreviewGrid", "LOBA_LoadSlider"}  # the
 
 
 def test_the_corpus_is_broad():
-    assert len(CASES) >= 60 and len({node for node, *_ in CASES}) == 16
+    assert len(CASES) >= 60 and len({node for node, *_ in CASES}) == 17
 
 
 @pytest.mark.parametrize("node_id, bad, field", CASES, ids=[f"{n[5:]}-{i}-{f}" for i, (n, _, f) in enumerate(CASES)])

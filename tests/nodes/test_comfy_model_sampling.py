@@ -15,7 +15,6 @@ from support.nodes import family_model, pair, train_inputs
 from support.pack import run_node
 
 from loba.config import TrainConfig
-from loba.objectives.actions import OBJECTIVES
 from loba.prompts import PromptPair, PromptSet
 from loba.train.loop import build_network, train
 from loba.train.preview import preview_latents
@@ -149,7 +148,7 @@ def test_x_t_target_and_loss_equal_a_hand_computation(base, module, name, k):
         assert step.grid.tolist() == [999, 749, 499, 249] and step.allowed_k == [0, 1, 2, 3]
         plan = _plan(step, k)
         x_t = step.denoise(plan)
-        target = OBJECTIVES.get(PAIR.action).combine(PAIR, step.teachers(plan, x_t))
+        target = step.target(plan, step.teachers(plan, x_t))
         loss = step.run(plan).loss
     hand_x_t = hand.x_t(plan.noise, step.grid.tolist(), k, CONFIG.sampling.leco_denoise_guidance_scale)
     hand_target, hand_loss = hand.loss(hand_x_t, plan.timestep, backend.prediction_type)

@@ -25,7 +25,8 @@ pytestmark = COMFY_MARKS
 
 NODE_IDS = ["LOBA_ApplySlider", "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
             "LOBA_Mask",
-            "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_Sampling", "LOBA_SaveSlider",
+            "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_ReattachPrompt",
+            "LOBA_Sampling", "LOBA_SaveSlider",
             "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_Targeting", "LOBA_ToyWorldLoader", "LOBA_TrainSlider"]
 
 # -- the pack as ComfyUI loads it ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from loba.objectives.actions import OBJECTIVES
+from loba.objectives.actions import OBJECTIVES, TargetContext
 from loba.prompts import PromptPair, SliderTarget
 
 PROMPTS = ("target", "pos", "uncond", "neutral", "P", "N", "")
@@ -16,7 +16,7 @@ def teacher():
 
 
 def target_of(pair, teacher):
-    return OBJECTIVES.get(pair.action).combine(pair, teacher)
+    return OBJECTIVES.get(pair.action).combine(pair, teacher, TargetContext(progress=0.5, timestep=500))
 
 
 @pytest.mark.parametrize("g", [1.0, 2.5])
