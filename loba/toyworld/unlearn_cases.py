@@ -64,7 +64,7 @@ UNLEARN_CASES = {case.name: case for case in (
     UnlearnCase("large", "a large shape", "shape", "circle",
                 ("a large circle", "a large square", "a large triangle"),
                 ("a red circle", "a blue triangle", "a small blue square", "a red circle on a light background",
-                 "a small shape", "a green triangle on a dark background"), "circle"),
+                 "a small red shape", "a green triangle on a dark background"), "circle"),
 )}
 
 
