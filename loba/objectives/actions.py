@@ -61,6 +61,14 @@ OBJECTIVES.register("enhance", Objective(
     "student(target) -> neutral + g * (positive - unconditional): moves the target toward the concept",
 ))
 
+# A preservation prompt trained where it is drawn: x_t from the prompt's own partial denoise (an anchor is held
+# at the x_t of whatever pair the step drew, so states only its own prompt reaches are never held).
+OBJECTIVES.register("preserve", Objective(
+    lambda pair: (pair.target,),
+    lambda pair, teacher, context: teacher[pair.target],
+    "student(target) -> teacher(target) on the target's own x_t: keeps the prompt where it is drawn",
+))
+
 
 def _reattach_target(pair, teacher, context: TargetContext):
     from .redirect_schedules import REDIRECT_SCHEDULES

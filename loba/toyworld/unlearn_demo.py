@@ -67,6 +67,19 @@ def train_method(case: UnlearnCase, method: str, components, out: Path, quick: b
     return slider.save(out / "slider.safetensors"), seconds
 
 
+def last_canary_drift(folder: Path) -> Optional[float]:
+    """The last canary drift loss.csv logged (None without canaries)."""
+    import csv
+
+    path = folder / "loss.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        values = [row.get("canary_drift") for row in csv.DictReader(handle)]
+    drifts = [float(v) for v in values if v]
+    return drifts[-1] if drifts else None
+
+
 def sample(components, prompts: list[str], samples: int, seed: int, slider_path: Optional[Path] = None,
            negative: str = "", steps: Optional[int] = None) -> tuple[dict, dict]:
     """(prompt -> styled reads, prompt -> uint8 images) with seeds shared across prompts and methods."""
@@ -110,7 +123,8 @@ def run_case(case: UnlearnCase, components_for: Callable[[], object], out: Path,
             slider, seconds = train_method(case, method, components, folder, quick, seed)
         negative = case.negative if method == "negative-prompt" else ""
         moved, moved_images = sample(components, case.prompts(), samples, EVAL_SEED, slider, negative, steps=steps)
-        results[method] = {**case_figures(case, base, moved, base_images, moved_images), "train_seconds": seconds}
+        results[method] = {**case_figures(case, base, moved, base_images, moved_images), "train_seconds": seconds,
+                           "canary_drift": last_canary_drift(folder)}
         save_grid(folder / "grid.png", case, base_images, moved_images)
         log(f"unlearn {case.name} {method}: " + ", ".join(f"{k} {results[method][k]:.3f}" for k in COLUMNS))
     return {"caption": case.caption, "attribute": case.attribute, "favoured": case.favoured, "samples": samples,

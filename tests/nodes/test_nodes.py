@@ -62,6 +62,19 @@ def test_prompt_nodes_chain_without_changing_their_input(pack):
     assert first.entries[0].resolutions == () and second.entries[1].resolutions == ((64, 64),)
 
 
+def test_reattach_node_reads_shares_and_explicit_prompts_and_chains(pack):
+    first = pair(pack)
+    out = run_node(pack.nodes["LOBA_ReattachPrompt"], caption="a triangle", redirect="a blue triangle | 2\n\na green triangle\n",
+                   explicit="auto", schedule="cosine", ramp=0.25, resolution=64, batch_size=2, weight=1.0, prompts=first).args[0]
+    entry = out.entries[1]
+    assert entry.redirect == (("a blue triangle", 2.0), ("a green triangle", 1.0)) and entry.schedule == "cosine"
+    assert [p.weight for p in out.pairs()[1:]] == [4 / 3, 2 / 3] and len(first.entries) == 1
+    assert [a.prompt for a in out.training_anchors()] == ["a blue triangle", "a green triangle"]
+    none = run_node(pack.nodes["LOBA_ReattachPrompt"], caption="a triangle", redirect="a blue triangle", explicit="",
+                    schedule="linear", ramp=0.5, resolution=64, batch_size=1, weight=1.0).args[0]
+    assert none.training_anchors() == ()
+
+
 def test_load_prompt_toml_reads_sd_scripts_format_from_text_and_file(pack):
     text = '[[prompts]]\ntarget = "van gogh"\npositive = "van gogh"\nunconditional = ""\nneutral = ""\naction = "erase"\n' \
            'guidance_scale = 1.0\nresolution = 512\nbatch_size = 2\n'
