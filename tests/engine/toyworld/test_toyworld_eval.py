@@ -63,7 +63,11 @@ def test_slider_spec_defaults_to_preserving_every_attribute_but_its_own():
     ({"attribute": "texture"}, "attribute"),
     ({"value": "purple"}, "value"),
     ({"value": "large"}, "value"),  # a size, not a color
-    ({"kind": "slider", "attribute": "color", "weights": [-1, 0, 1]}, "attribute"),  # no continuous measure
+    ({"kind": "slider", "attribute": "color", "value": None, "weights": [-1, 0, 1]}, "value"),  # a rate needs its pole
+    ({"kind": "slider", "attribute": "background", "value": "grey", "weights": [-1, 0, 1]}, "value"),
+    ({"kind": "slider", "attribute": "color", "measure": "continuous", "weights": [-1, 0, 1]}, "measure"),
+    ({"measure": "continuous"}, "measure"),  # an erase is always a rate
+    ({"measure": "area"}, "measure"),
     ({"affected": []}, "affected"),
     ({"affected": "a red circle"}, "affected"),
     ({"affected": ["a red circel"]}, "affected"),
@@ -73,7 +77,7 @@ def test_slider_spec_defaults_to_preserving_every_attribute_but_its_own():
     ({"weights": [0, 0.5]}, "weights"),  # no 1
     ({"weights": [0, 1, 1]}, "weights"),
     ({"weights": [0, "1"]}, "weights"),
-    ({"kind": "slider", "attribute": "size", "weights": [0, 1]}, "weights"),  # no -1
+    ({"kind": "slider", "attribute": "size", "value": None, "weights": [0, 1]}, "weights"),  # no -1
     ({"samples": 0}, "samples"),
     ({"samples": 2.5}, "samples"),
     ({"seed": -1}, "seed"),
