@@ -45,7 +45,8 @@ def slider_path(components, tmp_path_factory):
     return save_slider(tmp_path_factory.mktemp("slider") / "random.safetensors", network, KohyaNames(unet, "sd1").kohya_name)
 
 
-@pytest.mark.parametrize("example", ["eval-erase-red.toml", "eval-size-slider.toml"])
+@pytest.mark.parametrize("example", ["eval-erase-red.toml", "eval-size-slider.toml", "eval-background-slider.toml",
+                                     "eval-erase-triangle.toml"])
 def test_shipped_example_specs_are_valid(example):
     spec = load_spec(EXAMPLES / example)
     assert 0.0 in spec.weights and 1.0 in spec.weights and spec.samples == 32
