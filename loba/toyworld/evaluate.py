@@ -157,5 +157,9 @@ def run_eval(slider: str | os.PathLike, spec: str | os.PathLike, out: str | os.P
     headline = ("efficacy", "spearman", "monotonic", "preservation", "drift")
     print(", ".join(f"{name} {result[name]:.3f}" if isinstance(result.get(name), float) else f"{name} {result.get(name)}"
                     for name in headline if name in result))
+    if "region" in result:
+        region, top = result["region"], "1"
+        print(f"{region['name']}: pixel change inside {region['change_inside_by_weight'][top]:.3f}, "
+              f"outside {region['change_outside_by_weight'][top]:.3f} at w=1")
     print(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'grid.png'} ({result['timings']['total_s']:.0f} s)")
     return 0

@@ -163,10 +163,11 @@ def test_cli_eval_on_a_diffusers_folder(components, slider_path, tmp_path, capsy
         getattr(components, name).save_pretrained(tmp_path / "model" / name)
     spec = tmp_path / "quick.toml"
     spec.write_text('kind = "slider"\nattribute = "size"\naffected = ["a circle"]\nweights = [-1, 0, 1]\n'
-                    'samples = 1\nseed = 3\nsteps = 2\n')
+                    'samples = 1\nseed = 3\nsteps = 2\n[region]\nbox = [0, 0, 1, 0.5]\nname = "left half"\n')
     out = tmp_path / "eval"
     assert main(["eval", "--slider", str(slider_path), "--spec", str(spec), "--out", str(out), "--weights", str(tmp_path / "model")]) == 0
-    assert "spearman" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "spearman" in printed and "left half: pixel change inside" in printed
     written = json.loads((out / "metrics.json").read_text())
     assert set(written["measure_by_weight"]) == {"-1", "0", "1"} and written["preservation"] is None
     assert Image.open(out / "grid.png").size == grid_size(rows=1, columns=3, per_cell=1)
