@@ -45,6 +45,11 @@ def _canary_widgets(every, budget, prompts: str) -> dict:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _set_only(values: dict) -> dict:
+    """The optional inputs a graph sets (older graphs leave them unset: the config's defaults)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def merged_config(node: str, widgets: dict, parts: list[Optional[ConfigPart]]) -> TrainConfig:
     values = dict(widgets)
     for part in parts:
@@ -113,6 +118,9 @@ class TrainSliderNode(io.ComfyNode):
                 io.String.Input("canary_prompts", default="", multiline=True, optional=True,
                                 tooltip="Canary prompts, one per line (empty = LOBA's default list): their prediction drift "
                                         "(slider at 1 vs off) is charted every canary_every steps."),
+                # Optional as well: older graphs validate unchanged and train uncalibrated.
+                config_input(TrainConfig, "calibrate_strength", optional=True),
+                config_input(TrainConfig, "calibration_effect", optional=True, step=0.01),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -127,7 +135,8 @@ class TrainSliderNode(io.ComfyNode):
                 max_denoising_steps, leco_denoise_guidance_scale, denoise_with_adapter, mixed_precision,
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
                 resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None, start_from=None,
-                dim_from_weights=False, canary_every=None, canary_drift_budget=None, canary_prompts="") -> io.NodeOutput:
+                dim_from_weights=False, canary_every=None, canary_drift_budget=None, canary_prompts="",
+                calibrate_strength=None, calibration_effect=None) -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -137,7 +146,8 @@ class TrainSliderNode(io.ComfyNode):
                    "mixed_precision": mixed_precision, "gradient_checkpointing": gradient_checkpointing,
                    "save_precision": save_precision, "save_every_n_steps": save_every_n_steps,
                    "dim_from_weights": dim_from_weights,
-                   **_canary_widgets(canary_every, canary_drift_budget, canary_prompts)}
+                   **_canary_widgets(canary_every, canary_drift_budget, canary_prompts),
+                   **_set_only({"calibrate_strength": calibrate_strength, "calibration_effect": calibration_effect})}
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
         start = None if start_from is None else StartWeights((check_slider(start_from, node, "start_from"),), (1.0,))
         with reported_as(node):

@@ -23,7 +23,6 @@ ADAPTER_ALGOS = ("lora", "loha", "lokr", "dora")
 CONFIG_VERSION = 1
 
 
-
 class Bounded:
     """Base of the config dataclasses: every field is checked against the bounds in its metadata."""
 
@@ -168,6 +167,10 @@ class TrainConfig(Bounded):
                                min=0)
     canary_drift_budget: float = option(0.0, "Stop training (the partial slider is saved) once the canary drift exceeds "
                                         "this (relative L2 of the prediction change, e.g. 0.2); 0 = no budget.", min=0.0)
+    calibrate_strength: bool = option(False, "End of training: scale the slider so w = 1 changes the prediction at the target prompts "
+                                      "by calibration_effect (comparable strengths); metadata loba_calibration keeps raw effect and scale.")
+    calibration_effect: float = option(0.1, "With calibrate_strength: the relative prediction change at w = 1 to scale to.",
+                                       min=0.001, max=10.0)
     network: NetworkConfig = field(default_factory=NetworkConfig, metadata={"help": "Adapter and targeting."})
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"help": "Optimizer and schedule."})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "Loss stack."})
@@ -186,6 +189,8 @@ class TrainConfig(Bounded):
         require(bool(self.canary_every) or not self.canary_drift_budget, "canary_drift_budget",
                 "a drift budget needs canaries: set canary_every > 0 or the budget to 0")
         require(all(isinstance(p, str) for p in self.canary_prompts), "canary_prompts", "give the canary prompts as text")
+        require(not self.calibrate_strength or net.train_text_encoder == "off", "calibrate_strength",  # prompts encoded once
+                "calibrates UNet sliders only: set train_text_encoder off, or calibrate_strength off")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

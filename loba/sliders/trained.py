@@ -3,6 +3,7 @@ metadata), whichever host asked for it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -32,6 +33,7 @@ class TrainedSlider:
     step_files: list[Path] = field(default_factory=list)
     samples: list[Path] = field(default_factory=list)
     stop_reason: str = ""  # set when the run stopped itself (the canary drift budget), not on a host's request
+    calibration: Optional[dict] = None  # calibrate_strength's record (raw effect, applied scale), in the metadata
 
     @property
     def losses(self) -> list[float]:
@@ -40,6 +42,8 @@ class TrainedSlider:
     def metadata(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
         """kohya's ss_* fields and LOBA's (config, prompts, version), plus the host's own (workflow ...)."""
         extra = {"loba_stopped_early": str(self.stopped).lower(), **(extra or {})}
+        if self.calibration is not None:  # absent when off: an uncalibrated file is byte for byte what it was
+            extra = {"loba_calibration": json.dumps(self.calibration, sort_keys=True), **extra}
         return {**network_metadata(self.network),
                 **slider_metadata(self.config, self.prompts, self.backend, self.steps_done, extra)}
 

@@ -1,7 +1,7 @@
 """`loba eval`: render fixed seeds at several slider weights, read the attributes back, score the slider.
 
-A spec (TOML) names what the slider should do (kind, attribute, value), where (affected prompts),
-what it must leave alone (control prompts), the weights, the number of samples and the seed. Every
+A spec (TOML, eval_spec.py) names what the slider should do (kind, attribute, value), where (affected prompts,
+optionally a [region]), what it must leave alone (control prompts), the weights, the number of samples and the seed. Every
 prompt x weight x sample is rendered from the same seeds, so each figure compares a sample with its
 own w=0 twin. Writes DIR/metrics.json and DIR/grid.png.
 """
@@ -10,181 +10,46 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
 from . import metrics as m
 from .attributes import ATTRIBUTE_VALUES
-from .captions import parse_caption
-from .model import DEFAULT_SAMPLING
+from .eval_spec import KINDS, SPEC_FIELDS, EvalSpec, key, load_spec, parse_spec
 
-
-@dataclass(frozen=True)
-class KindRule:
-    needs_value: bool
-    required_weights: tuple[float, ...]
-    summarize: Callable  # (spec, affected reads by weight) -> (figures dict, notes dict)
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    kind: str
-    attribute: str
-    value: str | None
-    affected: tuple[str, ...]
-    control: tuple[str, ...]
-    weights: tuple[float, ...]  # ascending
-    samples: int
-    seed: int
-    steps: int = DEFAULT_SAMPLING["steps"]
-    cfg: float = DEFAULT_SAMPLING["cfg"]
-    preserve: tuple[str, ...] = m.CATEGORICAL  # attributes control samples must keep
-    grid_samples: int = 4
-
-    @property
-    def prompts(self) -> tuple[str, ...]:
-        return self.affected + self.control
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        return ("affected",) * len(self.affected) + ("control",) * len(self.control)
-
-    def seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.samples)]
-
-
-def _key(weight: float) -> str:
-    return f"{weight:g}"
+__all__ = ["KINDS", "SPEC_FIELDS", "EvalSpec", "compute_metrics", "evaluate", "load_spec", "parse_spec", "run_eval"]
 
 
 def _keyed(by_weight: dict[float, object]) -> dict[str, object]:
     """JSON object keys are strings: weights as '-1', '0.5', '1'."""
-    return {_key(weight): value for weight, value in by_weight.items()}
+    return {key(weight): value for weight, value in by_weight.items()}
 
 
 def _rate_figures(spec: EvalSpec, affected: m.ByWeight) -> tuple[dict, dict]:
     rates = m.rate_by_weight(affected, spec.attribute, spec.value)
     efficacy = m.efficacy(spec.kind, rates)
     notes = {"efficacy": efficacy.reason} if efficacy.reason else {}
-    return {"rate_by_weight": _keyed(rates), "efficacy": efficacy.value}, notes
+    # What the samples show instead (an erased triangle became a circle? vanished?): every value's rate.
+    shown = {value: _keyed(m.rate_by_weight(affected, spec.attribute, value)) for value in ATTRIBUTE_VALUES[spec.attribute]}
+    return {"rate_by_weight": _keyed(rates), "efficacy": efficacy.value, "value_rates_by_weight": shown}, notes
 
 
 def _slider_figures(spec: EvalSpec, affected: m.ByWeight) -> tuple[dict, dict]:
-    means = m.measure_by_weight(affected, spec.attribute)
-    rho = m.weight_measure_spearman(affected, spec.attribute)
-    notes = {"spearman": rho.reason} if rho.reason else {}
-    return {"measure_by_weight": _keyed(means), "spearman": rho.value, "monotonic": m.monotonic(means)}, notes
+    if spec.measure == "rate":  # binary/categorical: the rate of the +1 pole, spearman on the per-sample 0/1
+        rates = m.rate_by_weight(affected, spec.attribute, spec.value)
+        rho = m.weight_rate_spearman(affected, spec.attribute, spec.value)
+        figures = {"rate_by_weight": _keyed(rates), "spearman": rho.value, "monotonic": m.monotonic_rate(rates)}
+    else:
+        means = m.measure_by_weight(affected, spec.attribute)
+        rho = m.weight_measure_spearman(affected, spec.attribute)
+        figures = {"measure_by_weight": _keyed(means), "spearman": rho.value, "monotonic": m.monotonic(means)}
+    return {"measure": spec.measure, **figures}, ({"spearman": rho.reason} if rho.reason else {})
 
 
-KINDS: dict[str, KindRule] = {
-    "erase": KindRule(True, (0.0, 1.0), _rate_figures),
-    "enhance": KindRule(True, (0.0, 1.0), _rate_figures),
-    "slider": KindRule(False, (-1.0, 0.0, 1.0), _slider_figures),
-}
-SPEC_FIELDS = ("kind", "attribute", "value", "affected", "control", "weights", "samples", "seed", "steps", "cfg",
-               "preserve", "grid_samples")
-
-
-# -- spec -------------------------------------------------------------------------------------
-
-def _fail(source: str, field: str, message: str):
-    raise ConfigError(field, f"{message} (in {source})")
-
-
-def _integer(data: dict, field: str, default, minimum: int, source: str) -> int:
-    value = data.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(source, field, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _prompts(data: dict, field: str, source: str, allow_empty: bool) -> tuple[str, ...]:
-    prompts = data.get(field, [] if allow_empty else None)
-    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts) or (not prompts and not allow_empty):
-        _fail(source, field, "must be a non-empty list of prompt strings" + (" (or [] to skip preservation)" if allow_empty else ""))
-    for prompt in prompts:
-        try:
-            parse_caption(prompt)
-        except ValueError as exc:
-            _fail(source, field, f"{exc}; prompts use the toy world's words ({', '.join(sum(ATTRIBUTE_VALUES.values(), ()))})")
-    if len(set(prompts)) != len(prompts):
-        _fail(source, field, "lists a prompt twice")
-    return tuple(prompts)
-
-
-def _weights(data: dict, rule: KindRule, kind: str, source: str) -> tuple[float, ...]:
-    weights = data.get("weights")
-    if not isinstance(weights, list) or not weights or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
-        _fail(source, "weights", f"must be a non-empty list of numbers, got {weights!r}")
-    weights = tuple(sorted(float(w) for w in weights))
-    if len(set(weights)) != len(weights):
-        _fail(source, "weights", "lists a weight twice")
-    missing = [w for w in rule.required_weights if w not in weights]
-    if missing:
-        _fail(source, "weights", f"a {kind} evaluation needs weights {', '.join(_key(w) for w in rule.required_weights)}; "
-                                 f"missing {', '.join(_key(w) for w in missing)}")
-    return weights
-
-
-def _target(data: dict, kind: str, rule: KindRule, source: str) -> tuple[str, str | None]:
-    attribute = data.get("attribute")
-    if attribute not in ATTRIBUTE_VALUES:
-        _fail(source, "attribute", f"must be one of {', '.join(ATTRIBUTE_VALUES)}, got {attribute!r}")
-    if not rule.needs_value:
-        if attribute not in m.MEASURES:
-            _fail(source, "attribute", f"a slider needs a continuous measure; attributes with one: {', '.join(m.MEASURES.names())}")
-        return attribute, data.get("value")
-    value = data.get("value")
-    if value not in ATTRIBUTE_VALUES[attribute]:
-        _fail(source, "value", f"{attribute} must be one of {', '.join(ATTRIBUTE_VALUES[attribute])}, got {value!r}")
-    return attribute, value
-
-
-def parse_spec(data: dict, source: str = "eval spec") -> EvalSpec:
-    """Validate a spec mapping; every error names the field."""
-    unknown = sorted(set(data) - set(SPEC_FIELDS))
-    if unknown:
-        _fail(source, unknown[0], f"unknown field; known fields: {', '.join(SPEC_FIELDS)}")
-    kind = data.get("kind")
-    if kind not in KINDS:
-        _fail(source, "kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
-    rule = KINDS[kind]
-    attribute, value = _target(data, kind, rule, source)
-    affected = _prompts(data, "affected", source, allow_empty=False)
-    control = _prompts(data, "control", source, allow_empty=True)
-    if set(affected) & set(control):
-        _fail(source, "control", f"{sorted(set(affected) & set(control))[0]!r} is also an affected prompt")
-    if rule.needs_value and any(parse_caption(p).get(attribute) == value for p in control):
-        _fail(source, "control", f"control prompts must not ask for {attribute} {value!r}: the slider is meant to change those")
-    default_preserve = [a for a in m.CATEGORICAL if rule.needs_value or a != attribute]  # a slider moves its own attribute
-    preserve = data.get("preserve", default_preserve)
-    if not isinstance(preserve, list) or not preserve or any(a not in ATTRIBUTE_VALUES for a in preserve):
-        _fail(source, "preserve", f"must be a non-empty list of {', '.join(ATTRIBUTE_VALUES)}, got {preserve!r}")
-    cfg = data.get("cfg", DEFAULT_SAMPLING["cfg"])
-    if isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not math.isfinite(cfg):
-        _fail(source, "cfg", f"must be a number, got {cfg!r}")
-    return EvalSpec(kind, attribute, value, affected, control, _weights(data, rule, kind, source),
-                    _integer(data, "samples", None, 1, source), _integer(data, "seed", None, 0, source),
-                    _integer(data, "steps", DEFAULT_SAMPLING["steps"], 1, source), float(cfg), tuple(preserve),
-                    _integer(data, "grid_samples", 4, 1, source))
-
-
-def load_spec(path: str | os.PathLike) -> EvalSpec:
-    from ..config.toml_compat import TOMLDecodeError, loads
-
-    try:
-        data = loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, TOMLDecodeError) as exc:
-        raise ConfigError("spec", f"cannot read eval spec {path}: {exc}") from None
-    return parse_spec(data, str(path))
+SUMMARIES = {"erase": _rate_figures, "enhance": _rate_figures, "slider": _slider_figures}
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -196,7 +61,7 @@ def _per_prompt(spec: EvalSpec, reads: dict, images: dict, index: int, role: str
     figures = {"role": role, "object_rate_by_weight": _keyed(m.object_rate_by_weight(mine)),
                "preservation_by_weight": _keyed(m.preservation_by_weight(mine, attributes)),
                "drift_by_weight": _keyed(m.drift_by_weight({w: images[w][index] for w in spec.weights}))}
-    if KINDS[spec.kind].needs_value:
+    if spec.measure == "rate":
         figures["rate_by_weight"] = _keyed(m.rate_by_weight(mine, spec.attribute, spec.value))
     else:
         figures["measure_by_weight"] = _keyed(m.measure_by_weight(mine, spec.attribute))
@@ -220,7 +85,12 @@ def compute_metrics(spec: EvalSpec, images: dict, reads: dict) -> dict:
     """images: weight -> uint8 [prompts, samples, 64, 64, 3]; reads: weight -> [prompt][sample] ReadResults."""
     count = len(spec.affected)
     affected = {w: [read for prompt in reads[w][:count] for read in prompt] for w in spec.weights}
-    figures, notes = KINDS[spec.kind].summarize(spec, affected)
+    figures, notes = SUMMARIES[spec.kind](spec, affected)
+    if spec.region is not None:
+        from .eval_region import region_figures
+
+        figures["region"] = region_figures(spec, {w: np.asarray(images[w][:count]) for w in spec.weights}, affected,
+                                           SUMMARIES[spec.kind])
     control, control_notes = _control_figures(spec, reads, images)
     others = [a for a in m.CATEGORICAL if a != spec.attribute]
     return {**figures, **control,
@@ -261,7 +131,7 @@ def evaluate(components, slider_path: str | os.PathLike, spec: EvalSpec | str | 
     rendered = time.perf_counter()
     reads = {w: _by_prompt(read_batch(batch.reshape(-1, 64, 64, 3)), spec.samples) for w, batch in images.items()}
     read = time.perf_counter()
-    result = {"spec": {**asdict(spec), "weights": list(spec.weights)}, "slider": str(slider_path),
+    result = {"spec": spec.as_json(), "slider": str(slider_path),
               "sampling": {"sampler": "ddim", "steps": spec.steps, "cfg": spec.cfg, "device": str(device)},
               **compute_metrics(spec, images, reads)}
     png = io.BytesIO()
@@ -287,5 +157,9 @@ def run_eval(slider: str | os.PathLike, spec: str | os.PathLike, out: str | os.P
     headline = ("efficacy", "spearman", "monotonic", "preservation", "drift")
     print(", ".join(f"{name} {result[name]:.3f}" if isinstance(result.get(name), float) else f"{name} {result.get(name)}"
                     for name in headline if name in result))
+    if "region" in result:
+        region, top = result["region"], "1"
+        print(f"{region['name']}: pixel change inside {region['change_inside_by_weight'][top]:.3f}, "
+              f"outside {region['change_outside_by_weight'][top]:.3f} at w=1")
     print(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'grid.png'} ({result['timings']['total_s']:.0f} s)")
     return 0

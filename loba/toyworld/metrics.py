@@ -113,6 +113,21 @@ def weight_measure_spearman(by_weight: ByWeight, attribute: str) -> Figure:
     return spearman(weights, values)
 
 
+def weight_rate_spearman(by_weight: ByWeight, attribute: str, value: str) -> Figure:
+    """Rank correlation between the weight and every sample's 0/1 'shows value': a binary attribute's slider figure
+    (ties are averaged, so it is the rank-biserial form; 1 when every sample flips at one weight, in order)."""
+    weights = [weight for weight, reads in sorted(by_weight.items()) for _ in reads]
+    shown = [float(getattr(read, attribute) == value) for _, reads in sorted(by_weight.items()) for read in reads]
+    return spearman(weights, shown)
+
+
+def monotonic_rate(rates: Mapping[float, float]) -> bool:
+    """A rate never falls as the weight grows and rises overall: a rate saturates at 0 and 1, so equal neighbours
+    (all dark from w = 1 on) are allowed where a mean measure must strictly grow."""
+    ordered = [rates[weight] for weight in sorted(rates)]
+    return all(a <= b for a, b in zip(ordered, ordered[1:])) and ordered[-1] > ordered[0]
+
+
 def monotonic(means: Mapping[float, float]) -> bool:
     """Means strictly increasing in the weight."""
     ordered = [means[weight] for weight in sorted(means)]

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..models.backend import ModelBackend
 from ..prompts import PromptSet
 from ..sliders.trained import TrainedSlider
+from .calibration import maybe_calibrate
 from .loop import build_network
 from .validate import validate_before_model_work
 
@@ -23,4 +24,6 @@ def instant_slider(backend: ModelBackend, prompts: PromptSet, config: TrainConfi
         raise ConfigError("init", "an instant slider is a start without training: set init = closed_form")
     network = build_network(backend, config)
     report = initialize(network, backend, prompts, config)
-    return TrainedSlider(network, backend, config, prompts, 0, False, describe(network.targets, backend.denoiser())), report
+    calibration = maybe_calibrate(network, backend, prompts, config)
+    return TrainedSlider(network, backend, config, prompts, 0, False, describe(network.targets, backend.denoiser()),
+                         calibration=calibration), report

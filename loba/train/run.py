@@ -24,6 +24,7 @@ from ..models.sources import ModelSource, load_backend
 from ..prompts import PromptSet
 from ..sliders.atomic import sweep_temp_files
 from ..sliders.trained import TrainedSlider
+from .calibration import maybe_calibrate
 from .callbacks import TrainCallbacks
 from .checkpoint import latest_checkpoint
 from .loop import train
@@ -76,8 +77,11 @@ def run_training(request: RunRequest) -> TrainedSlider:
         with torch.inference_mode(False):  # hosts run nodes under inference mode: adapters must be normal tensors
             network, _ = network_from_weights(backend, request.config, request.network_weights)
     result = train(backend, prompts, request.config, callbacks=recorder, out_dir=out_dir, resume=resume, network=network)
+    # Here, once, so every host's saved file (and in-memory slider) is the calibrated one; checkpoints stay as trained.
+    calibration = maybe_calibrate(result.network, backend, prompts, request.config)
     return TrainedSlider(result.network, backend, request.config, prompts, result.steps_done, result.stopped, result.report,
-                         recorder.rows, result.checkpoints, recorder.step_files, recorder.samples, result.stop_reason)
+                         recorder.rows, result.checkpoints, recorder.step_files, recorder.samples, result.stop_reason,
+                         calibration)
 
 
 def _check_request(request: RunRequest, out_dir: Optional[Path]) -> None:

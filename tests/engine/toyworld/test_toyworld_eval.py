@@ -45,7 +45,8 @@ def slider_path(components, tmp_path_factory):
     return save_slider(tmp_path_factory.mktemp("slider") / "random.safetensors", network, KohyaNames(unet, "sd1").kohya_name)
 
 
-@pytest.mark.parametrize("example", ["eval-erase-red.toml", "eval-size-slider.toml"])
+@pytest.mark.parametrize("example", ["eval-erase-red.toml", "eval-size-slider.toml", "eval-background-slider.toml",
+                                     "eval-erase-triangle.toml"])
 def test_shipped_example_specs_are_valid(example):
     spec = load_spec(EXAMPLES / example)
     assert 0.0 in spec.weights and 1.0 in spec.weights and spec.samples == 32
@@ -63,7 +64,11 @@ def test_slider_spec_defaults_to_preserving_every_attribute_but_its_own():
     ({"attribute": "texture"}, "attribute"),
     ({"value": "purple"}, "value"),
     ({"value": "large"}, "value"),  # a size, not a color
-    ({"kind": "slider", "attribute": "color", "weights": [-1, 0, 1]}, "attribute"),  # no continuous measure
+    ({"kind": "slider", "attribute": "color", "value": None, "weights": [-1, 0, 1]}, "value"),  # a rate needs its pole
+    ({"kind": "slider", "attribute": "background", "value": "grey", "weights": [-1, 0, 1]}, "value"),
+    ({"kind": "slider", "attribute": "color", "measure": "continuous", "weights": [-1, 0, 1]}, "measure"),
+    ({"measure": "continuous"}, "measure"),  # an erase is always a rate
+    ({"measure": "area"}, "measure"),
     ({"affected": []}, "affected"),
     ({"affected": "a red circle"}, "affected"),
     ({"affected": ["a red circel"]}, "affected"),
@@ -73,7 +78,7 @@ def test_slider_spec_defaults_to_preserving_every_attribute_but_its_own():
     ({"weights": [0, 0.5]}, "weights"),  # no 1
     ({"weights": [0, 1, 1]}, "weights"),
     ({"weights": [0, "1"]}, "weights"),
-    ({"kind": "slider", "attribute": "size", "weights": [0, 1]}, "weights"),  # no -1
+    ({"kind": "slider", "attribute": "size", "value": None, "weights": [0, 1]}, "weights"),  # no -1
     ({"samples": 0}, "samples"),
     ({"samples": 2.5}, "samples"),
     ({"seed": -1}, "seed"),
@@ -158,10 +163,11 @@ def test_cli_eval_on_a_diffusers_folder(components, slider_path, tmp_path, capsy
         getattr(components, name).save_pretrained(tmp_path / "model" / name)
     spec = tmp_path / "quick.toml"
     spec.write_text('kind = "slider"\nattribute = "size"\naffected = ["a circle"]\nweights = [-1, 0, 1]\n'
-                    'samples = 1\nseed = 3\nsteps = 2\n')
+                    'samples = 1\nseed = 3\nsteps = 2\n[region]\nbox = [0, 0, 1, 0.5]\nname = "left half"\n')
     out = tmp_path / "eval"
     assert main(["eval", "--slider", str(slider_path), "--spec", str(spec), "--out", str(out), "--weights", str(tmp_path / "model")]) == 0
-    assert "spearman" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "spearman" in printed and "left half: pixel change inside" in printed
     written = json.loads((out / "metrics.json").read_text())
     assert set(written["measure_by_weight"]) == {"-1", "0", "1"} and written["preservation"] is None
     assert Image.open(out / "grid.png").size == grid_size(rows=1, columns=3, per_cell=1)
