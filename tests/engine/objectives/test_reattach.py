@@ -169,3 +169,12 @@ def test_outside_hold_puts_the_frozen_prediction_outside_the_mask(sd1_backend):
     # With a zero adapter the student equals the frozen model: a held outside adds no residual there, and the
     # held loss averages over the whole image, so it is half the ignored one (the mean over the left half).
     assert losses["hold"] == pytest.approx(losses["ignore"] / 2, rel=1e-4)
+
+
+def test_a_preserve_pair_holds_its_own_prompt_on_its_own_trajectory():
+    pair = PromptPair("a circle", action="preserve")
+    objective = OBJECTIVES.get("preserve")
+    teacher = {"a circle": torch.ones(1, 4, 8, 8)}
+    assert objective.teacher_prompts(pair) == ("a circle",) and objective.denoise_prompt(pair) == "a circle"
+    assert torch.equal(objective.combine(pair, teacher, TargetContext(0.3, 700)), teacher["a circle"])
+    assert "preserve" in pair_actions()
