@@ -32,6 +32,7 @@ class TrainedSlider:
     step_files: list[Path] = field(default_factory=list)
     samples: list[Path] = field(default_factory=list)
     stop_reason: str = ""  # set when the run stopped itself (the canary drift budget), not on a host's request
+    init_report: Optional[object] = None  # an instant slider's: the initializer's (ClosedFormReport: layers, seconds, error)
 
     @property
     def losses(self) -> list[float]:
