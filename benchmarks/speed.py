@@ -117,7 +117,9 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
 
 def main() -> None:
     parser, s = parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": str(s.threads), "PYTHONPATH": str(REPO)}
+    # The caller's PYTHONPATH is kept after the repo: a peer's extra packages (e.g. a wandb stand-in for LECO) stay found.
+    env = {**os.environ, "OMP_NUM_THREADS": str(s.threads),
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
     with tempfile.TemporaryDirectory(prefix="loba-bench-") as tmp:
         work = Path(tmp)
         result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {s.threads} thread(s)",

@@ -37,6 +37,10 @@ WIDGET_NAMES = {"max_train_steps": "steps", "network_dim": "rank", "network_alph
                 "resolutions": "resolution", "resume": "resume_file",
                 "network_weights": "start_from"}
 
+# Optional, like every input added after the first release: graphs saved before it keep validating (and training).
+INSTANT_TOOLTIP = ("Save the closed-form start alone, without a training step (seconds, not minutes): the instant slider. "
+                   "Needs LOBA Targeting init = closed_form; steps and the sampling settings are then unused.")
+
 
 def _canary_widgets(every, budget, prompts: str) -> dict:
     """The canary inputs that are set (graphs saved before them leave them unset: the config's defaults)."""
@@ -121,6 +125,7 @@ class TrainSliderNode(io.ComfyNode):
                 # Optional as well: older graphs validate unchanged and train uncalibrated.
                 config_input(TrainConfig, "calibrate_strength", optional=True),
                 config_input(TrainConfig, "calibration_effect", optional=True, step=0.01),
+                io.Boolean.Input("instant", default=False, optional=True, tooltip=INSTANT_TOOLTIP),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -136,7 +141,7 @@ class TrainSliderNode(io.ComfyNode):
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
                 resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None, start_from=None,
                 dim_from_weights=False, canary_every=None, canary_drift_budget=None, canary_prompts="",
-                calibrate_strength=None, calibration_effect=None) -> io.NodeOutput:
+                calibrate_strength=None, calibration_effect=None, instant=False) -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -158,7 +163,7 @@ class TrainSliderNode(io.ComfyNode):
         sweep_stale_temp_files(save_path.parent)
         paths = run_paths(prefix, resume_file or "", bool(save_every_n_steps), save_path, node)
         try:
-            slider = cls._train(node, prompts, config, paths, policy, resolution, model, clip, vae, start)
+            slider = cls._train(node, prompts, config, paths, policy, resolution, model, clip, vae, start, bool(instant))
         finally:
             paths.discard_if_empty()
         slider_file = slider.slider_file(str(save_path), cls._workflow_metadata())
@@ -171,13 +176,13 @@ class TrainSliderNode(io.ComfyNode):
         return io.NodeOutput(slider_file, curve, str(save_path), ui={"loba_losses": slider.losses[-2000:]})
 
     @classmethod
-    def _train(cls, node, prompts, config, paths, policy, resolution, model, clip, vae, start):
+    def _train(cls, node, prompts, config, paths, policy, resolution, model, clip, vae, start, instant):
         """The run; a cancel wherever it lands (step, preview, checkpoint, progress update) returns the partial slider."""
         with reported_as(node, "model"):
             backend = ComfyBackend(model, clip, vae)
         request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
                              out_dir=paths.out_dir, resume=paths.resume, preview=policy, resolution=resolution,
-                             network_weights=start)
+                             network_weights=start, instant=instant)
         with reported_as(node, "prompts", widget_names=WIDGET_NAMES):
             return run_training(request)
 

@@ -45,6 +45,11 @@ class ClosedFormReport:
     def max_truncation_error(self) -> float:
         return max(self.truncation_error.values(), default=0.0)
 
+    def summary(self) -> str:
+        """One line for a host to print or show: what an instant slider is made of."""
+        return (f"closed form: {len(self.modules)} key/value layers in {self.seconds:.3f} s, rank truncation error "
+                f"max {self.max_truncation_error:.3f} (relative Frobenius)")
+
 
 def edit_map(edits: list[tuple[torch.Tensor, torch.Tensor, float]], kept: list[tuple[torch.Tensor, float]],
              lam: float) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """`loba`: the headless command line.
 
     loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH|toyworld] [--set key=value ...]
-               [--preview-every N [--preview-weights -1,0,1]]
+               [--preview-every N [--preview-weights -1,0,1]] [--instant]
     loba demo --out DIR [--threads N] [--seeds 0,1,2] [--only sliders|unlearn]   the main job on the embedded toy models
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
@@ -63,7 +63,7 @@ def _train(args) -> int:
     from .train import run_train
 
     return run_train(args.config, args.out, resume=args.resume, model=args.model, overrides=_overrides(args.set), quiet=args.quiet,
-                     preview_every=args.preview_every, preview_weights=args.preview_weights)
+                     preview_every=args.preview_every, preview_weights=args.preview_weights, instant=args.instant)
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview-every", type=int, default=0, metavar="N",
                         help="every N steps write a sample grid at the preview weights to OUT/samples/step-NNNNNN.png")
     parser.add_argument("--preview-weights", default="-1, 0, 1", help="slider weights of the previews, comma-separated")
+    parser.add_argument("--instant", action="store_true",
+                        help="save the closed-form start alone, no training step (seconds): the instant slider; "
+                             "needs init = closed_form in the run file or --set init=closed_form")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -86,7 +89,7 @@ def stop_on_signals(callbacks: CliCallbacks) -> Iterator[None]:
 
 def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[str] = None, model: Optional[str] = None,
               overrides: Optional[dict] = None, quiet: bool = False, preview_every: int = 0,
-              preview_weights: str = "-1, 0, 1") -> int:
+              preview_weights: str = "-1, 0, 1", instant: bool = False) -> int:
     from ..train.run import RunRequest, run_training
 
     overrides = dict(overrides or {})
@@ -107,10 +110,15 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
 
         start = read_start_weights(run.network_weights, run.network_weights_multipliers, run.network_weights_merge)
     request = RunRequest(run.prompts, run.config, model=source, callbacks=callbacks, out_dir=Path(out_dir), resume=resume,
-                         preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every), network_weights=start)
+                         preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every), network_weights=start,
+                         instant=instant)
     with stop_on_signals(callbacks):
         slider = run_training(request)
     path = slider.save(Path(out_dir) / f"{run.output_name}.safetensors")
+    if instant:
+        summary = getattr(slider.init_report, "summary", None)  # the closed form's; an initializer may report nothing
+        print(f"wrote {path}: the instant slider, no training step" + (f" ({summary()})" if summary else ""))
+        return 0
     final = slider.losses[-1] if slider.losses else float("nan")
     print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
     if slider.stop_reason:

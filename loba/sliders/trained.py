@@ -34,6 +34,7 @@ class TrainedSlider:
     samples: list[Path] = field(default_factory=list)
     stop_reason: str = ""  # set when the run stopped itself (the canary drift budget), not on a host's request
     calibration: Optional[dict] = None  # calibrate_strength's record (raw effect, applied scale), in the metadata
+    init_report: Optional[object] = None  # an instant slider's: the initializer's (ClosedFormReport: layers, seconds, error)
 
     @property
     def losses(self) -> list[float]:

@@ -1,7 +1,7 @@
 """The instant slider: the closed-form start saved alone, without a training step (UCE-style: under a second).
 
-Hosts call instant_slider() where they would call run_training(); the result saves like a trained slider
-(steps_done 0, the config's init recorded in its metadata)."""
+Hosts ask for it through the run facade (RunRequest(instant=True): `loba train --instant`, the Train Slider node's
+instant input); the result saves like a trained slider (steps_done 0, the config's init recorded in its metadata)."""
 
 from __future__ import annotations
 
@@ -26,4 +26,4 @@ def instant_slider(backend: ModelBackend, prompts: PromptSet, config: TrainConfi
     report = initialize(network, backend, prompts, config)
     calibration = maybe_calibrate(network, backend, prompts, config)
     return TrainedSlider(network, backend, config, prompts, 0, False, describe(network.targets, backend.denoiser()),
-                         calibration=calibration), report
+                         calibration=calibration, init_report=report), report

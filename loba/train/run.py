@@ -27,6 +27,7 @@ from ..sliders.trained import TrainedSlider
 from .calibration import maybe_calibrate
 from .callbacks import TrainCallbacks
 from .checkpoint import latest_checkpoint
+from .instant import instant_slider
 from .loop import train
 from .preview import PreviewPolicy, PreviewSampler
 from .recorder import RunRecorder
@@ -47,11 +48,13 @@ class RunRequest:
     resolution: int = 0  # for prompts that set none; 0 = the model's native resolution
     network: Optional[AdapterNetwork] = None  # start from these adapters instead of fresh ones
     network_weights: Optional[StartWeights] = None  # or from these LoRA files (read before the model loads)
+    instant: bool = False  # save the config's initializer (init = closed_form) alone: no training step (instant.py)
 
 
 def run_training(request: RunRequest) -> TrainedSlider:
     """Train the slider a request describes. Bad input fails before any model is loaded; the model is
-    left exactly as it was, whatever happens; a stop request or Ctrl-C returns the partial slider."""
+    left exactly as it was, whatever happens; a stop request or Ctrl-C returns the partial slider. With instant,
+    the slider is the config's closed-form start alone (steps_done 0; its init_report says what it set)."""
     out_dir = None if request.out_dir is None else Path(request.out_dir)
     _check_request(request, out_dir)
     # Before any model is loaded: a given backend already knows its native size; for a model still to load, a
@@ -69,6 +72,9 @@ def run_training(request: RunRequest) -> TrainedSlider:
     # A loaded model's family is known only now: its size rules (SDXL: multiples of 64) before any prompt is encoded.
     check_sizes_for_family(prompts, backend.family, request.resolution)
     prompts.validate()
+    if request.instant:
+        with torch.inference_mode(False):  # hosts run nodes under inference mode: adapters must be normal tensors
+            return instant_slider(backend, prompts, request.config)[0]
     sampler = PreviewSampler(backend, prompts, request.config, request.preview) if request.preview.every else None
     recorder = RunRecorder(backend, prompts, request.config, request.callbacks or TrainCallbacks(), out_dir, sampler,
                            request.preview, request.save_samples)
@@ -93,6 +99,19 @@ def _check_request(request: RunRequest, out_dir: Optional[Path]) -> None:
         raise ConfigError("dim_from_weights", "takes the rank from network_weights: give a LoRA file, or turn it off")
     if out_dir is None and (request.save_samples or request.resume == "auto"):
         raise ConfigError("out_dir", "saved previews and resume = auto need an output folder")
+    if request.instant:
+        _check_instant(request)
+
+
+def _check_instant(request: RunRequest) -> None:
+    """An instant slider is the closed-form start of a fresh slider: nothing to resume, no LoRA to start from."""
+    if request.config.network.init == "default":
+        raise ConfigError("init", "an instant slider is the closed-form start saved without training: set init = closed_form")
+    if request.resume:
+        raise ConfigError("resume", "an instant slider trains no step, so there is nothing to resume: drop resume or instant")
+    if request.network is not None or request.network_weights is not None:
+        raise ConfigError("network_weights", "an instant slider starts from the closed form, not from a LoRA: "
+                                             "drop the start weights or instant")
 
 
 def _resume_path(resume: Union[Path, str, None], out_dir: Optional[Path]) -> Optional[Path]:

@@ -1,13 +1,18 @@
 """The closed-form start and the single-step mode as node inputs: optional (old workflows keep kohya's init and
-the partial denoise), the combo lists the initializer registry, and the values reach the config."""
+the partial denoise), the combo lists the initializer registry, and the values reach the config; the Train
+Slider's optional instant input saves the closed-form start alone on the toy world."""
 
 from __future__ import annotations
 
-from support.comfy import COMFY_MARKS, require_comfyui
+import pytest
+import torch
+from support.comfy import COMFY_MARKS, comfy_eps, require_comfyui
+from support.nodes import assert_untouched, pair, snapshot, train_inputs
 from support.pack import run_node
 
 from loba.adapters.initializers import INITIALIZERS
 from loba.config.migrations import config_from_widgets
+from loba.sliders.kohya import load_slider
 
 require_comfyui()
 pytestmark = COMFY_MARKS
@@ -32,3 +37,29 @@ def test_the_values_reach_the_config_and_their_absence_keeps_the_old_behaviour(p
     assert not config_from_widgets(run_node(pack.nodes["LOBA_Sampling"], **SAMPLING).args[0].values).sampling.single_step
     one = run_node(pack.nodes["LOBA_Sampling"], **SAMPLING, single_step=True).args[0]
     assert config_from_widgets(one.values).sampling.single_step
+
+
+def test_instant_saves_the_closed_form_start_without_a_step_and_leaves_the_model_untouched(pack, comfy, toy):
+    targeting = run_node(pack.nodes["LOBA_Targeting"], **TARGETING, init="closed_form").args[0]
+    before = snapshot(comfy, toy.model)
+    slider, _, path = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
+                               targeting=targeting, instant=True,
+                               **train_inputs(resolution=0, filename_prefix="loba/instant")).args
+    assert_untouched(comfy, toy.model, before)
+    assert slider.metadata["ss_steps"] == "0" and load_slider(path).metadata["ss_steps"] == "0"
+    changed = {key for key, value in slider.tensors.items() if key.endswith("lora_up.weight") and value.abs().sum() > 0}
+    assert changed and all(key.split(".")[0].endswith(("attn2_to_k", "attn2_to_v")) for key in changed)
+    x, context, y = before[2]
+    applied = run_node(pack.nodes["LOBA_ApplySlider"], model=toy.model, slider=slider, strength=1.0).args[0]
+    assert not torch.equal(comfy_eps(comfy, applied, x, torch.tensor([500.0]), context, y), before[1])
+
+
+def test_instant_without_the_closed_form_or_with_a_resume_is_refused_on_the_node(pack, toy):
+    inputs = dict(model=toy.model, clip=toy.clip, prompts=pair(pack), instant=True, **train_inputs(filename_prefix="loba/no"))
+    with pytest.raises(ValueError, match="LOBA Train Slider.*init = closed_form"):
+        run_node(pack.nodes["LOBA_TrainSlider"], **inputs)
+    targeting = run_node(pack.nodes["LOBA_Targeting"], **TARGETING, init="closed_form").args[0]
+    checkpointed = {**inputs, "targeting": targeting, "instant": False, "max_train_steps": 2, "save_every_n_steps": 1}
+    run_node(pack.nodes["LOBA_TrainSlider"], **checkpointed)  # a run with a checkpoint for resume_file = auto to find
+    with pytest.raises(ValueError, match="LOBA Train Slider, input 'resume_file'.*nothing to resume"):
+        run_node(pack.nodes["LOBA_TrainSlider"], **{**checkpointed, "instant": True, "resume_file": "auto"})
