@@ -148,9 +148,9 @@ def reattach_example() -> Example:
              Node(6, "LOBA_Targeting", (0, 520), {"preset": "cross_attention_kv", "network_dim": 4, "network_alpha": 4.0}),
              Node(7, "LOBA_Loss", (0, 820), {"preservation_weight": 5.0}),
              Node(8, "LOBA_Sampling", (0, 1040), {"trajectory_cache": 4, "trajectory_refresh_every": 48, "min_timestep": 600}),
-             train(10, Ref(5, 0), "loba/reattach-triangle", (x, 0), steps=300, max_denoising_steps=25, learning_rate=5e-3,
+             train(10, Ref(5, 0), "loba/reattach-triangle", (x, 0), steps=120, max_denoising_steps=25, learning_rate=5e-3,
                    targeting=Ref(6, 0),
-                   loss=Ref(7, 0), sampling=Ref(8, 0), canary_every=25, preview_weights="0, 0.5, 1", preview_every=100),
+                   loss=Ref(7, 0), sampling=Ref(8, 0), canary_every=20, preview_weights="0, 0.5, 1", preview_every=60),
              grid(11, Ref(10, 0), "a triangle\na red triangle\na blue triangle\na small circle\na blue square",
                   "0, 0.5, 1", (x + COL + 40, 0)),
              preview(12, Ref(11, 0), (x + 2 * COL + 80, 0)), preview(13, Ref(10, 1), (x + COL + 40, 900))]
@@ -159,7 +159,8 @@ def reattach_example() -> Example:
             "moves what the caption draws onto the redirect (a triangle of each color, equal shares) while the explicit "
             "prompts (*explicit = auto*: the redirect prompts) keep their output; the preservation prompts hold the empty "
             "prompt and the neighbouring captions. Grid rows: the caption, explicit prompts, controls; columns: "
-            "weights 0 / 0.5 / 1. The loss chart shows the canary drift every 25 steps. On a real model: caption "
+            "weights 0 / 0.5 / 1. The loss chart shows the canary drift every 20 steps. 120 steps keep the example "
+            "short; the shipped recipe (`loba/toyworld/recipes/unlearn-triangle.toml`) trains 300. On a real model: caption "
             "`1girl`, redirect `1girl, general`, preservation prompts the neighbouring captions (`1boy`, `2girls`, ...).")
     return Example("loba_reattach_caption", note, nodes, thumbnail_node=12)
 
