@@ -33,7 +33,7 @@ def test_shipped_recipes_load_and_speak_the_toy_grammar(name):
 
 
 def test_quick_demo_writes_every_output(random_weights, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--weights", str(random_weights), "--quick"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--weights", str(random_weights), "--quick", "--only", "sliders"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == set(DEMO_RECIPES)
     for name in DEMO_RECIPES:
@@ -65,12 +65,16 @@ def _slider_seed(path) -> str:
 
 def test_demo_cli_passes_threads_and_seeds(tmp_path, monkeypatch):
     import loba.toyworld.demo as demo
+    import loba.toyworld.unlearn_demo as unlearn
 
-    calls = []
+    calls, unlearned = [], []
     monkeypatch.setattr(demo, "run_demo", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(unlearn, "run_unlearn", lambda *args, **kwargs: unlearned.append(kwargs))
     assert main(["demo", "--out", str(tmp_path), "--threads", "2", "--seeds", "3, 5"]) == 0
     assert main(["demo", "--out", str(tmp_path)]) == 0
     assert [(c["threads"], c["seeds"]) for c in calls] == [(2, (3, 5)), (1, None)]  # default: one thread, the recipes' seed
+    # The unlearn part runs once per seed with the same threads (seed 0 by default).
+    assert [(u["threads"], u["seed"]) for u in unlearned] == [(2, 3), (2, 5), (1, 0)]
 
 
 def test_demo_threads_and_seeds_are_applied_and_reported(random_weights, tmp_path, monkeypatch, capsys):
