@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from support.browser import ARTIFACTS, CHROMIUM_ARGS, browser_skip_reason, chromium_path
-from support.sliders import save_slider
+from support.sliders import random_toy_slider
 
 from loba.eval.report_table import summary_rows
 
@@ -31,30 +30,13 @@ grid_seeds = 1
 """
 
 
-def toy_slider(path):
-    """A random slider on the embedded toy UNet: strong enough that w = +-1 visibly moves the images."""
-    from loba.adapters import AdapterNetwork
-    from loba.adapters.targeting import select_targets
-    from loba.config import NetworkConfig
-    from loba.models.naming import KohyaNames
-    from loba.toyworld.sampling import load_toy_components
-
-    unet = load_toy_components().unet
-    torch.manual_seed(1)
-    network = AdapterNetwork(select_targets(unet, NetworkConfig(preset="attention", network_alpha=4.0)), unet)
-    with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.copy_(torch.randn_like(parameter) * 0.3)
-    return save_slider(path, network, KohyaNames(unet, "sd1").kohya_name)
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     from loba.cli.main import main
 
     folder = tmp_path_factory.mktemp("eval-report")
     (folder / "spec.toml").write_text(SPEC)
-    slider = toy_slider(folder / "slider.safetensors")
+    slider = random_toy_slider(folder / "slider.safetensors")
     assert main(["eval", "--model", "toyworld", "--slider", str(slider), "--spec", str(folder / "spec.toml"),
                  "--out", str(folder / "out")]) == 0
     return folder / "out"

@@ -30,3 +30,20 @@ def module_delta(source: SliderFile, stem: str) -> torch.Tensor:
     rank = down.shape[0]
     alpha = float(state[ALPHA]) if ALPHA in state else float(rank)
     return up @ down * (alpha / rank)
+
+
+def random_toy_slider(path: str | os.PathLike) -> Path:
+    """A random attention slider on the embedded toy UNet: strong enough that w = +-1 visibly moves the images."""
+    from loba.adapters.targeting import select_targets
+    from loba.config import NetworkConfig
+    from loba.models.naming import KohyaNames
+    from loba.toyworld.sampling import load_toy_components
+
+    unet = load_toy_components().unet
+    torch.manual_seed(1)
+    network = AdapterNetwork(select_targets(unet, NetworkConfig(preset="attention", network_alpha=4.0)), unet)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.3)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return save_slider(path, network, KohyaNames(unet, "sd1").kohya_name)
