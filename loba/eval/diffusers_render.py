@@ -31,7 +31,8 @@ def ddim_uniform_grid(steps: int, total: int) -> list[int]:
 def start_latent(noise: torch.Tensor, schedule: NoiseSchedule, first: int) -> torch.Tensor:
     if first >= schedule.num_train_timesteps - 1:
         return noise
-    return noise * float(torch.sqrt(1 - schedule.alphas_cumprod[first]))
+    _, s = schedule.coefficients(torch.tensor([first]), noise)
+    return noise * s
 
 
 def check_sampling(spec: EvalRunSpec) -> None:
@@ -50,7 +51,7 @@ class DiffusersRenderer:
         if getattr(backend, "vae", None) is None:
             raise ConfigError("model", "the model has no VAE: evaluation needs decoded images")
         self.backend, self.network, self.spec = backend, network, spec
-        self.schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
+        self.schedule = backend.noise_schedule()
         self.grid = ddim_uniform_grid(spec.steps, self.schedule.num_train_timesteps)
         side = backend.native_resolution
         self.height, self.width = spec.height or side, spec.width or side

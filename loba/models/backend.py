@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..diffusion.schedule import NoiseSchedule
 from .resolution import family_resolution
 
 
@@ -63,7 +64,7 @@ class SizeConditioning:
 class ModelBackend(abc.ABC):
     """What the trainer needs from a text-to-image diffusion model."""
 
-    #: "epsilon" or "v_prediction": the parameterization of predict(), of targets and of the loss.
+    #: "epsilon", "v_prediction" or "flow": the parameterization of predict(), of targets and of the loss.
     prediction_type: str = "epsilon"
     #: "sd1", "sd2" or "sdxl": decides the kohya module naming of saved files.
     family: str = "sd1"
@@ -85,6 +86,11 @@ class ModelBackend(abc.ABC):
     @abc.abstractmethod
     def alphas_cumprod(self) -> torch.Tensor:
         """The discrete training schedule's cumulative alphas, float64 on CPU, one per timestep."""
+
+    def noise_schedule(self) -> NoiseSchedule:
+        """The schedule predict() runs on, in its parameterization. Flow-matching backends override this with
+        NoiseSchedule.flow(their sigmas at each integer timestep); predict() takes the same integer timesteps."""
+        return NoiseSchedule(self.alphas_cumprod(), self.prediction_type)
 
     @abc.abstractmethod
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:

@@ -16,7 +16,6 @@ from PIL import Image
 from ..config import TrainConfig
 from ..config.bounds import MAX_PREVIEW_WEIGHTS, check_count
 from ..diffusion.sampler import cfg_ddim
-from ..diffusion.schedule import NoiseSchedule
 from ..images import labelled_grid
 from ..models.backend import Conditioning, ModelBackend
 from ..pixels import pixels_to_pil
@@ -30,7 +29,7 @@ def preview_latents(backend: ModelBackend, network, cond: Conditioning, uncond: 
     """Latents [len(weights), C, h, w]: one DDIM run per weight from the same noise, in the backend's own
     parameterization and schedule on a `spacing`-spaced grid (the training's). should_stop() is polled
     before every model call (StepAborted), so a cancel never waits for a whole preview."""
-    schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
+    schedule = backend.noise_schedule()
     grid = schedule.ddim_grid(steps, spacing).tolist()
     factor = backend.vae_scale_factor
     shape = (1, backend.latent_channels, height // factor, width // factor)

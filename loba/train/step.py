@@ -18,7 +18,6 @@ from ..adapters.text_encoder import has_text_encoder
 from ..config.train_config import TrainConfig
 from ..diffusion.noise import initial_noise
 from ..diffusion.sampler import cfg_ddim
-from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.spacing import TIMESTEP_SPACINGS
 from ..errors import ConfigError
 from ..models.backend import Conditioning, ModelBackend, SizeConditioning
@@ -83,7 +82,7 @@ class SliderStep:
         self.trains_text = has_text_encoder(getattr(network, "names", ()))
         self.pairs = prompts.pairs()
         self.anchors = prompts.training_anchors()
-        self.schedule = NoiseSchedule(backend.alphas_cumprod(), backend.prediction_type)
+        self.schedule = backend.noise_schedule()
         sampling = config.sampling
         self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps, sampling.timestep_spacing)
         # leading keeps LECO's k >= 1; a grid that starts at t = T - 1 may train there on the noise itself (k = 0).
