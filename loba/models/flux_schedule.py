@@ -3,7 +3,7 @@
 FlowMatchEulerDiscreteScheduler trains on sigma_t = t / N (t = 1..N) and Flux.1-dev shifts it by
     sigma' = e^mu / (e^mu + (1/sigma - 1))            (time_shift_type "exponential", sigma = 1 in BFL's code)
 with mu growing linearly in the packed image's token count (FluxPipeline's calculate_shift):
-256 tokens (512 px) -> 0.5, 4096 tokens (1024 px) -> 1.15. Schnell uses no shift (mu = 0: sigma' = sigma).
+256 tokens (256 px) -> 0.5, 1024 (512 px) -> 0.63, 4096 (1024 px) -> 1.15. Schnell uses no shift (mu = 0: sigma' = sigma).
 The table is ascending and ends at sigma = 1 (pure noise), what NoiseSchedule.flow expects.
 """
 
