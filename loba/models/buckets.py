@@ -54,7 +54,8 @@ def family_size_problem(size: Size, family: str) -> str | None:
         return None
     height, width = size
     fix = (round(height / multiple) * multiple or multiple, round(width / multiple) * multiple or multiple)
-    why = "SDXL was trained at sides that are multiples of 64" if family == "sdxl" else "the VAE works in 8-pixel cells"
+    why = {"sdxl": "SDXL was trained at sides that are multiples of 64",
+           "flux": "Flux packs 2x2 cells of its 8-pixel VAE latent"}.get(family, "the VAE works in 8-pixel cells")
     return (f"{label(size)} (width x height) has a side that is not a multiple of {multiple} ({why}); "
             f"use e.g. {label(fix)}" + (f", or an SDXL bucket: {describe(SDXL_BUCKETS)}" if family == "sdxl" else ""))
 
