@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from support.backends import assert_bit_identical, snapshot
+from support.flux_models import stub_encode, tiny_flux_folder, tiny_transformer
 
 from loba.config import TrainConfig
 from loba.errors import ConfigError, SpecError
@@ -17,8 +18,6 @@ from loba.prompts import PromptPair, PromptSet
 from loba.sliders.kohya import load_slider, network_from_file
 from loba.train.run import RunRequest, run_training
 
-TINY = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-            joint_attention_dim=32, pooled_projection_dim=16, axes_dims_rope=(4, 6, 6))
 CONFIG = TrainConfig().replace(max_train_steps=16, max_denoising_steps=3, network_dim=2, network_alpha=1.0,
                                learning_rate=2e-2, seed=3, timestep_spacing="trailing")
 # diffusers 0.42's kohya Flux loader hard-codes Flux.1's single-block linear1 split (3072 x 3 + 12288), and gives the
@@ -26,27 +25,6 @@ CONFIG = TrainConfig().replace(max_train_steps=16, max_denoising_steps=3, networ
 # the diffusers check trains the default blocks without linear1; ComfyUI's and LOBA's read every layer, EXTRA too.
 NOT_LINEAR1 = (r"^single_transformer_blocks\.\d+\.(attn\.to_[qkv]|proj_mlp)$",)
 EXTRA = (r"^norm_out\.linear$", r"^x_embedder$", r"^context_embedder$", r"^time_text_embed\.guidance_embedder\.linear_1$")
-
-
-def tiny_transformer(guidance: bool = True, seed: int = 0):
-    from diffusers import FluxTransformer2DModel
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = FluxTransformer2DModel(**TINY, guidance_embeds=guidance)
-        with torch.no_grad():  # diffusers zero-initialises the output layers: a random model should predict something
-            for name in ("proj_out", "norm_out.linear"):
-                module = model.get_submodule(name)
-                module.weight.normal_(0, 0.05)
-    return model.eval()
-
-
-def stub_encode(prompts):
-    out = {}
-    for p in prompts:
-        gen = torch.Generator().manual_seed(sum(map(ord, p)) + 7 * len(p))
-        out[p] = Conditioning(torch.randn(1, 5, 32, generator=gen), torch.randn(1, 16, generator=gen))
-    return out
 
 
 def make_backend(guidance: bool = True) -> FluxBackend:
@@ -247,3 +225,31 @@ def test_comfyui_consumes_every_key_and_patches_the_students_weights(trained, co
             delta = torch.cat(delta.detach().chunk(2)[::-1])
         assert torch.allclose(patched[rows] - weights[key][rows], delta.detach(), atol=1e-5), name
     assert compared == len(lora_of) == 24  # 14 double-block, 6 single-block and 4 outer layers
+
+
+# -- loading ----------------------------------------------------------------------------------------------------------
+def test_a_diffusers_flux_folder_loads_through_the_model_sources(tmp_path):
+    from loba.models.flux_schedule import flux_shift, image_seq_len
+    from loba.models.sources import ModelSource, load_backend
+
+    folder = tiny_flux_folder(tmp_path / "flux")
+    backend = load_backend(ModelSource(str(folder), with_vae=True))
+    assert isinstance(backend, FluxBackend) and backend.guidance == 3.5 and backend.prediction_type == "flow"
+    assert torch.allclose(backend.sigmas, flux_sigmas(flux_shift(image_seq_len(1024, 1024))))  # dev: shift at 1024
+    backend._encode.max_sequence_length = 12  # FluxPipeline's 512 T5 tokens: shorter for the test
+    encoded = backend.encode_prompts(["a red circle", ""])
+    assert encoded["a red circle"].context.shape == (1, 12, 32) and encoded[""].pooled.shape == (1, 16)
+    assert all(p.device.type == "cpu" for m in backend._encode.modules() for p in m.parameters())
+    out = backend.predict(torch.randn(1, 16, 4, 4), torch.tensor([500]), encoded["a red circle"])
+    assert out.shape == (1, 16, 4, 4) and torch.isfinite(out).all()
+    pixels = backend.decode(torch.zeros(1, 16, 4, 4))
+    assert pixels.shape == (1, 32, 32, 3)
+    with pytest.raises(ConfigError, match="v_parameterization"):
+        load_backend(ModelSource(str(folder), prediction_type="v_prediction"))
+
+
+def test_a_schnell_folder_has_no_guidance_and_no_shift(tmp_path):
+    folder = tiny_flux_folder(tmp_path / "schnell", guidance=False)
+    backend = FluxBackend.from_pretrained(str(folder), torch_dtype=torch.float32)
+    assert backend.guidance is None
+    assert torch.allclose(backend.sigmas, 3.0 * flux_sigmas(0.0) / (1 + 2.0 * flux_sigmas(0.0)))  # the static shift 3

@@ -74,6 +74,41 @@ class FluxBackend(ModelBackend):
         self.vae_scale_factor = int(vae_scale_factor)
         self._names: Optional[FluxNames] = None
 
+    # -- loading (flux_loading.py) ---------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_id: str, *, torch_dtype: torch.dtype = torch.bfloat16, device: str = "cpu",
+                        with_vae: bool = False, guidance: Optional[float] = None, resolution: int = 1024,
+                        max_sequence_length: Optional[int] = None, **kwargs) -> FluxBackend:
+        """A diffusers Flux folder or hub id: FluxTransformer2DModel, CLIP-L + T5 (and their tokenizers), the
+        scheduler config (its shift at `resolution`), the VAE with with_vae. guidance None: 3.5 on dev, none on
+        schnell."""
+        from diffusers import FluxTransformer2DModel
+
+        from .flux_loading import load_rest
+
+        transformer = FluxTransformer2DModel.from_pretrained(path_or_id, subfolder="transformer", torch_dtype=torch_dtype,
+                                                             **kwargs)
+        return load_rest(path_or_id, transformer, torch_dtype=torch_dtype, device=device, with_vae=with_vae,
+                         guidance=guidance, resolution=resolution, max_sequence_length=max_sequence_length, kwargs=kwargs)
+
+    @classmethod
+    def from_single_file(cls, path: str, *, config: str, torch_dtype: torch.dtype = torch.bfloat16, device: str = "cpu",
+                         with_vae: bool = False, guidance: Optional[float] = None, resolution: int = 1024,
+                         max_sequence_length: Optional[int] = None, **kwargs) -> FluxBackend:
+        """One Flux transformer checkpoint (BFL / ComfyUI keys, e.g. flux1-dev.safetensors); the text encoders, VAE
+        and scheduler come from `config`, a diffusers Flux folder or hub id (its transformer config too)."""
+        from diffusers import FluxTransformer2DModel
+
+        from .flux_loading import load_rest
+
+        transformer = FluxTransformer2DModel.from_single_file(path, config=config, subfolder="transformer",
+                                                              torch_dtype=torch_dtype, **kwargs)
+        return load_rest(config, transformer, torch_dtype=torch_dtype, device=device, with_vae=with_vae,
+                         guidance=guidance, resolution=resolution, max_sequence_length=max_sequence_length, kwargs=kwargs)
+
+    def text_encoder_modules(self) -> list[nn.Module]:
+        return []  # Flux's T5 + CLIP are not trained by LOBA (train_text_encoder is refused)
+
     # -- the interface ---------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -72,6 +72,10 @@ def load_backend(source: ModelSource) -> ModelBackend:
 
 def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
     from .diffusers_backend import DiffusersBackend
+    from .flux_loading import is_flux_file, is_flux_folder
+
+    if is_flux_folder(source.name_or_path) or (Path(source.name_or_path).is_file() and is_flux_file(source.name_or_path)):
+        return _load_flux(source, dtype)
 
     common = dict(torch_dtype=dtype, device=source.device, prediction_type=source.prediction_type, with_vae=source.with_vae,
                   clip_skip=source.clip_skip, zero_terminal_snr=source.zero_terminal_snr)
@@ -79,3 +83,21 @@ def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
         extra = {"config": source.model_config} if source.model_config else {}
         return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)
     return DiffusersBackend.from_pretrained(source.name_or_path, **common)
+
+
+def _load_flux(source: ModelSource, dtype) -> ModelBackend:
+    """Flux.1 (dev / schnell) through diffusers' FluxTransformer2DModel; a single file takes the rest from
+    model_config (a diffusers Flux folder or hub id)."""
+    from .flux_backend import FluxBackend
+
+    for field, value in (("v_parameterization", source.prediction_type), ("clip_skip", source.clip_skip),
+                         ("zero_terminal_snr", source.zero_terminal_snr)):
+        if value:
+            raise ConfigError(field, "Flux predicts a flow velocity on its own sigma schedule; remove it for Flux models")
+    common = dict(torch_dtype=dtype, device=source.device, with_vae=source.with_vae)
+    if Path(source.name_or_path).is_file():
+        if not source.model_config:
+            raise ConfigError("model_config", "a Flux checkpoint file needs a diffusers Flux folder or hub id for its text "
+                                              "encoders, VAE and configs, e.g. black-forest-labs/FLUX.1-dev")
+        return FluxBackend.from_single_file(source.name_or_path, config=source.model_config, **common)
+    return FluxBackend.from_pretrained(source.name_or_path, **common)
