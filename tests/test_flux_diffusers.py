@@ -24,7 +24,13 @@ CONFIG = TrainConfig().replace(max_train_steps=16, max_denoising_steps=3, networ
 # layers outside the blocks (final_layer, img_in, txt_in, ...) no `transformer.` prefix, so FluxPipeline drops them:
 # the diffusers check trains the default blocks without linear1; ComfyUI's and LOBA's read every layer, EXTRA too.
 NOT_LINEAR1 = (r"^single_transformer_blocks\.\d+\.(attn\.to_[qkv]|proj_mlp)$",)
-EXTRA = (r"^norm_out\.linear$", r"^x_embedder$", r"^context_embedder$", r"^time_text_embed\.guidance_embedder\.linear_1$")
+EXTRA = (r"^norm_out\.linear$", r"^x_embedder$", r"^context_embedder$", r"^time_text_embed\.guidance_embedder\.linear_1$",
+         r"^transformer_blocks\.\d+\.norm1(_context)?\.linear$", r"^single_transformer_blocks\.\d+\.norm\.linear$")
+# all_linear on Flux: kohya's scope, the attention and MLP layers of both block kinds (no modulation)
+ALL_LINEAR = {f"transformer_blocks.0.{leaf}" for leaf in (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj",
+    "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")} | {
+    f"single_transformer_blocks.0.{leaf}" for leaf in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out")}
 
 
 def make_backend(guidance: bool = True) -> FluxBackend:
@@ -120,6 +126,13 @@ def test_the_file_holds_kohya_flux_keys(trained):
     tensors = load_slider(path).tensors
     assert tensors["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"].shape == (6, 32)  # 3 parts x rank 2
     assert tensors["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"].shape == (96, 6)
+
+
+def test_all_linear_is_kohyas_flux_scope():
+    from loba.adapters.targeting import select_targets
+
+    names = {t.name for t in select_targets(tiny_transformer(), TrainConfig().network)}
+    assert names == ALL_LINEAR
 
 
 def _student(backend, slider, x, t, cond):

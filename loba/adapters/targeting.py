@@ -35,7 +35,10 @@ _FEED_FORWARD = re.compile(r"\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)$"
                            r"|^single_transformer_blocks\.\d+\.(proj_mlp|proj_out)$")
 # Everything inside a Transformer2DModel / SpatialTransformer (kohya's default LoRA scope).
 _TRANSFORMER = re.compile(r"\.transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$"
-                          r"|^(single_)?transformer_blocks\.\d+\.")  # diffusers' Flux double and single blocks
+                          # diffusers' Flux: kohya's Flux scope (qkv, proj, mlp, linear1, linear2; no modulation)
+                          r"|^transformer_blocks\.\d+\.(attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)"
+                          r"|ff(_context)?\.net\.(0\.proj|2))$"
+                          r"|^single_transformer_blocks\.\d+\.(attn\.to_[qkv]|proj_mlp|proj_out)$")
 # ResnetBlock2D (diffusers) / ResBlock (LDM) layers; the norms are not Linear/Conv2d anyway.
 _RESNET = re.compile(r"\.resnets\.\d+\.(conv1|conv2|time_emb_proj|conv_shortcut)$"
                      r"|\.\d+\.(in_layers\.2|out_layers\.3|emb_layers\.1|skip_connection)$")

@@ -11,7 +11,7 @@ from ..config.train_config import TrainConfig
 from ..models.backend import ModelBackend
 from ..prompts import PromptSet
 
-BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
+BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0", "flux": "flux1"}  # flux1: sd-scripts'
 
 
 def slider_metadata(config: TrainConfig, prompts: PromptSet, backend: ModelBackend, steps: int,
