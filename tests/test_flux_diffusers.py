@@ -266,3 +266,15 @@ def test_a_schnell_folder_has_no_guidance_and_no_shift(tmp_path):
     backend = FluxBackend.from_pretrained(str(folder), torch_dtype=torch.float32)
     assert backend.guidance is None
     assert torch.allclose(backend.sigmas, 3.0 * flux_sigmas(0.0) / (1 + 2.0 * flux_sigmas(0.0)))  # the static shift 3
+
+
+def test_a_run_can_start_from_a_flux_file(trained):
+    from loba.adapters.from_weights import StartWeights, network_from_weights
+
+    backend, _, slider, path = trained
+    network, errors = network_from_weights(backend, CONFIG.replace(include=EXTRA), StartWeights((load_slider(path),), (1.0,)))
+    trained_loras = dict(slider.network.items())
+    assert set(dict(network.items())) == set(trained_loras)
+    for name, lora in network.items():  # the fused file's parts are rank 2 again (svd of the split shared-down form)
+        mine, theirs = (m.lora_up.weight @ m.lora_down.weight * float(m.alpha) / m.rank for m in (lora, trained_loras[name]))
+        assert torch.allclose(mine, theirs, atol=1e-5), name
