@@ -80,6 +80,8 @@ def test_bad_input_is_refused_naming_the_field():
         FluxBackend(tiny_transformer(), stub_encode, flux_sigmas(1.15), guidance=None)
     with pytest.raises(ConfigError, match="resolution"):
         make_backend().predict(torch.randn(1, 16, 3, 4), torch.tensor([5]), stub_encode(["a"])["a"])
+    with pytest.raises(ConfigError, match="algo"):  # a LyCORIS adapter cannot be fused into kohya's qkv
+        run_training(RunRequest(erase_prompts(), CONFIG.replace(algo="loha"), backend=make_backend()))
     prompts = PromptSet((PromptPair(target="x", resolutions=((40, 40),)),), ())
     with pytest.raises(SpecError, match="resolution.*multiple of 16 .Flux packs"):  # 40 px: not a multiple of 16, refused before model work
         run_training(RunRequest(prompts, CONFIG, backend=make_backend()))
@@ -278,3 +280,37 @@ def test_a_run_can_start_from_a_flux_file(trained):
     for name, lora in network.items():  # the fused file's parts are rank 2 again (svd of the split shared-down form)
         mine, theirs = (m.lora_up.weight @ m.lora_down.weight * float(m.alpha) / m.rank for m in (lora, trained_loras[name]))
         assert torch.allclose(mine, theirs, atol=1e-5), name
+
+
+RUN = """
+pretrained_model_name_or_path = "{model}"
+network_dim = 2
+network_alpha = 1.0
+learning_rate = 1e-3
+max_train_steps = 2
+save_every_n_steps = 1
+max_denoising_steps = 3
+seed = 1
+
+[[targets]]
+target_class = "a circle"
+positive = "large"
+negative = "small"
+resolution = 32
+"""
+
+
+def test_loba_train_runs_a_flux_folder_and_resumes(tmp_path):
+    from loba.cli.main import main
+
+    folder = tiny_flux_folder(tmp_path / "flux")
+    run = tmp_path / "run.toml"
+    run.write_text(RUN.format(model=folder.as_posix()))
+    out = tmp_path / "out"
+    assert main(["train", str(run), "--out", str(out), "--quiet"]) == 0
+    slider = load_slider(out / "slider.safetensors")
+    assert slider.metadata["ss_base_model_version"] == "flux1"
+    assert "lora_unet_double_blocks_0_img_attn_qkv" in slider.module_stems()
+    assert all(stem.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for stem in slider.module_stems())
+    assert main(["train", str(run), "--out", str(out), "--resume", "auto", "--set", "max_train_steps=3", "--quiet"]) == 0
+    assert load_slider(out / "slider.safetensors").metadata["ss_steps"] == "3"

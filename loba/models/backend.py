@@ -109,6 +109,9 @@ class ModelBackend(abc.ABC):
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         """The denoiser sub-module name of a kohya key stem, or None when it is foreign."""
 
+    def check_config(self, config) -> None:
+        """Refuse (ConfigError naming the field) a TrainConfig this backend cannot train or save, before model work."""
+
     def file_tensors(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The slider file's tensors of the adapter network's (kohya_name stems): the same for models whose file
         layout is their module layout; Flux in diffusers fuses q/k/v into kohya's qkv layers here."""

@@ -192,6 +192,12 @@ class FluxBackend(ModelBackend):
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         return self._flux_names().module_name_from_kohya(kohya_key)
 
+    def check_config(self, config) -> None:
+        """Flux files fuse q/k/v (and linear1's four parts) into one kohya layer: only a plain LoRA fuses exactly."""
+        if config.network.algo != "lora":
+            raise ConfigError("algo", f"Flux in diffusers writes kohya's fused qkv layers, which a {config.network.algo} "
+                                      "adapter cannot be fused into; use algo = lora")
+
     def file_tensors(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._flux_names().to_file(tensors)
 

@@ -71,6 +71,7 @@ def run_training(request: RunRequest) -> TrainedSlider:
     prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)
     # A loaded model's family is known only now: its size rules (SDXL: multiples of 64) before any prompt is encoded.
     check_sizes_for_family(prompts, backend.family, request.resolution)
+    backend.check_config(request.config)  # what this backend's files cannot hold, before any prompt is encoded
     prompts.validate()
     if request.instant:
         with torch.inference_mode(False):  # hosts run nodes under inference mode: adapters must be normal tensors
