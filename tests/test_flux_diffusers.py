@@ -261,11 +261,12 @@ def test_a_diffusers_flux_folder_loads_through_the_model_sources(tmp_path):
     assert pixels.shape == (1, 32, 32, 3)
     with pytest.raises(ConfigError, match="v_parameterization"):
         load_backend(ModelSource(str(folder), prediction_type="v_prediction"))
+    assert load_backend(ModelSource(str(folder), guidance=2.0)).guidance == 2.0
 
 
 def test_a_schnell_folder_has_no_guidance_and_no_shift(tmp_path):
     folder = tiny_flux_folder(tmp_path / "schnell", guidance=False)
-    backend = FluxBackend.from_pretrained(str(folder), torch_dtype=torch.float32)
+    backend = FluxBackend.from_pretrained(str(folder), torch_dtype=torch.float32, guidance=3.5)  # a run file's default
     assert backend.guidance is None
     assert torch.allclose(backend.sigmas, 3.0 * flux_sigmas(0.0) / (1 + 2.0 * flux_sigmas(0.0)))  # the static shift 3
 

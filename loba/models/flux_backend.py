@@ -80,8 +80,8 @@ class FluxBackend(ModelBackend):
                         with_vae: bool = False, guidance: Optional[float] = None, resolution: int = 1024,
                         max_sequence_length: Optional[int] = None, **kwargs) -> FluxBackend:
         """A diffusers Flux folder or hub id: FluxTransformer2DModel, CLIP-L + T5 (and their tokenizers), the
-        scheduler config (its shift at `resolution`), the VAE with with_vae. guidance None: 3.5 on dev, none on
-        schnell."""
+        scheduler config (its shift at `resolution`), the VAE with with_vae. guidance None: 3.5 on dev; schnell
+        has no guidance input and ignores it (the constructor itself refuses a guidance there)."""
         from diffusers import FluxTransformer2DModel
 
         from .flux_loading import load_rest

@@ -94,7 +94,9 @@ def assemble(transformer, encoders: FluxTextEncoders, scheduler_config, vae, *, 
     transformer.to(device, torch_dtype).eval()
     if vae is not None:
         vae.to(device).eval()
-    if guidance is None and transformer.config.guidance_embeds:
+    if not transformer.config.guidance_embeds:
+        guidance = None  # schnell: no guidance input, so a run file's (default) guidance does not apply
+    elif guidance is None:
         guidance = DEV_GUIDANCE
     factor = _vae_scale_factor(vae)
     sigmas = scheduler_sigmas(scheduler_config, resolution, factor)

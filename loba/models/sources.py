@@ -27,6 +27,7 @@ class ModelSource:
     with_vae: bool = False  # previews decode through it; training never needs it
     clip_skip: Optional[int] = None  # None: the model's default layer (loba/models/clip_text.py)
     zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR (v-prediction models only)
+    guidance: Optional[float] = None  # Flux dev's distilled guidance (None: 3.5); schnell has none and ignores it
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -99,5 +100,6 @@ def _load_flux(source: ModelSource, dtype) -> ModelBackend:
         if not source.model_config:
             raise ConfigError("model_config", "a Flux checkpoint file needs a diffusers Flux folder or hub id for its text "
                                               "encoders, VAE and configs, e.g. black-forest-labs/FLUX.1-dev")
-        return FluxBackend.from_single_file(source.name_or_path, config=source.model_config, **common)
-    return FluxBackend.from_pretrained(source.name_or_path, **common)
+        return FluxBackend.from_single_file(source.name_or_path, config=source.model_config, guidance=source.guidance,
+                                            **common)
+    return FluxBackend.from_pretrained(source.name_or_path, guidance=source.guidance, **common)
