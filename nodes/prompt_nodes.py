@@ -16,6 +16,7 @@ from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_
 from ..loba.prompts.slider import SliderTarget
 from .host_files import input_folder, input_read_policy
 from .node_errors import fail, reported_as
+from .timestep_node import schedule_fields, timesteps_input
 from .types import PromptsSocket
 from .widgets import config_input
 
@@ -107,19 +108,21 @@ class PromptPairNode(io.ComfyNode):
                              tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
                 chain_input(),
                 bucket_input(),
+                timesteps_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target, action, positive, unconditional, neutral, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None) -> io.NodeOutput:
         name, mask = f"{cls.DISPLAY} '{target[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             pair = PromptPair(target=target, positive=positive or None, unconditional=unconditional, neutral=neutral or None,
                               action=action, guidance_scale=guidance_scale,
                               resolutions=resolutions(resolution, bucket, mask, name),
-                              batch_size=batch_size, multiplier=multiplier, weight=weight, mask=mask, name=name)
+                              batch_size=batch_size, multiplier=multiplier, weight=weight, mask=mask, name=name,
+                              **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, pair, node=cls.DISPLAY))
 
 
@@ -143,20 +146,21 @@ class SliderTargetNode(io.ComfyNode):
                                tooltip="Slider weight the poles are trained at (+m and -m)."),
                 chain_input(),
                 bucket_input(),
+                timesteps_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target_class, positive, negative, neutrals, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None) -> io.NodeOutput:
         lines = tuple(line.strip() for line in neutrals.splitlines() if line.strip()) or ("",)
         name, mask = f"{cls.DISPLAY} '{target_class[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             target = SliderTarget(target_class=target_class, positive=positive, negative=negative, neutrals=lines,
                                   multiplier=multiplier, weight=weight, guidance_scale=guidance_scale,
                                   resolutions=resolutions(resolution, bucket, mask, name), batch_size=batch_size,
-                                  mask=mask, name=name)
+                                  mask=mask, name=name, **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, target, node=cls.DISPLAY))
 
 

@@ -18,8 +18,6 @@ from ..adapters.text_encoder import has_text_encoder
 from ..config.train_config import TrainConfig
 from ..diffusion.noise import initial_noise
 from ..diffusion.sampler import cfg_ddim
-from ..diffusion.spacing import TIMESTEP_SPACINGS
-from ..errors import ConfigError
 from ..models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..objectives.actions import OBJECTIVES, TargetContext
 from ..objectives.losses import compute_loss
@@ -27,6 +25,7 @@ from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
 from .microbatch import in_micro_batches
 from .phases import PhaseClock
+from .timestep_draws import allowed_indices, draw_index, pair_draws
 from .trajectories import MIB, TrajectoryCache
 
 
@@ -85,13 +84,8 @@ class SliderStep:
         self.schedule = backend.noise_schedule()
         sampling = config.sampling
         self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps, sampling.timestep_spacing)
-        # leading keeps LECO's k >= 1; a grid that starts at t = T - 1 may train there on the noise itself (k = 0).
-        first = TIMESTEP_SPACINGS.get(sampling.timestep_spacing).first_trained_index
-        self.allowed_k = [k for k in range(first, len(self.grid))
-                          if sampling.min_timestep <= int(self.grid[k]) < sampling.max_timestep]
-        if not self.allowed_k:
-            raise ConfigError("min_timestep", f"no timestep of the {len(self.grid)}-step denoise grid lies in "
-                              f"[{sampling.min_timestep}, {sampling.max_timestep}); widen the range")
+        self.allowed_k = allowed_indices(self.grid, sampling)
+        self.pair_k = [pair_draws(pair, self.grid, self.allowed_k) for pair in self.pairs]
         # Polled inside the denoise; the trainer points it at the host's stop request.
         self.should_stop: Callable[[], bool] = lambda: False
         # finished steps / max_train_steps, set by the trainer before each step (objectives that move over training).
@@ -105,7 +99,7 @@ class SliderStep:
         index = int(torch.randint(len(self.pairs), (1,), generator=generator))
         pair = self.pairs[index]
         height, width = pair.sample_resolution(generator)
-        k = self.allowed_k[int(torch.randint(len(self.allowed_k), (1,), generator=generator))]
+        k = draw_index(self.pair_k[index], generator)
         scale = self.backend.vae_scale_factor
         shape = (pair.batch_size, self.backend.latent_channels, height // scale, width // scale)
         # Latents stay float32 through the denoise; only the model input is cast to the model dtype.
