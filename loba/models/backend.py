@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..diffusion.schedule import NoiseSchedule
+from ..errors import UnsupportedModelError
 from .resolution import family_resolution
 
 
@@ -108,6 +109,12 @@ class ModelBackend(abc.ABC):
     @abc.abstractmethod
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         """The denoiser sub-module name of a kohya key stem, or None when it is foreign."""
+
+    def token_positions(self, prompt: str, word: str) -> list[int]:
+        """The positions in this prompt's context (encode_prompts') of the tokens of `word`, for attention regions.
+        Hosts without a tokenizer LOBA can read refuse; SDXL's two encoders share CLIP-L's positions."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot locate the words of a prompt: attention regions "
+                                    "are not available with this model; use a mask instead")
 
     def text_encoder_modules(self) -> list[nn.Module]:
         """The text encoders a text-encoder LoRA adapts (CLIP-L; SDXL: CLIP-L, CLIP-G), in kohya's te1, te2 order.

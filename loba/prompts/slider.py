@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..objectives.timestep_curves import TIMESTEP_RANGE
 from .checks import Resolution, as_text, require, set_field
+from .region import AttentionRegion
 from .spec import PromptPair, common_fields, normalize_common_fields
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class SliderTarget:
     mask_outside: str = "ignore"
     timestep_window: tuple[int, int] = TIMESTEP_RANGE
     timestep_curve: str = "flat"
+    region: Optional[AttentionRegion] = None
     name: str = ""
 
     def __post_init__(self):
@@ -84,7 +86,7 @@ class SliderTarget:
                           dynamic_resolution=self.dynamic_resolution, dynamic_crops=self.dynamic_crops,
                           batch_size=self.batch_size, multiplier=multiplier, weight=self.weight, mask=self.mask,
                           mask_outside=self.mask_outside, timestep_window=self.timestep_window,
-                          timestep_curve=self.timestep_curve, name=name)
+                          timestep_curve=self.timestep_curve, region=self.region, name=name)
 
     def _label(self, neutral_index: int, resolution: Resolution, poles: str, action: str, multiplier: float) -> str:
         """e.g. "targets[0] P/N enhance +1"; neutral and size only when there are several."""
