@@ -16,13 +16,14 @@ from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_
 from ..loba.prompts.slider import SliderTarget
 from .host_files import input_folder, input_read_policy
 from .node_errors import fail, reported_as
+from .region_node import mask_outside_input, region_input, region_value
 from .timestep_node import schedule_fields, timesteps_input
 from .types import PromptsSocket
 from .widgets import config_input
 
 CATEGORY = "LOBA/prompts"
 # Engine fields these nodes show under another name, so that errors name the widget the user sees.
-WIDGET_NAMES = {"resolutions": "resolution"}
+WIDGET_NAMES = {"resolutions": "resolution", "region.word": "region"}
 CHAIN_TIP = "Optional prompt set to extend (from another prompt node); it is copied, never changed."
 OUT_TIP = "The prompt set: the input's entries plus this node's. Connect to Train Slider or another prompt node."
 RESOLUTION_TIP = ("Square training resolution of this entry in pixels (a multiple of 8; 64 for SDXL). 0 = the bucket's "
@@ -109,19 +110,23 @@ class PromptPairNode(io.ComfyNode):
                 chain_input(),
                 bucket_input(),
                 timesteps_input(),
+                region_input(),
+                mask_outside_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target, action, positive, unconditional, neutral, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None, region=None,
+                mask_outside="ignore") -> io.NodeOutput:
         name, mask = f"{cls.DISPLAY} '{target[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             pair = PromptPair(target=target, positive=positive or None, unconditional=unconditional, neutral=neutral or None,
                               action=action, guidance_scale=guidance_scale,
                               resolutions=resolutions(resolution, bucket, mask, name),
                               batch_size=batch_size, multiplier=multiplier, weight=weight, mask=mask, name=name,
+                              region=region_value(region, cls.DISPLAY), mask_outside=mask_outside,
                               **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, pair, node=cls.DISPLAY))
 
@@ -147,20 +152,24 @@ class SliderTargetNode(io.ComfyNode):
                 chain_input(),
                 bucket_input(),
                 timesteps_input(),
+                region_input(),
+                mask_outside_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target_class, positive, negative, neutrals, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None, region=None,
+                mask_outside="ignore") -> io.NodeOutput:
         lines = tuple(line.strip() for line in neutrals.splitlines() if line.strip()) or ("",)
         name, mask = f"{cls.DISPLAY} '{target_class[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             target = SliderTarget(target_class=target_class, positive=positive, negative=negative, neutrals=lines,
                                   multiplier=multiplier, weight=weight, guidance_scale=guidance_scale,
                                   resolutions=resolutions(resolution, bucket, mask, name), batch_size=batch_size,
-                                  mask=mask, name=name, **schedule_fields(timesteps, cls.DISPLAY))
+                                  mask=mask, name=name, region=region_value(region, cls.DISPLAY), mask_outside=mask_outside,
+                                  **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, target, node=cls.DISPLAY))
 
 

@@ -46,3 +46,6 @@ class TimestepSchedule:
 
     def fields(self) -> dict:
         return {"timestep_window": tuple(self.window), "timestep_curve": self.curve}
+
+
+RegionSocket = io.Custom("LOBA_REGION")  # carries a loba.prompts.region.AttentionRegion

@@ -23,7 +23,7 @@ from support.sliders import module_delta
 require_comfyui()
 pytestmark = COMFY_MARKS
 
-NODE_IDS = ["LOBA_ApplySlider", "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
+NODE_IDS = ["LOBA_ApplySlider", "LOBA_AttentionRegion", "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
             "LOBA_Mask",
             "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_ReattachPrompt",
             "LOBA_Sampling", "LOBA_SaveSlider",
@@ -89,6 +89,18 @@ def test_timestep_schedule_reaches_every_prompt_node_and_draws_its_plot(pack):
                             timesteps=timesteps).args[0]
     for prompts in (pair_set, slider_set, reattach_set):
         assert {(p.timestep_window, p.timestep_curve) for p in prompts.pairs()} == {((600, 1000), "rising")}
+
+
+def test_attention_region_reaches_the_prompt_nodes_with_the_outside_held(pack):
+    region = run_node(pack.nodes["LOBA_AttentionRegion"], word="circle", invert=True, threshold=0.4, grow=1, feather=0.0).args[0]
+    common = dict(guidance_scale=1.0, resolution=64, batch_size=1, weight=1.0, multiplier=1.0, region=region,
+                  mask_outside="hold")
+    slider = run_node(pack.nodes["LOBA_SliderTarget"], target_class="a circle", positive="a circle on a light background",
+                      negative="a circle on a dark background", neutrals="", **common).args[0]
+    assert all(p.region.word == "circle" and p.region.invert and p.mask_outside == "hold" for p in slider.pairs())
+    with pytest.raises(ValueError, match="LOBA Prompt Pair .*input 'region'.*not a word of the target prompt"):
+        run_node(pack.nodes["LOBA_PromptPair"], target="a red square", action="erase", positive="", unconditional="",
+                 neutral="", **common)
 
 
 def test_load_prompt_toml_reads_sd_scripts_format_from_text_and_file(pack):
