@@ -23,7 +23,8 @@ from support.sliders import module_delta
 require_comfyui()
 pytestmark = COMFY_MARKS
 
-NODE_IDS = ["LOBA_ApplySlider", "LOBA_AttentionRegion", "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
+NODE_IDS = ["LOBA_ApplySlider", "LOBA_AttentionRegion",
+            "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
             "LOBA_Mask",
             "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_ReattachPrompt",
             "LOBA_Sampling", "LOBA_SaveSlider",
