@@ -96,7 +96,9 @@ class PromptPairNode(io.ComfyNode):
                 io.String.Input("target", default="", multiline=True,
                                 tooltip="The prompt whose output the slider changes, e.g. 'van gogh'."),
                 io.Combo.Input("action", options=pair_actions(), default="erase",
-                               tooltip="erase: remove the concept; enhance: strengthen it."),
+                               tooltip="erase: remove the concept; enhance: strengthen it; repair: the target learns the "
+                                       "prediction for `positive` (its fixed or augmented version; with a region and "
+                                       "mask_outside = hold, only inside); preserve: hold the target where it is drawn."),
                 io.String.Input("positive", default="", multiline=True,
                                 tooltip="The concept's direction; empty = the same as target."),
                 io.String.Input("unconditional", default="",
