@@ -5,7 +5,6 @@ attention with the outside held, and the table reads the summary."""
 from pathlib import Path
 
 from benchmarks.region_slider import main, table
-
 from loba.config.runfile import split_run_table
 from loba.prompts.loader import read_prompt_table
 from loba.toyworld.demo import recipe_path
