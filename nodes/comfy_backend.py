@@ -103,6 +103,14 @@ class ComfyBackend(ModelBackend):
             pooled = [None if p is None or self.family != "sdxl" else p.clone().to(self.device, self.dtype) for p in pooled]
         return {text: Conditioning(c, p) for text, c, p in zip(distinct, contexts, pooled)}
 
+    def token_positions(self, prompt: str, word: str) -> list[int]:
+        from .comfy_tokens import comfy_token_positions
+
+        try:
+            return comfy_token_positions(self.clip, prompt, word)
+        except ValueError as exc:
+            raise UnsupportedModelError(f"attention regions: {exc}; use a mask instead") from None
+
     def predict(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
                 size: Optional[SizeConditioning] = None) -> torch.Tensor:
         y = None

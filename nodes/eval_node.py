@@ -11,13 +11,13 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ..loba.eval.run import build_evaluators, evaluate_slider
+from ..loba.eval.run import Rendered, build_evaluators, evaluate_slider
 from ..loba.eval.slider_check import FAMILY_OF_CONTEXT, check_family
 from ..loba.eval.spec import parse_spec
 from ..loba.pixels import pil_to_pixels
 from .eval_spec_fields import spec_from_fields, spec_from_file, with_clip_vision_folder
 from .node_errors import fail, reported_as
-from .preview_node import encode, sample_image
+from .preview_node import decode_image, encode, sample_latent
 from .slider_io import apply_slider, load_lora_by_name, unet_tensors
 
 
@@ -41,7 +41,7 @@ class EvaluateSliderNode(io.ComfyNode):
         return io.Schema(
             node_id="LOBA_EvaluateSlider", display_name=cls.DISPLAY, category="LOBA", is_output_node=True,
             description="Measures a slider on this model: every prompt at every weight from the same seeds, scored by "
-                        "LOBA's evaluators (pixel drift, LPIPS, CLIP, NudeNet, the toy-world reader) with 95% bootstrap "
+                        "LOBA's evaluators (pixel and latent drift, LPIPS, CLIP, NudeNet, the toy-world reader) with 95% bootstrap "
                         "intervals. The same numbers as `loba eval --model` for the same seeds and settings.",
             inputs=[
                 io.Model.Input("model", tooltip="The base model (without the slider)."),
@@ -62,7 +62,7 @@ class EvaluateSliderNode(io.ComfyNode):
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.5, tooltip="Classifier-free guidance scale."),
                 io.Int.Input("width", default=0, min=0, max=8192, step=8, tooltip="0: the model's native size."),
                 io.Int.Input("height", default=0, min=0, max=8192, step=8, tooltip="0: the model's native size."),
-                text("evaluators", default="pixel", tooltip="Comma-separated: pixel, lpips, clip, nudenet, reader."),
+                text("evaluators", default="pixel", tooltip="Comma-separated: pixel, latent, lpips, clip, nudenet, reader."),
                 text("evaluator_settings", default="", multiline=True,
                      tooltip="TOML tables per evaluator, e.g. [nudenet] threshold = 0.5; [clip] weights = a transformers "
                              "CLIP/SigLIP folder (absolute, or a folder name inside ComfyUI's clip_vision folder)."),
@@ -138,16 +138,19 @@ def native_side(model) -> int:
 class ComfyRenderer:
     """render(prompt, weight, seed) with ComfyUI's sampler; a cancel lands between samples."""
 
+    gives_latents = True
+
     def __init__(self, models: dict, clip, vae, spec, side: int):
         self.models, self.vae, self.spec = models, vae, spec
         self.width, self.height = spec.width or side, spec.height or side
         self.negative = encode(clip, spec.negative_prompt)
         self.positive = {prompt: encode(clip, prompt) for prompt in spec.prompts}
 
-    def __call__(self, prompt: str, weight: float, seed: int):
+    def __call__(self, prompt: str, weight: float, seed: int) -> Rendered:
         import numpy as np
 
         comfy.model_management.throw_exception_if_processing_interrupted()
-        image = sample_image(self.models[weight], self.vae, self.positive[prompt], self.negative, seed, self.spec.steps,
-                             self.spec.cfg, self.spec.sampler, self.spec.scheduler, self.width, self.height)
-        return np.asarray(image, dtype=np.uint8)
+        samples = sample_latent(self.models[weight], self.positive[prompt], self.negative, seed, self.spec.steps,
+                                self.spec.cfg, self.spec.sampler, self.spec.scheduler, self.width, self.height)
+        image = np.asarray(decode_image(self.vae, samples), dtype=np.uint8)
+        return Rendered(image, samples[0].float().cpu().numpy())

@@ -15,10 +15,13 @@ def node_classes() -> list[type[io.ComfyNode]]:
     from .preview_node import SliderPreviewGridNode
     from .prompt_nodes import LoadPromptTomlNode, PreservationPromptNode, PromptPairNode, SliderTargetNode
     from .reattach_node import ReattachPromptNode
+    from .region_node import AttentionRegionNode
+    from .timestep_node import TimestepScheduleNode
     from .toyworld_node import ToyWorldLoaderNode
     from .train_node import TrainSliderNode
 
     return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, ReattachPromptNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
+            TimestepScheduleNode, AttentionRegionNode,
             TargetingNode, LossNode, OptimizerNode, SamplingNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
             SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode, EvaluateSliderNode]
 

@@ -40,16 +40,26 @@ def step_callback(bar: Optional[comfy.utils.ProgressBar]):
     return callback
 
 
-def sample_image(model, vae, positive, negative, seed: int, steps: int, cfg: float, sampler: str, scheduler: str,
-                 width: int, height: int, bar: Optional[comfy.utils.ProgressBar] = None) -> Image.Image:
+def sample_latent(model, positive, negative, seed: int, steps: int, cfg: float, sampler: str, scheduler: str,
+                  width: int, height: int, bar: Optional[comfy.utils.ProgressBar] = None) -> torch.Tensor:
+    """The sampler's final latent [1, C, h, w] from an empty latent, as KSampler makes it."""
     channels = model.get_model_object("latent_format").latent_channels
     latent = torch.zeros(1, channels, height // 8, width // 8)
     noise = comfy.sample.prepare_noise(latent, seed)
-    samples = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
-                                  denoise=1.0, disable_pbar=True, seed=seed, callback=step_callback(bar))
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
+                               denoise=1.0, disable_pbar=True, seed=seed, callback=step_callback(bar))
+
+
+def decode_image(vae, samples: torch.Tensor) -> Image.Image:
     pixels = vae.decode(samples)
     pixels = pixels.reshape(-1, *pixels.shape[-3:])[0]
     return pixels_to_pil(pixels)[0]
+
+
+def sample_image(model, vae, positive, negative, seed: int, steps: int, cfg: float, sampler: str, scheduler: str,
+                 width: int, height: int, bar: Optional[comfy.utils.ProgressBar] = None) -> Image.Image:
+    samples = sample_latent(model, positive, negative, seed, steps, cfg, sampler, scheduler, width, height, bar)
+    return decode_image(vae, samples)
 
 
 class SliderPreviewGridNode(io.ComfyNode):

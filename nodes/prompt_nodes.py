@@ -16,12 +16,14 @@ from ..loba.prompts.loader import load_prompt_file, parse_toml, prompt_set_from_
 from ..loba.prompts.slider import SliderTarget
 from .host_files import input_folder, input_read_policy
 from .node_errors import fail, reported_as
+from .region_node import mask_outside_input, region_input, region_value
+from .timestep_node import schedule_fields, timesteps_input
 from .types import PromptsSocket
 from .widgets import config_input
 
 CATEGORY = "LOBA/prompts"
 # Engine fields these nodes show under another name, so that errors name the widget the user sees.
-WIDGET_NAMES = {"resolutions": "resolution"}
+WIDGET_NAMES = {"resolutions": "resolution", "region.word": "region"}
 CHAIN_TIP = "Optional prompt set to extend (from another prompt node); it is copied, never changed."
 OUT_TIP = "The prompt set: the input's entries plus this node's. Connect to Train Slider or another prompt node."
 RESOLUTION_TIP = ("Square training resolution of this entry in pixels (a multiple of 8; 64 for SDXL). 0 = the bucket's "
@@ -94,7 +96,9 @@ class PromptPairNode(io.ComfyNode):
                 io.String.Input("target", default="", multiline=True,
                                 tooltip="The prompt whose output the slider changes, e.g. 'van gogh'."),
                 io.Combo.Input("action", options=pair_actions(), default="erase",
-                               tooltip="erase: remove the concept; enhance: strengthen it."),
+                               tooltip="erase: remove the concept; enhance: strengthen it; repair: the target learns the "
+                                       "prediction for `positive` (its fixed or augmented version; with a region and "
+                                       "mask_outside = hold, only inside); preserve: hold the target where it is drawn."),
                 io.String.Input("positive", default="", multiline=True,
                                 tooltip="The concept's direction; empty = the same as target."),
                 io.String.Input("unconditional", default="",
@@ -107,19 +111,25 @@ class PromptPairNode(io.ComfyNode):
                              tooltip="Slider weight this pair trains at (negative for the opposite direction)."),
                 chain_input(),
                 bucket_input(),
+                timesteps_input(),
+                region_input(),
+                mask_outside_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target, action, positive, unconditional, neutral, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None, region=None,
+                mask_outside="ignore") -> io.NodeOutput:
         name, mask = f"{cls.DISPLAY} '{target[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             pair = PromptPair(target=target, positive=positive or None, unconditional=unconditional, neutral=neutral or None,
                               action=action, guidance_scale=guidance_scale,
                               resolutions=resolutions(resolution, bucket, mask, name),
-                              batch_size=batch_size, multiplier=multiplier, weight=weight, mask=mask, name=name)
+                              batch_size=batch_size, multiplier=multiplier, weight=weight, mask=mask, name=name,
+                              region=region_value(region, cls.DISPLAY), mask_outside=mask_outside,
+                              **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, pair, node=cls.DISPLAY))
 
 
@@ -143,20 +153,25 @@ class SliderTargetNode(io.ComfyNode):
                                tooltip="Slider weight the poles are trained at (+m and -m)."),
                 chain_input(),
                 bucket_input(),
+                timesteps_input(),
+                region_input(),
+                mask_outside_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, target_class, positive, negative, neutrals, guidance_scale, resolution, batch_size, weight,
-                multiplier, mask=None, prompts=None, bucket=SQUARE) -> io.NodeOutput:
+                multiplier, mask=None, prompts=None, bucket=SQUARE, timesteps=None, region=None,
+                mask_outside="ignore") -> io.NodeOutput:
         lines = tuple(line.strip() for line in neutrals.splitlines() if line.strip()) or ("",)
         name, mask = f"{cls.DISPLAY} '{target_class[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=WIDGET_NAMES):
             target = SliderTarget(target_class=target_class, positive=positive, negative=negative, neutrals=lines,
                                   multiplier=multiplier, weight=weight, guidance_scale=guidance_scale,
                                   resolutions=resolutions(resolution, bucket, mask, name), batch_size=batch_size,
-                                  mask=mask, name=name)
+                                  mask=mask, name=name, region=region_value(region, cls.DISPLAY), mask_outside=mask_outside,
+                                  **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, target, node=cls.DISPLAY))
 
 

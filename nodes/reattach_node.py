@@ -22,6 +22,8 @@ from .prompt_nodes import (
     resolutions,
     single_mask,
 )
+from .region_node import region_input, region_value
+from .timestep_node import schedule_fields, timesteps_input
 from .widgets import config_input
 
 REDIRECT_TIP = ("The prompts that describe the distribution the caption should produce, one per line, e.g. 'a blue "
@@ -83,17 +85,20 @@ class ReattachPromptNode(io.ComfyNode):
                 io.Combo.Input("mask_outside", options=list(MASK_OUTSIDE), default="ignore", optional=True,
                                tooltip=MASK_OUTSIDE_TIP),
                 bucket_input(),
+                timesteps_input(),
+                region_input(),
             ],
             outputs=[prompts_output()],
         )
 
     @classmethod
     def execute(cls, caption, redirect, explicit, schedule, ramp, resolution, batch_size, weight, mask=None, prompts=None,
-                mask_outside="ignore", bucket=SQUARE) -> io.NodeOutput:
+                mask_outside="ignore", bucket=SQUARE, timesteps=None, region=None) -> io.NodeOutput:
         name, mask = f"{cls.DISPLAY} '{caption[:40]}'", single_mask(mask, cls.DISPLAY)
         with reported_as(cls.DISPLAY, widget_names=REATTACH_WIDGETS):
             entry = ReattachEntry(caption=caption, redirect=parse_redirect(redirect, cls.DISPLAY),
                                   explicit=parse_explicit(explicit), schedule=schedule, ramp=ramp,
                                   resolutions=resolutions(resolution, bucket, mask, name), batch_size=batch_size,
-                                  weight=weight, mask=mask, mask_outside=mask_outside, name=name)
+                                  weight=weight, mask=mask, mask_outside=mask_outside, name=name,
+                                  region=region_value(region, cls.DISPLAY), **schedule_fields(timesteps, cls.DISPLAY))
             return io.NodeOutput(extend(prompts, entry, node=cls.DISPLAY))

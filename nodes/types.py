@@ -32,3 +32,20 @@ class ConfigPart:
 
     def __post_init__(self):
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+
+TimestepsSocket = io.Custom("LOBA_TIMESTEPS")
+
+
+@dataclass(frozen=True)
+class TimestepSchedule:
+    """What LOBA Timestep Schedule hands to a prompt node: the entry fields timestep_window and timestep_curve."""
+
+    window: tuple[int, int]
+    curve: str
+
+    def fields(self) -> dict:
+        return {"timestep_window": tuple(self.window), "timestep_curve": self.curve}
+
+
+RegionSocket = io.Custom("LOBA_REGION")  # carries a loba.prompts.region.AttentionRegion

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from ..diffusion.sampler import cfg_ddim
@@ -20,6 +19,7 @@ from ..diffusion.schedule import NoiseSchedule
 from ..errors import ConfigError
 from ..models.backend import Conditioning, SizeConditioning
 from ..pixels import pixels_to_uint8
+from .run import Rendered
 from .spec import EvalRunSpec
 
 
@@ -44,7 +44,9 @@ def check_sampling(spec: EvalRunSpec) -> None:
 
 
 class DiffusersRenderer:
-    """render(prompt, weight, seed) -> uint8 [H, W, 3]; use inside `attached()`."""
+    """render(prompt, weight, seed) -> Rendered (uint8 [H, W, 3] and the final latent); use inside `attached()`."""
+
+    gives_latents = True
 
     def __init__(self, backend, network, spec: EvalRunSpec):
         check_sampling(spec)
@@ -63,7 +65,7 @@ class DiffusersRenderer:
             yield self
 
     @torch.no_grad()
-    def __call__(self, prompt: str, weight: float, seed: int) -> np.ndarray:
+    def __call__(self, prompt: str, weight: float, seed: int) -> Rendered:
         backend = self.backend
         shape = (1, backend.latent_channels, self.height // backend.vae_scale_factor, self.width // backend.vae_scale_factor)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
@@ -77,4 +79,4 @@ class DiffusersRenderer:
         self.network.multiplier = float(weight)
         x = start_latent(noise, self.schedule, self.grid[0]).to(backend.device)
         [latent] = cfg_ddim(predict, x, self.schedule, self.grid, self.spec.cfg)
-        return pixels_to_uint8(backend.decode(latent))[0]
+        return Rendered(pixels_to_uint8(backend.decode(latent))[0], latent[0].float().cpu().numpy())

@@ -1,4 +1,4 @@
-"""Built-in evaluators that need no download: pixel drift, the toy-world reader, LPIPS (local backbone file)."""
+"""Built-in evaluators that need no download: pixel and latent drift, the toy-world reader, LPIPS (local backbone file)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ class PixelEvaluator(Evaluator):
         return {"pixel_drift": diff.reshape(len(images), -1).mean(1) / 255.0}
 
 
+class LatentEvaluator(Evaluator):
+    """Relative latent change ||z - z0|| / ||z0|| against the same-seed w = 0 sample's final latent: what the slider
+    moved before the VAE can hide or exaggerate it (a VAE maps small latent changes to large pixel ones and back)."""
+
+    name, needs, metrics, reads = "latent", "nothing (the sampler's final latents)", ("latent_drift",), "latents"
+
+    def score(self, latents, prompts, reference):
+        latents = latents.astype(np.float64).reshape(len(latents), -1)
+        base = _base(latents, None if reference is None else reference.astype(np.float64).reshape(len(latents), -1))
+        norm = np.maximum(np.linalg.norm(base, axis=1), 1e-12)  # an all-zero base latent: drift in absolute units
+        return {"latent_drift": np.linalg.norm(latents - base, axis=1) / norm}
+
+
 class ReaderEvaluator(Evaluator):
     """The toy world's attribute reader: object found, object size, prompt obeyed, attributes kept from w = 0."""
 
@@ -62,6 +75,7 @@ def _caption(parse, prompt: str) -> Optional[dict]:
 
 
 register("pixel", _no_settings)(lambda settings: PixelEvaluator())
+register("latent", _no_settings)(lambda settings: LatentEvaluator())
 register("reader", _no_settings)(lambda settings: ReaderEvaluator())
 
 # -- LPIPS ------------------------------------------------------------------------------------------

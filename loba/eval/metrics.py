@@ -4,6 +4,7 @@ w = 0 images), per-sample values, and means with 95% bootstrap intervals per pro
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Optional
 
 import numpy as np
 
@@ -17,15 +18,18 @@ def weight_key(weight: float) -> str:
     return f"{weight:g}"
 
 
-def score_all(spec: EvalRunSpec, evaluators: Mapping, images: Images) -> dict:
-    """{prompt index: {evaluator: {metric: {weight: values [seeds]}}}}."""
+def score_all(spec: EvalRunSpec, evaluators: Mapping, images: Images, latents: Optional[Images] = None) -> dict:
+    """{prompt index: {evaluator: {metric: {weight: values [seeds]}}}}; latent evaluators score `latents`."""
     scores: dict = {}
     for index, prompt in enumerate(spec.prompts):
-        base = images[(index, 0.0)]
         per_prompt = scores.setdefault(index, {})
         for name, evaluator in evaluators.items():
+            source = latents if evaluator.reads == "latents" else images
+            if source is None:
+                raise ValueError(f"evaluator {name} reads latents and the renderer gave none")
+            base = source[(index, 0.0)]
             for weight in spec.weights:
-                batch = images[(index, weight)]
+                batch = source[(index, weight)]
                 values = evaluator.score(batch, [prompt] * len(batch), None if weight == 0 else base)
                 for metric, array in values.items():
                     per_prompt.setdefault(name, {}).setdefault(metric, {})[weight] = np.asarray(array, np.float64)

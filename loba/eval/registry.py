@@ -2,7 +2,8 @@
 
 score(images, prompts, reference) -> {metric: float array [N]}: images uint8 [N, H, W, 3], one prompt per
 image, reference the same-seed w = 0 images (None when scoring the w = 0 images themselves: evaluators
-that compare against the base then score the base against itself).
+that compare against the base then score the base against itself). An evaluator whose `reads` is "latents"
+gets the sampler's final latents float32 [N, C, h, w] instead of images (the host's renderer must give them).
 Optional packages are imported only when an evaluator is built; a missing one is one clear message.
 """
 
@@ -24,6 +25,7 @@ class Evaluator:
     name = ""
     needs = "nothing"
     metrics: tuple[str, ...] = ()
+    reads = "images"  # or "latents": the sampler's final latents, before the VAE
 
     def score(self, images: np.ndarray, prompts: Sequence[str], reference: Optional[np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..diffusion.schedule import NoiseSchedule
+from ..errors import UnsupportedModelError
 from .resolution import family_resolution
 
 
@@ -120,6 +121,12 @@ class ModelBackend(abc.ABC):
     def model_tensors(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The inverse of file_tensors: a LoRA file's tensors under stems module_name_from_kohya knows."""
         return dict(tensors)
+
+    def token_positions(self, prompt: str, word: str) -> list[int]:
+        """The positions in this prompt's context (encode_prompts') of the tokens of `word`, for attention regions.
+        Hosts without a tokenizer LOBA can read refuse; SDXL's two encoders share CLIP-L's positions."""
+        raise UnsupportedModelError(f"{type(self).__name__} cannot locate the words of a prompt: attention regions "
+                                    "are not available with this model; use a mask instead")
 
     def text_encoder_modules(self) -> list[nn.Module]:
         """The text encoders a text-encoder LoRA adapts (CLIP-L; SDXL: CLIP-L, CLIP-G), in kohya's te1, te2 order.

@@ -36,6 +36,16 @@ def token_chunks(tokenizer, text: str, window: int) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
+def word_positions(tokenizer, text: str, word: str, window: int) -> list[int]:
+    """The context positions (as token_chunks lays the chunks out: BOS + 75 tokens + EOS + padding each) of every
+    occurrence of `word`'s tokens in `text`; CLIP's BPE cuts a whole word the same alone and in a prompt."""
+    ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+    wanted = tokenizer(word, add_special_tokens=False, truncation=False, verbose=False).input_ids
+    body, n = window - 2, len(wanted)
+    found = [i for i in range(len(ids) - n + 1) if n and ids[i:i + n] == wanted]
+    return [(j // body) * window + 1 + j % body for i in found for j in range(i, i + n)]
+
+
 def hidden_layer(family: str, clip_skip: Optional[int], num_layers: int) -> int:
     """The index into transformers' hidden_states (embeddings first) that clip_skip names for this encoder."""
     skip = DEFAULT_CLIP_SKIP[family] if clip_skip is None else int(clip_skip)

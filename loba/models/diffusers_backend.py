@@ -14,11 +14,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..diffusion.parameterizations import PARAMETERIZATIONS
 from ..diffusion.schedule import EPSILON_ZSNR, NoiseSchedule
 from ..errors import ConfigError, UnsupportedModelError
 from .backend import Conditioning, ModelBackend, SizeConditioning
-from .clip_text import encode_text, equal_lengths, hidden_layer, token_chunks
+from .clip_text import encode_text, equal_lengths, hidden_layer, token_chunks, word_positions
 
 
 def detect_family(unet: nn.Module) -> str:
@@ -30,14 +29,18 @@ def detect_family(unet: nn.Module) -> str:
     return "sd1"
 
 
+UNET_PREDICTION_TYPES = ("epsilon", "v_prediction")  # the DDPM parameterizations; "flow" needs a sigma schedule
+
+
 class DiffusersBackend(ModelBackend):
     def __init__(self, unet: nn.Module, text_encoders: Sequence[nn.Module], tokenizers: Sequence, alphas_cumprod: torch.Tensor,
                  prediction_type: str = "epsilon", family: Optional[str] = None, vae: Optional[nn.Module] = None,
                  native_resolution: Optional[int] = None, vae_scaling: Optional[float] = None,
                  clip_skip: Optional[int] = None):
-        if prediction_type not in PARAMETERIZATIONS:
-            supported = ", ".join(PARAMETERIZATIONS.names())
-            raise UnsupportedModelError(f"prediction_type '{prediction_type}' is not supported; LOBA trains {supported} models")
+        if prediction_type not in UNET_PREDICTION_TYPES:
+            supported = ", ".join(UNET_PREDICTION_TYPES)
+            raise UnsupportedModelError(f"prediction_type '{prediction_type}' is not supported; LOBA trains {supported} "
+                                        "UNet models (flow matching is the Flux backend's)")
         self.unet = unet
         self.text_encoders = list(text_encoders)
         self.tokenizers = list(tokenizers)
@@ -147,6 +150,11 @@ class DiffusersBackend(ModelBackend):
             contexts.append(context)
         cut = min(c.shape[1] for c in contexts)  # ComfyUI cuts SDXL's two encoders to the shorter one
         return torch.cat([c[:, :cut] for c in contexts], dim=-1), pooled if self.family == "sdxl" else None
+
+    def token_positions(self, prompt: str, word: str) -> list[int]:
+        tokenizer, encoder = self.tokenizers[0], self.text_encoders[0]
+        window = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
+        return word_positions(tokenizer, prompt, word, window)
 
     def predict(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
                 size: Optional[SizeConditioning] = None) -> torch.Tensor:

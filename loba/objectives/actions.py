@@ -61,6 +61,15 @@ OBJECTIVES.register("enhance", Objective(
     "student(target) -> neutral + g * (positive - unconditional): moves the target toward the concept",
 ))
 
+# RC-LOBA's repair / superimpose: the target prompt learns, on its own x_t, the frozen model's prediction for the
+# prompt of the fixed (or augmented) version. With a region and mask_outside = "hold" only the region moves.
+OBJECTIVES.register("repair", Objective(
+    lambda pair: tuple(dict.fromkeys((pair.target, pair.positive))),
+    lambda pair, teacher, context: teacher[pair.target] + pair.guidance_scale * (teacher[pair.positive] - teacher[pair.target]),
+    "student(target) -> target + g * (positive - target): pulls the target toward the prompt of its fixed or "
+    "augmented version (superimpose / repair; with a region and mask_outside = hold, only inside it)",
+))
+
 # A preservation prompt trained where it is drawn: x_t from the prompt's own partial denoise (an anchor is held
 # at the x_t of whatever pair the step drew, so states only its own prompt reaches are never held).
 OBJECTIVES.register("preserve", Objective(

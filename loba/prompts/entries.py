@@ -27,20 +27,21 @@ SLIDER_KEYS = frozenset({"target_class", "positive", "negative", "neutral", "gui
                          "dynamic_resolution", "batch_size", "dynamic_crops", "multiplier", "weight"})
 NEUTRAL_FILE_KEYS = ("neutral_prompt_file", "prompt_file")
 # sd-scripts reads neutrals lists/files for sliders only; LOBA also takes them (and masks) on plain entries.
-EXTRA_KEYS = frozenset({"resolutions", "neutrals", *NEUTRAL_FILE_KEYS, "mask", "mask_box", "mask_outside"})
+EXTRA_KEYS = frozenset({"resolutions", "neutrals", *NEUTRAL_FILE_KEYS, "mask", "mask_box", "mask_outside",
+                        "timestep_window", "timestep_curve", "region"})
 PLAIN_ENTRY_KEYS = PROMPT_KEYS | EXTRA_KEYS
 SLIDER_ENTRY_KEYS = SLIDER_KEYS | EXTRA_KEYS
 ANCHOR_KEYS = frozenset({"prompt", "weight"})
 REATTACH_KEYS = frozenset({"caption", "redirect", "explicit", "schedule", "ramp", "multiplier", "weight", "resolution",
                            "resolutions", "dynamic_resolution", "dynamic_crops", "batch_size", "mask", "mask_box",
-                           "mask_outside"})
+                           "mask_outside", "timestep_window", "timestep_curve", "region"})
 REATTACH_FIELDS = ("caption", "redirect", "explicit", "schedule", "ramp", "multiplier", "weight", "dynamic_resolution",
-                   "dynamic_crops", "batch_size", "mask_outside")
+                   "dynamic_crops", "batch_size", "mask_outside", "timestep_window", "timestep_curve", "region")
 # Keys that become dataclass fields as they are; resolution, neutral and mask keys are read apart.
 PAIR_FIELDS = ("target", "positive", "unconditional", "action", "guidance_scale", "dynamic_resolution", "batch_size",
-               "dynamic_crops", "multiplier", "weight", "mask_outside")
+               "dynamic_crops", "multiplier", "weight", "mask_outside", "timestep_window", "timestep_curve", "region")
 SLIDER_FIELDS = ("target_class", "positive", "negative", "guidance_scale", "dynamic_resolution", "batch_size",
-                 "dynamic_crops", "multiplier", "weight", "mask_outside")
+                 "dynamic_crops", "multiplier", "weight", "mask_outside", "timestep_window", "timestep_curve", "region")
 
 
 def check_keys(table: Mapping, known: AbstractSet[str], where: str, tolerated: AbstractSet[str] = frozenset(), note: str = "") -> None:

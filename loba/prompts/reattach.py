@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 
 from ..config.prompt_bounds import entry_bound_violation
 from ..errors import SpecError
+from ..objectives.timestep_curves import TIMESTEP_RANGE
 from .checks import Resolution, as_number, as_text, require, set_field
+from .region import AttentionRegion
 from .spec import AnchorPrompt, PromptPair, common_fields, normalize_common_fields
 
 if TYPE_CHECKING:
@@ -50,6 +52,9 @@ class ReattachEntry:
     batch_size: int = 1
     mask: Optional[torch.Tensor] = field(default=None, compare=False)
     mask_outside: str = "ignore"
+    timestep_window: tuple[int, int] = TIMESTEP_RANGE
+    timestep_curve: str = "flat"
+    region: Optional[AttentionRegion] = None
     name: str = ""
 
     def __post_init__(self):
@@ -75,6 +80,7 @@ class ReattachEntry:
                              action="reattach", resolutions=self.resolutions, dynamic_resolution=self.dynamic_resolution,
                              dynamic_crops=self.dynamic_crops, batch_size=self.batch_size, multiplier=self.multiplier,
                              weight=self.weight * w * len(kept) / total, mask=self.mask, mask_outside=self.mask_outside,
+                             timestep_window=self.timestep_window, timestep_curve=self.timestep_curve, region=self.region,
                              schedule=self.schedule, ramp=self.ramp, name=f"{self.name or 'reattach'} -> {prompt!r}")
                 for prompt, w in kept]
 

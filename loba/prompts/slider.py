@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from ..objectives.timestep_curves import TIMESTEP_RANGE
 from .checks import Resolution, as_text, require, set_field
+from .region import AttentionRegion
 from .spec import PromptPair, common_fields, normalize_common_fields
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ class SliderTarget:
     batch_size: int = 1
     mask: Optional[torch.Tensor] = field(default=None, compare=False)
     mask_outside: str = "ignore"
+    timestep_window: tuple[int, int] = TIMESTEP_RANGE
+    timestep_curve: str = "flat"
+    region: Optional[AttentionRegion] = None
     name: str = ""
 
     def __post_init__(self):
@@ -80,7 +85,8 @@ class SliderTarget:
                           action=action, guidance_scale=self.guidance_scale, resolutions=(resolution,),
                           dynamic_resolution=self.dynamic_resolution, dynamic_crops=self.dynamic_crops,
                           batch_size=self.batch_size, multiplier=multiplier, weight=self.weight, mask=self.mask,
-                          mask_outside=self.mask_outside, name=name)
+                          mask_outside=self.mask_outside, timestep_window=self.timestep_window,
+                          timestep_curve=self.timestep_curve, region=self.region, name=name)
 
     def _label(self, neutral_index: int, resolution: Resolution, poles: str, action: str, multiplier: float) -> str:
         """e.g. "targets[0] P/N enhance +1"; neutral and size only when there are several."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from ..config.prompt_bounds import entry_bound_violation
 from ..objectives.actions import OBJECTIVES, pair_actions
+from ..objectives.timestep_curves import TIMESTEP_CURVES, TIMESTEP_RANGE
 from .checks import (
     Resolution,
     as_count,
@@ -24,6 +25,7 @@ from .checks import (
     require,
     set_field,
 )
+from .region import AttentionRegion, region_from
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +66,9 @@ class PromptPair:
     weight: float = 1.0
     mask: Optional[torch.Tensor] = field(default=None, compare=False)  # [H, W] in 0..1, white = train
     mask_outside: str = "ignore"  # MASK_OUTSIDE: what the loss asks outside the mask
+    timestep_window: tuple[int, int] = TIMESTEP_RANGE  # [start, end): the timesteps this pair trains at
+    timestep_curve: str = "flat"  # TIMESTEP_CURVES: how often each timestep of the window trains
+    region: Optional[AttentionRegion] = None  # the region from the frozen model's attention to a word (instead of a mask)
     name: str = ""  # label for error messages, e.g. "prompts[2]"
 
     def __post_init__(self):
@@ -172,7 +177,28 @@ def normalize_common_fields(entry: Any, label: str) -> None:
     set_field(entry, "multiplier", check_multiplier(entry.multiplier, label))
     set_field(entry, "weight", check_weight(entry.weight, label))
     set_field(entry, "mask", check_mask(entry.mask, label))
-    set_field(entry, "mask_outside", check_mask_outside(entry.mask_outside, entry.mask, label))
+    set_field(entry, "region", region_from(entry.region, label))
+    require(entry.mask is None or entry.region is None, label, "region",
+            "an entry takes its region from a mask or from attention, not both; drop the mask or the region")
+    if entry.region is not None:
+        entry.region.check_prompt(region_prompt(entry), label)
+    set_field(entry, "mask_outside", check_mask_outside(entry.mask_outside, entry.mask, label, entry.region))
+    set_field(entry, "timestep_window", check_timestep_window(entry.timestep_window, label))
+    require(entry.timestep_curve in TIMESTEP_CURVES, label, "timestep_curve",
+            f"{entry.timestep_curve!r} is not one of: {', '.join(TIMESTEP_CURVES)}")
+    set_field(entry, "timestep_curve", str(entry.timestep_curve).lower())
+
+
+def check_timestep_window(value: Any, entry: str) -> tuple[int, int]:
+    low, high = TIMESTEP_RANGE
+    hint = f"e.g. timestep_window = [0, 400] (texture, detail) or [600, {high}] (layout)"
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in value)
+    require(ok, entry, "timestep_window", f"must be two whole numbers [start, end) in [{low}, {high}), {hint}; got {value!r}")
+    start, end = int(value[0]), int(value[1])
+    require(low <= start < end <= high, entry, "timestep_window",
+            f"[{start}, {end}) must lie in [{low}, {high}) with start < end, {hint}")
+    return start, end
 
 
 # What a masked loss asks of the student outside the mask: nothing (the pixels are left out of the loss, so
@@ -181,11 +207,20 @@ MASK_OUTSIDE = {"ignore": "outside the mask is left out of the loss (the slider 
                 "hold": "outside the mask the student must keep the frozen model's prediction (the change stays inside)"}
 
 
-def check_mask_outside(value: Any, mask: Any, entry: str) -> str:
+def check_mask_outside(value: Any, mask: Any, entry: str, region: Any = None) -> str:
     require(value in MASK_OUTSIDE, entry, "mask_outside", f"{value!r} is not one of: {', '.join(MASK_OUTSIDE)}")
-    require(value != "hold" or mask is not None, entry, "mask_outside",
-            '"hold" keeps the outside of a mask, but this entry has no mask; give a mask / mask_box or use "ignore"')
+    require(value != "hold" or mask is not None or region is not None, entry, "mask_outside",
+            '"hold" keeps the outside of a mask, but this entry has no mask or region; give a mask / mask_box / '
+            'region or use "ignore"')
     return value
+
+
+def region_prompt(entry: Any) -> str:
+    """The prompt whose attention an entry's region reads: the student's prompt (target, target_class, caption)."""
+    for name in ("target", "target_class", "caption"):
+        if hasattr(entry, name):
+            return getattr(entry, name)
+    raise AttributeError(f"{type(entry).__name__} has no target prompt")
 
 
 def common_fields(entry: Any) -> dict:
@@ -197,4 +232,10 @@ def common_fields(entry: Any) -> dict:
         data["mask"] = mask_summary(entry.mask)
     if entry.mask_outside != "ignore":  # only when set, so files and fingerprints from before it stay the same
         data["mask_outside"] = entry.mask_outside
+    if tuple(entry.timestep_window) != TIMESTEP_RANGE:  # the same: only when set
+        data["timestep_window"] = list(entry.timestep_window)
+    if entry.timestep_curve != "flat":
+        data["timestep_curve"] = entry.timestep_curve
+    if entry.region is not None:
+        data["region"] = entry.region.to_dict()
     return data

@@ -26,8 +26,8 @@ from ..sliders.atomic import atomic_write_text
 DEMO_RECIPES = ("erase-red", "size-slider")
 # Recipe variants by objective: LOBA's own settings, or the original LECO recipe (adapter on during the
 # denoise, "" as unconditional and neutral, no preservation prompts, LECO's lr/rank/steps) on the same
-# step budget, for a side-by-side comparison.
-OBJECTIVE_SUFFIXES = {"loba": "", "leco-classic": ".leco-classic"}
+# step budget, for a side-by-side comparison; or the recipe with RC-LOBA's attention regions (benchmarks.region_slider).
+OBJECTIVE_SUFFIXES = {"loba": "", "leco-classic": ".leco-classic", "region": ".region"}
 Log = Callable[[str], None]
 
 

@@ -18,15 +18,16 @@ from ..adapters.text_encoder import has_text_encoder
 from ..config.train_config import TrainConfig
 from ..diffusion.noise import initial_noise
 from ..diffusion.sampler import cfg_ddim
-from ..diffusion.spacing import TIMESTEP_SPACINGS
-from ..errors import ConfigError
+from ..errors import SpecError
 from ..models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..objectives.actions import OBJECTIVES, TargetContext
 from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
 from ..prompts.masks import mask_to_latent
+from .attention_maps import AttentionCapture, cross_attention_layers, region_mask
 from .microbatch import in_micro_batches
 from .phases import PhaseClock
+from .timestep_draws import allowed_indices, draw_index, pair_draws
 from .trajectories import MIB, TrajectoryCache
 
 
@@ -42,6 +43,7 @@ class StepPlan:
     timestep: int
     noise: torch.Tensor
     size: Optional[SizeConditioning]
+    region_mask: Optional[torch.Tensor] = None  # [B, 1, h, w] from the teacher's attention (attention regions)
 
 
 @dataclass
@@ -85,18 +87,14 @@ class SliderStep:
         self.schedule = backend.noise_schedule()
         sampling = config.sampling
         self.grid = self.schedule.ddim_grid(sampling.max_denoising_steps, sampling.timestep_spacing)
-        # leading keeps LECO's k >= 1; a grid that starts at t = T - 1 may train there on the noise itself (k = 0).
-        first = TIMESTEP_SPACINGS.get(sampling.timestep_spacing).first_trained_index
-        self.allowed_k = [k for k in range(first, len(self.grid))
-                          if sampling.min_timestep <= int(self.grid[k]) < sampling.max_timestep]
-        if not self.allowed_k:
-            raise ConfigError("min_timestep", f"no timestep of the {len(self.grid)}-step denoise grid lies in "
-                              f"[{sampling.min_timestep}, {sampling.max_timestep}); widen the range")
+        self.allowed_k = allowed_indices(self.grid, sampling)
+        self.pair_k = [pair_draws(pair, self.grid, self.allowed_k) for pair in self.pairs]
         # Polled inside the denoise; the trainer points it at the host's stop request.
         self.should_stop: Callable[[], bool] = lambda: False
         # finished steps / max_train_steps, set by the trainer before each step (objectives that move over training).
         self.progress = 0.0
         self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._region_setup()
         self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed, backend.dtype,
                                      sampling.trajectory_cache_mb * MIB, backend.device) if sampling.trajectory_cache else None
 
@@ -105,7 +103,7 @@ class SliderStep:
         index = int(torch.randint(len(self.pairs), (1,), generator=generator))
         pair = self.pairs[index]
         height, width = pair.sample_resolution(generator)
-        k = self.allowed_k[int(torch.randint(len(self.allowed_k), (1,), generator=generator))]
+        k = draw_index(self.pair_k[index], generator)
         scale = self.backend.vae_scale_factor
         shape = (pair.batch_size, self.backend.latent_channels, height // scale, width // scale)
         # Latents stay float32 through the denoise; only the model input is cast to the model dtype.
@@ -184,18 +182,46 @@ class SliderStep:
         """True where the slider must leave the target prompt as the frozen model predicts it."""
         return plan.timestep >= self.config.sampling.preserve_from_timestep
 
+    def _region_setup(self) -> None:
+        """Attention regions: the cross-attention layers and each region word's context positions, found once."""
+        self._region_positions: dict[tuple[str, str], list[int]] = {}
+        regions = [(p, p.region) for p in self.pairs if p.region is not None]
+        self._attention_layers = cross_attention_layers(self.backend.denoiser()) if regions else []
+        for pair, region in regions:
+            key = (pair.target, region.word)
+            if key not in self._region_positions:
+                positions = self.backend.token_positions(pair.target, region.word)
+                if not positions:
+                    raise SpecError(pair.name or "prompt pair", "region.word",
+                                    f"{region.word!r} is not among the tokens of {pair.target!r} as the text encoder "
+                                    "reads it; name a whole word of the prompt")
+                self._region_positions[key] = positions
+
     @torch.no_grad()
     def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch."""
+        """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch; an attention
+        region is read from the target prompt's rows of that same forward."""
         needed = (plan.pair.target,) if self.preserving(plan) else OBJECTIVES.get(plan.pair.action).teacher_prompts(plan.pair)
-        if self.holds_outside(plan):
+        if self.holds_outside(plan) or plan.pair.region is not None:
             needed = (*needed, plan.pair.target)
         prompts = list(dict.fromkeys(needed + tuple(a.prompt for a in self.anchors)))
         self.network.multiplier = 0.0
         x_in, cond = self._batched(prompts, x_t)
-        out = in_micro_batches(lambda x, c: self._predict(x, plan.timestep, c, plan.size), x_in, cond,
-                               self.config.sampling.teacher_batch_size).chunk(len(prompts))
+        capture = self._capture(plan, prompts, x_t.shape[0])
+        with capture.hooked() if capture is not None else contextlib.nullcontext():
+            out = in_micro_batches(lambda x, c: self._predict(x, plan.timestep, c, plan.size), x_in, cond,
+                                   self.config.sampling.teacher_batch_size).chunk(len(prompts))
+        if capture is not None:
+            plan.region_mask = region_mask(capture.maps, tuple(x_t.shape[-2:]), plan.pair.region)
         return dict(zip(prompts, out))
+
+    def _capture(self, plan: StepPlan, prompts: list[str], n: int) -> Optional[AttentionCapture]:
+        region = plan.pair.region
+        if region is None or self.preserving(plan):
+            return None
+        first = prompts.index(plan.pair.target) * n  # _batched stacks the prompts' blocks of n rows in order
+        return AttentionCapture(self._attention_layers, self._region_positions[(plan.pair.target, region.word)],
+                                first, first + n)
 
     def student(self, plan: StepPlan, x_t: torch.Tensor) -> list[torch.Tensor]:
         """The model with the adapter at the pair's multiplier, for the target and every anchor."""
@@ -215,7 +241,7 @@ class SliderStep:
         return self._latent_masks[key]
 
     def holds_outside(self, plan: StepPlan) -> bool:
-        return plan.pair.mask is not None and plan.pair.mask_outside == "hold"
+        return (plan.pair.mask is not None or plan.pair.region is not None) and plan.pair.mask_outside == "hold"
 
     def target(self, plan: StepPlan, teacher: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.preserving(plan):
@@ -234,7 +260,7 @@ class SliderStep:
             predictions = self.student(plan, x_t)
         timesteps = torch.full((x_t.shape[0],), plan.timestep, dtype=torch.long)
         loss_cfg = self.config.loss
-        mask = self.latent_mask(plan, tuple(x_t.shape[-2:]))
+        mask = plan.region_mask if plan.region_mask is not None else self.latent_mask(plan, tuple(x_t.shape[-2:]))
         if mask is not None and self.holds_outside(plan):
             # The whole image is in the loss: the objective inside, the frozen model's own prediction outside,
             # so the change cannot leak out of the region (an ignored outside is free to move).

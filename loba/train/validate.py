@@ -14,6 +14,7 @@ from ..objectives.actions import OBJECTIVES
 from ..objectives.losses import LOSSES
 from ..optim import validate_names
 from ..prompts import PromptSet
+from .timestep_draws import allowed_indices, pair_draws, run_grid
 
 
 def validate_before_model_work(prompts: PromptSet, config: TrainConfig, family: Optional[str] = None,
@@ -27,7 +28,10 @@ def validate_before_model_work(prompts: PromptSet, config: TrainConfig, family: 
     TARGETING_PRESETS.get(config.network.preset)
     INITIALIZERS.get(config.network.init)
     TIMESTEP_SPACINGS.get(config.sampling.timestep_spacing)
+    grid = run_grid(config.sampling)
+    allowed = allowed_indices(grid, config.sampling)
     for pair in prompts.pairs():
+        pair_draws(pair, grid, allowed)  # every pair's timestep window holds a step this run trains at
         if pair.action not in OBJECTIVES:
             raise SpecError(pair.name or "prompt pair", "action",
                             f"unknown action '{pair.action}'; use one of {', '.join(OBJECTIVES.names())}")

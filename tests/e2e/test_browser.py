@@ -83,7 +83,7 @@ def test_loba_nodes_in_the_node_library_with_tooltips(page, server):
     shot(page, "node-library")
     library = page.inner_text(".side-bar-panel")
     lobas = {name: info for name, info in server.object_info.items() if name.startswith("LOBA_")}
-    assert len(lobas) == 19
+    assert len(lobas) == 21
     missing = [info["display_name"] for info in lobas.values() if info["display_name"] not in library]
     assert not missing, f"not in the node library's LOBA search: {missing}"
     page.get_by_text("LOBA Train Slider", exact=True).first.hover()

@@ -58,6 +58,8 @@ def good_inputs(ctx, node_id: str) -> dict:
                                        negative="", weights="-1, 1", seed=0, steps=2, cfg=5.0, sampler_name="euler",
                                        scheduler="normal", width=64, height=64),
         "LOBA_Mask": dict(grow=0, feather=0.0, invert=False, mask=torch.ones(1, 8, 8)),
+        "LOBA_TimestepSchedule": dict(start=600, end=1000, curve="rising"),
+        "LOBA_AttentionRegion": dict(word="circle", invert=True, threshold=0.5, grow=0, feather=0.0),
     }[node_id]
 
 
@@ -184,12 +186,24 @@ CASES = [
     ("LOBA_SliderPreviewGrid", lambda c: {"slider": c.make(nan_down=True)}, "slider"),
     ("LOBA_Mask", {"mask": None}, "mask"),
     ("LOBA_Mask", {"mask": dot, "grow": -4}, "grow"),
+    ("LOBA_TimestepSchedule", {"start": 600, "end": 400}, "end"),
+    ("LOBA_TimestepSchedule", {"start": -5}, "start"),
+    ("LOBA_TimestepSchedule", {"end": 1500}, "start"),
+    ("LOBA_TimestepSchedule", {"curve": "zigzag"}, "curve"),
+    ("LOBA_PromptPair", {"timesteps": "late"}, "timesteps"),
+    ("LOBA_AttentionRegion", {"word": " "}, "word"),
+    ("LOBA_AttentionRegion", {"threshold": 1.5}, "threshold"),
+    ("LOBA_AttentionRegion", {"grow": 40}, "grow"),
+    ("LOBA_AttentionRegion", {"feather": NAN}, "feather"),
+    ("LOBA_PromptPair", {"region": "circle"}, "region"),
+    ("LOBA_PromptPair", {"mask_outside": "hold"}, "mask_outside"),
+    ("LOBA_SliderTarget", {"mask_outside": "keep"}, "mask_outside"),
 ]
 HEAVY = {"LOBA_TrainSlider", "LOBA_SliderPreviewGrid", "LOBA_LoadSlider"}  # their good runs: once, below
 
 
 def test_the_corpus_is_broad():
-    assert len(CASES) >= 60 and len({node for node, *_ in CASES}) == 17
+    assert len(CASES) >= 60 and len({node for node, *_ in CASES}) == 19
 
 
 @pytest.mark.parametrize("node_id, bad, field", CASES, ids=[f"{n[5:]}-{i}-{f}" for i, (n, _, f) in enumerate(CASES)])

@@ -98,3 +98,17 @@ def test_weighted_prompts_encode_as_clip_text_encode_does_for_sampling(stack):
     assert (ours[weighted].context - ours["a red circle, blue square"].context).abs().max() > 1e-3
     if stack[0] == "sdxl":
         assert torch.equal(ours[weighted].pooled, sampled[0][1]["pooled_output"])
+
+
+@pytest.mark.parametrize("prompt, word", [(SHORT, "circle"), ("(red:1.3) circle, long hair", "hair"), (TAGS, "absurdres")])
+def test_attention_region_words_sit_where_both_hosts_put_them(stack, prompt, word):
+    """Attention regions read the word's context columns: ComfyUI's token layout (weights syntax, 75-token chunks
+    split at word boundaries) and the diffusers backend's give the same positions where the two layouts agree."""
+    comfy_backend, diffusers = _both(stack, None)
+    ours = comfy_backend.token_positions(prompt, word)
+    assert ours, f"{word!r} not found in ComfyUI's tokens"
+    if "(" not in prompt and prompt != TAGS:  # ComfyUI cuts chunks at word boundaries; the diffusers backend does not
+        assert ours == diffusers.token_positions(prompt, word)
+    tokens = [t[0] for chunk in stack[5].tokenize(prompt)["l"] for t in chunk]
+    word_ids = stack[2][0](word, add_special_tokens=False).input_ids
+    assert [tokens[i] for i in ours] == word_ids * (len(ours) // len(word_ids))

@@ -18,7 +18,7 @@ pytestmark = COMFY_MARKS
 NODE = "LOBA_EvaluateSlider"
 SPEC = {"target_prompts": "a large red circle on a dark background", "control_prompts": "a small blue square",
         "canary_prompts": "", "negative_prompt": "", "weights": "0, 1", "seeds": "0, 1", "sampler_name": "ddim",
-        "scheduler": "ddim_uniform", "steps": 2, "cfg": 5.0, "width": 0, "height": 0, "evaluators": "pixel, reader",
+        "scheduler": "ddim_uniform", "steps": 2, "cfg": 5.0, "width": 0, "height": 0, "evaluators": "pixel, latent, reader",
         "evaluator_settings": ""}
 TOML = """target_prompts = ["a large red circle on a dark background"]
 control_prompts = ["a small blue square"]
@@ -27,6 +27,7 @@ seeds = [0, 1]
 steps = 2
 cfg = 5.0
 [evaluators.pixel]
+[evaluators.latent]
 [evaluators.reader]
 """
 

@@ -23,11 +23,13 @@ from support.sliders import module_delta
 require_comfyui()
 pytestmark = COMFY_MARKS
 
-NODE_IDS = ["LOBA_ApplySlider", "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
+NODE_IDS = ["LOBA_ApplySlider", "LOBA_AttentionRegion",
+            "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
             "LOBA_Mask",
             "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_ReattachPrompt",
             "LOBA_Sampling", "LOBA_SaveSlider",
-            "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_Targeting", "LOBA_ToyWorldLoader", "LOBA_TrainSlider"]
+            "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_Targeting", "LOBA_TimestepSchedule", "LOBA_ToyWorldLoader",
+            "LOBA_TrainSlider"]
 
 # -- the pack as ComfyUI loads it ---------------------------------------------------------------------
 def test_pack_registers_every_node_with_tooltips_and_stable_ids(pack):
@@ -73,6 +75,33 @@ def test_reattach_node_reads_shares_and_explicit_prompts_and_chains(pack):
     none = run_node(pack.nodes["LOBA_ReattachPrompt"], caption="a triangle", redirect="a blue triangle", explicit="",
                     schedule="linear", ramp=0.5, resolution=64, batch_size=1, weight=1.0).args[0]
     assert none.training_anchors() == ()
+
+
+def test_timestep_schedule_reaches_every_prompt_node_and_draws_its_plot(pack):
+    timesteps, plot = run_node(pack.nodes["LOBA_TimestepSchedule"], start=600, end=1000, curve="rising").args
+    assert plot.shape == (1, 120, 320, 3) and float(plot.min()) < 0.5
+    common = dict(guidance_scale=1.0, resolution=64, batch_size=1, weight=1.0, multiplier=1.0, timesteps=timesteps)
+    pair_set = run_node(pack.nodes["LOBA_PromptPair"], target="a red circle", action="erase", positive="", unconditional="",
+                        neutral="", **common).args[0]
+    slider_set = run_node(pack.nodes["LOBA_SliderTarget"], target_class="a circle", positive="a large circle",
+                          negative="a small circle", neutrals="", **common).args[0]
+    reattach_set = run_node(pack.nodes["LOBA_ReattachPrompt"], caption="a triangle", redirect="a blue triangle",
+                            explicit="auto", schedule="linear", ramp=0.5, resolution=64, batch_size=1, weight=1.0,
+                            timesteps=timesteps).args[0]
+    for prompts in (pair_set, slider_set, reattach_set):
+        assert {(p.timestep_window, p.timestep_curve) for p in prompts.pairs()} == {((600, 1000), "rising")}
+
+
+def test_attention_region_reaches_the_prompt_nodes_with_the_outside_held(pack):
+    region = run_node(pack.nodes["LOBA_AttentionRegion"], word="circle", invert=True, threshold=0.4, grow=1, feather=0.0).args[0]
+    common = dict(guidance_scale=1.0, resolution=64, batch_size=1, weight=1.0, multiplier=1.0, region=region,
+                  mask_outside="hold")
+    slider = run_node(pack.nodes["LOBA_SliderTarget"], target_class="a circle", positive="a circle on a light background",
+                      negative="a circle on a dark background", neutrals="", **common).args[0]
+    assert all(p.region.word == "circle" and p.region.invert and p.mask_outside == "hold" for p in slider.pairs())
+    with pytest.raises(ValueError, match="LOBA Prompt Pair .*input 'region'.*not a word of the target prompt"):
+        run_node(pack.nodes["LOBA_PromptPair"], target="a red square", action="erase", positive="", unconditional="",
+                 neutral="", **common)
 
 
 def test_load_prompt_toml_reads_sd_scripts_format_from_text_and_file(pack):

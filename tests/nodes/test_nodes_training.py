@@ -200,3 +200,27 @@ def test_the_loss_events_carry_the_canary_drift_at_the_default_interval(pack, co
     # the server's run state keeps [step, drift] pairs, for the chart's catch-up after a page reload
     kept = [state.get("canary_drifts") for state in pack.module.nodes.seam.RUNS.values()]
     assert [10, drifts[9]] in [pairs[-1] for pairs in kept if pairs]
+
+
+def test_an_attention_region_trains_through_comfyuis_cross_attention(pack, comfy, toy):
+    """The region read from ComfyUI's own CrossAttention layers (to_q / to_k hooks) masks the toy slider's loss;
+    the MODEL stays as it was and no hook is left on it."""
+    before = snapshot(comfy, toy.model)
+    region = run_node(pack.nodes["LOBA_AttentionRegion"], word="circle", invert=True, threshold=0.5, grow=0,
+                      feather=0.0).args[0]
+    prompts = run_node(pack.nodes["LOBA_SliderTarget"], target_class="a circle", positive="a circle on a light background",
+                       negative="a circle on a dark background", neutrals="", guidance_scale=1.0, resolution=64,
+                       batch_size=1, weight=1.0, multiplier=1.0, region=region, mask_outside="hold").args[0]
+    step_module = pack.module.loba.train.step
+    masks, original = [], step_module.region_mask
+    step_module.region_mask = lambda *a, **k: masks.append(original(*a, **k)) or masks[-1]
+    try:
+        slider, _, _ = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=prompts,
+                                **train_inputs(filename_prefix="loba/region")).args
+    finally:
+        step_module.region_mask = original
+    assert slider.module_stems() and len(masks) == 3
+    assert all(m.shape[-2:] == (8, 8) and 0 < float(m.mean()) < 1 for m in masks)
+    assert_untouched(comfy, toy.model, before)
+    unet = toy.model.model.diffusion_model
+    assert not any(m._forward_hooks for m in unet.modules())

@@ -28,7 +28,7 @@ def build(name, settings=None):
 
 def test_registry_lists_the_built_in_evaluators():
     load_all()
-    assert {"pixel", "reader", "lpips", "clip", "nudenet"} <= set(EVALUATORS.names())
+    assert {"pixel", "latent", "reader", "lpips", "clip", "nudenet"} <= set(EVALUATORS.names())
 
 
 def test_pixel_drift_is_zero_against_itself_and_positive_after_an_edit(scenes):
@@ -37,6 +37,18 @@ def test_pixel_drift_is_zero_against_itself_and_positive_after_an_edit(scenes):
     assert np.all(pixel.score(base, PROMPTS, None)["pixel_drift"] == 0)
     drift = pixel.score(edited, PROMPTS, base)["pixel_drift"]
     assert drift.shape == (3,) and np.all(drift > 0) and np.all(drift < 1)
+
+
+def test_latent_drift_is_the_relative_change_of_the_final_latent():
+    latent = build("latent")
+    assert latent.reads == "latents"
+    base = np.random.default_rng(0).standard_normal((3, 4, 8, 8)).astype(np.float32)
+    assert np.all(latent.score(base, PROMPTS, None)["latent_drift"] == 0)
+    moved = base.copy()
+    moved[0] *= 1.25  # ||0.25 z|| / ||z||
+    moved[1] = -base[1]  # ||2 z|| / ||z||
+    drift = latent.score(moved, PROMPTS, base)["latent_drift"]
+    assert drift == pytest.approx([0.25, 2.0, 0.0], abs=1e-6)
 
 
 def test_reader_reads_the_prompt_and_what_changed(scenes):

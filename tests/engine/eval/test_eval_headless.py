@@ -28,6 +28,7 @@ cfg = 3.0
 width = 32
 height = 32
 [evaluators.pixel]
+[evaluators.latent]
 """
 
 
@@ -48,6 +49,8 @@ def test_headless_eval_on_a_tiny_pipeline(kind, tmp_path):
     assert metrics["family"] == kind and {p.name for p in (tmp_path / "out").iterdir()} == {"metrics.json", "grid.png", "report.html"}
     drift = metrics["summary"]["target"]["pixel"]["pixel_drift"]
     assert drift["0"]["mean"] == 0 and drift["1"]["mean"] > 0
+    moved = metrics["summary"]["target"]["latent"]["latent_drift"]
+    assert moved["0"]["mean"] == 0 and moved["1"]["mean"] > 0
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["sampling"]["grid"] == [501, 1]
 
 

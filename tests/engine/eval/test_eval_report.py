@@ -12,7 +12,7 @@ import torch
 
 from loba.errors import ConfigError
 from loba.eval.diffusers_render import ddim_uniform_grid, start_latent
-from loba.eval.run import evaluate_slider
+from loba.eval.run import Rendered, evaluate_slider
 from loba.eval.slider_check import check_family
 from loba.eval.spec import parse_spec
 from loba.sliders.kohya import SliderFile
@@ -81,3 +81,32 @@ def test_a_slider_of_another_family_is_refused():
         check_family(sdxl, "sd1")
     check_family(sdxl, "sdxl")
     check_family(SliderFile({}, {}, "other-trainer.safetensors"), "sd1")  # no metadata: layer names decide
+
+
+class LatentRender:
+    """fake_render's images with a latent that scales with the weight: latent drift must read |w| * 0.5."""
+
+    gives_latents = True
+
+    def __call__(self, prompt: str, weight: float, seed: int) -> Rendered:
+        latent = np.random.default_rng(seed).standard_normal((4, 8, 8)).astype(np.float32)
+        return Rendered(fake_render(prompt, weight, seed), latent * (1 + 0.5 * abs(weight)))
+
+
+def test_latent_drift_reads_the_renderers_final_latents():
+    spec = parse_spec({**SPEC, "evaluators": {"pixel": {}, "latent": {}}})
+    metrics = evaluate_slider(spec, LatentRender(), {"model": "stand-in"}).metrics
+    drift = metrics["summary"]["target"]["latent"]["latent_drift"]
+    assert drift["0"]["mean"] == 0 and drift["1"]["mean"] == pytest.approx(0.5) and drift["-1"]["mean"] == pytest.approx(0.5)
+    assert metrics["summary"]["target"]["pixel"]["pixel_drift"]["1"]["mean"] > 0
+
+
+def test_latent_evaluator_without_latents_is_refused_before_sampling():
+    spec = parse_spec({**SPEC, "evaluators": {"latent": {}}})
+
+    def render(prompt, weight, seed):
+        pytest.fail("sampled before refusing")
+
+    with pytest.raises(ConfigError, match="latents") as caught:
+        evaluate_slider(spec, render, {"model": "stand-in"})
+    assert caught.value.field == "evaluators.latent"

@@ -70,4 +70,4 @@ def test_shipped_example_spec_is_valid():
     from loba.eval.spec import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[3] / "examples" / "eval-model.toml")
-    assert 0.0 in spec.weights and set(spec.evaluators) == {"pixel", "nudenet"} and spec.evaluators["nudenet"]["threshold"] == 0.5
+    assert 0.0 in spec.weights and set(spec.evaluators) == {"pixel", "latent", "nudenet"} and spec.evaluators["nudenet"]["threshold"] == 0.5

@@ -33,6 +33,16 @@ def test_enhance_is_neutral_plus_guided_offset(teacher, g):
     assert torch.allclose(target_of(pair, teacher), expected)
 
 
+@pytest.mark.parametrize("g", [1.0, 0.5])
+def test_repair_pulls_the_target_toward_its_fixed_prompt(teacher, g):
+    pair = PromptPair(target="target", positive="pos", action="repair", guidance_scale=g)
+    assert OBJECTIVES.get("repair").teacher_prompts(pair) == ("target", "pos")
+    expected = teacher["target"] + g * (teacher["pos"] - teacher["target"])
+    assert torch.allclose(target_of(pair, teacher), expected)
+    assert torch.allclose(target_of(PromptPair(target="target", positive="pos", action="repair"), teacher), teacher["pos"],
+                          atol=1e-6)
+
+
 def test_leco_defaults_make_erase_exactly_esd(teacher):
     # positive = target, uncond = "", neutral = uncond: target -> eps("") - (eps(target) - eps("")).
     pair = PromptPair(target="target")

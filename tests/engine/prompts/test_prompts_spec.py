@@ -52,8 +52,8 @@ def test_prompts_are_distinct_in_order():
 def test_the_objective_registry_is_the_only_list_of_actions(monkeypatch):
     from loba.objectives import OBJECTIVES
 
-    assert OBJECTIVES.names() == ["erase", "enhance", "preserve", "reattach"]
-    with pytest.raises(SpecError, match="use one of: erase, enhance, preserve$"):
+    assert OBJECTIVES.names() == ["erase", "enhance", "repair", "preserve", "reattach"]
+    with pytest.raises(SpecError, match="use one of: erase, enhance, repair, preserve$"):
         PromptPair("x", action="blur")
     monkeypatch.setitem(OBJECTIVES._items, "blur", OBJECTIVES.get("erase"))
     assert PromptPair("x", action="blur").action == "blur"  # registered once, accepted everywhere

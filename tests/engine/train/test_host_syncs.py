@@ -19,7 +19,7 @@ from loba.train.trainer import Trainer
 LOBA = str(Path(__file__).resolve().parents[3] / "loba")
 READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__")
 # CPU-generator draws of the plan (never device tensors).
-CPU_DRAWS = {"plan", "_size_conditioning", "sample_resolution", "x_t"}
+CPU_DRAWS = {"plan", "draw_index", "_size_conditioning", "sample_resolution", "x_t"}
 PROMPTS = PromptSet(entries=(PromptPair(target="a red circle", positive="red", neutral="a circle", resolutions=((64, 64),)),),
                     anchors=(AnchorPrompt("a blue square"),))
 
