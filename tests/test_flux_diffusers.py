@@ -315,3 +315,25 @@ def test_loba_train_runs_a_flux_folder_and_resumes(tmp_path):
     assert all(stem.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for stem in slider.module_stems())
     assert main(["train", str(run), "--out", str(out), "--resume", "auto", "--set", "max_train_steps=3", "--quiet"]) == 0
     assert load_slider(out / "slider.safetensors").metadata["ss_steps"] == "3"
+
+
+def test_a_run_at_one_size_trains_on_that_sizes_shift():
+    from loba.models.flux_schedule import resolution_sigmas
+
+    backend = FluxBackend(tiny_transformer(), stub_encode, flux_sigmas(1.15), native_resolution=32,
+                          size_sigmas=lambda h, w: resolution_sigmas(h, w))
+    seen, predict = [], backend.predict
+
+    def spy(x, t, cond, size=None):
+        seen.append(backend.noise_schedule().sigmas.clone())
+        return predict(x, t, cond, size)
+
+    backend.predict = spy
+    run_training(RunRequest(erase_prompts(), CONFIG.replace(max_train_steps=1), backend=backend))
+    assert seen and all(torch.equal(s, resolution_sigmas(32, 32)) for s in seen)  # 4 tokens: mu 0.457, not 1.15
+    assert not torch.equal(resolution_sigmas(32, 32), flux_sigmas(1.15))
+    assert torch.equal(backend.sigmas, flux_sigmas(1.15))  # restored after the run
+    seen.clear()
+    two = PromptSet((PromptPair(target="a red circle", positive="red", resolutions=((32, 32), (48, 32))),), ())
+    run_training(RunRequest(two, CONFIG.replace(max_train_steps=1), backend=backend))
+    assert seen and all(torch.equal(s, flux_sigmas(1.15)) for s in seen)  # several sizes: the backend's own table

@@ -110,6 +110,12 @@ class ModelBackend(abc.ABC):
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         """The denoiser sub-module name of a kohya key stem, or None when it is foreign."""
 
+    @contextlib.contextmanager
+    def schedule_for_sizes(self, sizes: Sequence[tuple[int, int]]) -> Iterator[None]:
+        """Around a run at these (height, width) pixel sizes: a backend whose schedule depends on the image size
+        (Flux's resolution-dependent shift) uses theirs inside and restores its own afterwards."""
+        yield
+
     def check_config(self, config) -> None:
         """Refuse (ConfigError naming the field) a TrainConfig this backend cannot train or save, before model work."""
 

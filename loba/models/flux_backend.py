@@ -11,7 +11,8 @@ the toy world's own): batch-1 Conditioning(context [1, L, joint_attention_dim], 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Optional
 
 import torch
@@ -52,7 +53,9 @@ class FluxBackend(ModelBackend):
     def __init__(self, transformer: nn.Module, encode_prompts: EncodePrompts, sigmas: torch.Tensor, *,
                  vae: Optional[nn.Module] = None, guidance: Optional[float] = 3.5, device=None, dtype=None,
                  family: str = "flux", native_resolution: int = 1024, latent_channels: int = 16,
-                 vae_scale_factor: int = 8):
+                 vae_scale_factor: int = 8, size_sigmas: Optional[Callable[[int, int], torch.Tensor]] = None):
+        """size_sigmas: (height, width) px -> the sigma table of that image size (Flux-dev's resolution-dependent
+        shift); with it a run at one size trains on that size's table (schedule_for_sizes), else on `sigmas`."""
         config = transformer.config
         if int(config.in_channels) != latent_channels * 4:
             raise UnsupportedModelError(f"the Flux transformer reads {config.in_channels} channels per token; packed "
@@ -73,6 +76,7 @@ class FluxBackend(ModelBackend):
         self.latent_channels = int(latent_channels)
         self.vae_scale_factor = int(vae_scale_factor)
         self._names: Optional[FluxNames] = None
+        self.size_sigmas = size_sigmas
 
     # -- loading (flux_loading.py) ---------------------------------------------------------------
     @classmethod
@@ -179,6 +183,20 @@ class FluxBackend(ModelBackend):
         shift = float(getattr(config, "shift_factor", None) or 0.0)
         scaled = latents.to(self.device, vae_dtype) / float(config.scaling_factor) + shift
         return decoder_to_pixels(self.vae.decode(scaled).sample)
+
+    @contextlib.contextmanager
+    def schedule_for_sizes(self, sizes: Sequence[tuple[int, int]]) -> Iterator[None]:
+        """One training size: its own shifted table inside the block (as FluxPipeline shifts by the image's token
+        count). Several sizes share one table, so they keep `sigmas` (the native resolution's)."""
+        if self.size_sigmas is None or len(set(sizes)) != 1:
+            yield
+            return
+        own = self._schedule
+        self._schedule = NoiseSchedule.flow(self.size_sigmas(*sizes[0]))
+        try:
+            yield
+        finally:
+            self._schedule = own
 
     # -- naming and files --------------------------------------------------------------------------
     def _flux_names(self) -> FluxNames:

@@ -67,15 +67,17 @@ class FluxTextEncoders:
         return Conditioning(context, pooled)
 
 
-def scheduler_sigmas(config, resolution: int, vae_scale_factor: int = 8, num: Optional[int] = None) -> torch.Tensor:
-    """The training sigma table of a FlowMatchEulerDiscreteScheduler config at a square resolution: dev's dynamic
-    (resolution-dependent) exponential shift, or a static shift s: sigma' = s*sigma / (1 + (s - 1)*sigma)."""
+def scheduler_sigmas(config, resolution, vae_scale_factor: int = 8, num: Optional[int] = None) -> torch.Tensor:
+    """The training sigma table of a FlowMatchEulerDiscreteScheduler config at a resolution (a side, or (height,
+    width) px): dev's dynamic (resolution-dependent) exponential shift, or a static shift s:
+    sigma' = s*sigma / (1 + (s - 1)*sigma)."""
+    height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
     get = config.get if hasattr(config, "get") else lambda key, default=None: getattr(config, key, default)
     num = int(num or get("num_train_timesteps", 1000))
     if get("use_dynamic_shifting", False):
         if get("time_shift_type", "exponential") != "exponential":
             raise ValueError("only Flux's exponential time shift is supported")
-        mu = flux_shift(image_seq_len(resolution, resolution, vae_scale_factor), get("base_image_seq_len", 256),
+        mu = flux_shift(image_seq_len(height, width, vae_scale_factor), get("base_image_seq_len", 256),
                         get("max_image_seq_len", 4096), get("base_shift", 0.5), get("max_shift", 1.15))
         return flux_sigmas(mu, num)
     shift = float(get("shift", 1.0))
@@ -100,8 +102,12 @@ def assemble(transformer, encoders: FluxTextEncoders, scheduler_config, vae, *, 
         guidance = DEV_GUIDANCE
     factor = _vae_scale_factor(vae)
     sigmas = scheduler_sigmas(scheduler_config, resolution, factor)
+    def size_sigmas(height: int, width: int) -> torch.Tensor:
+        return scheduler_sigmas(scheduler_config, (height, width), factor)
+
     return FluxBackend(transformer, encoders, sigmas, vae=vae, guidance=guidance, native_resolution=resolution,
-                       latent_channels=int(transformer.config.in_channels) // 4, vae_scale_factor=factor)
+                       latent_channels=int(transformer.config.in_channels) // 4, vae_scale_factor=factor,
+                       size_sigmas=size_sigmas)
 
 
 def load_encoders(path_or_id: str, torch_dtype, device, kwargs: dict, max_sequence_length: int) -> FluxTextEncoders:

@@ -73,6 +73,12 @@ def run_training(request: RunRequest) -> TrainedSlider:
     check_sizes_for_family(prompts, backend.family, request.resolution)
     backend.check_config(request.config)  # what this backend's files cannot hold, before any prompt is encoded
     prompts.validate()
+    sizes = sorted({tuple(size) for pair in prompts.pairs() for size in pair.resolutions})
+    with backend.schedule_for_sizes(sizes):  # Flux: the sigma shift of the run's image size, restored afterwards
+        return _run(request, backend, prompts, out_dir, resume)
+
+
+def _run(request: RunRequest, backend: ModelBackend, prompts: PromptSet, out_dir: Optional[Path], resume) -> TrainedSlider:
     if request.instant:
         with torch.inference_mode(False):  # hosts run nodes under inference mode: adapters must be normal tensors
             return instant_slider(backend, prompts, request.config)[0]
