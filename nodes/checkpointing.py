@@ -1,4 +1,4 @@
-"""Gradient checkpointing for ComfyUI's UNetModel (diffusers UNets have their own switch).
+"""Gradient checkpointing for ComfyUI's UNetModel and Flux (diffusers models have their own switch).
 
 UNetModel._forward does not call its TimestepEmbedSequential blocks as modules: it hands each block to
 forward_timestep_embed, which calls the block's layers (ResBlock, SpatialTransformer, Upsample, ...) one
@@ -19,6 +19,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 BLOCKS = ("input_blocks", "middle_block", "output_blocks")
+# Flux: each double (img + txt stream) and single (joint stream) block is one checkpoint, as diffusers' Flux does.
+FLUX_BLOCKS = ("double_blocks", "single_blocks")
 
 
 class CheckpointedForward:
@@ -37,7 +39,11 @@ class CheckpointedForward:
 def checkpoint_layers(unet: nn.Module) -> Iterator[nn.Module]:
     """The layers of the UNet's input, middle and output blocks, in forward order; a SpatialTransformer
     counts as its transformer blocks (SDXL stacks ten of them: recomputing all ten at once would hold all
-    their activations in backward, so each is its own checkpoint, as diffusers does)."""
+    their activations in backward, so each is its own checkpoint, as diffusers does). Flux: its blocks themselves."""
+    for name in FLUX_BLOCKS:
+        blocks = getattr(unet, name, None)
+        if isinstance(blocks, nn.ModuleList):
+            yield from blocks
     for name in BLOCKS:
         blocks = getattr(unet, name, None)
         if blocks is None:

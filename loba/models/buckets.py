@@ -26,8 +26,11 @@ SD_BUCKETS: tuple[Size, ...] = tuple((h // 2, w // 2) for h, w in SDXL_BUCKETS)
 BUCKET_SETS: dict[str, tuple[Size, ...]] = {"sdxl_buckets": SDXL_BUCKETS, "sd_buckets": SD_BUCKETS}
 
 # Every side is a multiple of the VAE factor 8. SDXL was trained only at multiples of 64 (its buckets and
-# its size conditioning); sd-scripts' own SDXL UNet breaks below 32. So SDXL asks for 64.
-SIDE_MULTIPLE = {"sdxl": 64}
+# its size conditioning); sd-scripts' own SDXL UNet breaks below 32. So SDXL asks for 64. Flux packs 2x2 cells of
+# its 8-pixel VAE latent into one token, so its sides are multiples of 16 (any aspect ratio).
+SIDE_MULTIPLE = {"sdxl": 64, "flux": 16}
+WHY_MULTIPLE = {"sdxl": "SDXL was trained at sides that are multiples of 64",
+                "flux": "Flux packs 2x2 latent cells of 8 pixels into one token"}
 DEFAULT_SIDE_MULTIPLE = 8
 
 # A mask is resized to each training size; past this relative aspect difference it would visibly stretch.
@@ -54,7 +57,7 @@ def family_size_problem(size: Size, family: str) -> str | None:
         return None
     height, width = size
     fix = (round(height / multiple) * multiple or multiple, round(width / multiple) * multiple or multiple)
-    why = "SDXL was trained at sides that are multiples of 64" if family == "sdxl" else "the VAE works in 8-pixel cells"
+    why = WHY_MULTIPLE.get(family, "the VAE works in 8-pixel cells")
     return (f"{label(size)} (width x height) has a side that is not a multiple of {multiple} ({why}); "
             f"use e.g. {label(fix)}" + (f", or an SDXL bucket: {describe(SDXL_BUCKETS)}" if family == "sdxl" else ""))
 
