@@ -179,7 +179,8 @@ class ComfyBackend(ModelBackend):
         with torch.inference_mode(False), torch.enable_grad():
             # Loaded with its patches (other LoRAs) in the weights, fully, so nothing is offloaded mid-step.
             comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
-            with usable_for_backward(self.denoiser()), super().training_session():
+            with usable_for_backward(self.denoiser()), checkpointing.copied_flux_inputs(self.denoiser()), \
+                    super().training_session():
                 yield
 
 
