@@ -17,6 +17,7 @@ from ..loba.errors import AdapterFileError, ConfigError, UnsupportedModelError
 from ..loba.eval.slider_check import check_family
 from ..loba.sliders.kohya import SliderFile, load_slider
 from .comfy_backend import model_family
+from .flux_comfy import check_clip
 from .node_errors import fail
 from .output_paths import checked_prefix
 from .slider_fit import check_fits_model
@@ -84,3 +85,15 @@ def apply_slider(model, slider: SliderFile, strength: float, node: str):
         return model
     patched, _ = comfy.sd.load_lora_for_models(model, None, unet_tensors(slider, model, node), float(strength), 0)
     return patched
+
+
+def check_model_clip(model, clip, node: str) -> None:
+    """A Flux MODEL with an SD CLIP (or the reverse) is refused, naming the clip input, before any sampling."""
+    try:
+        family = model_family(model.model)
+    except UnsupportedModelError:
+        return
+    try:
+        check_clip(family, clip)
+    except ConfigError as exc:
+        raise fail(node, "clip", str(exc).split(": ", 1)[-1]) from None

@@ -13,7 +13,6 @@ import pytest
 import torch
 from support.comfy import COMFY_MARKS, require_comfyui
 from support.comfy_flux import tiny_flux_clip, tiny_flux_model
-from support.nodes import pack  # noqa: F401  (fixture)
 
 from loba.config import TrainConfig
 from loba.prompts import PromptPair, PromptSet
@@ -39,7 +38,7 @@ def models(comfy):
 
 
 @pytest.fixture(scope="module")
-def module(pack):  # noqa: F811
+def module(pack):
     return pack.module.nodes.comfy_backend
 
 
