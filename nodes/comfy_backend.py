@@ -40,7 +40,7 @@ from .model_sampling import read_model_sampling
 
 # First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
 FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))
-SUPPORTED = "SD1.x, SD2.x (epsilon or v-prediction), SDXL and Flux.1 (dev, schnell) models"
+SUPPORTED = "SD1.x, SD2.x (epsilon or v-prediction) and SDXL models, and Flux.1 (dev, schnell)"
 
 
 def model_family(model) -> str:
@@ -69,7 +69,7 @@ class ComfyBackend(ModelBackend):
             value = check_guidance(variant, guidance)
             self.guidance = value if variant == "dev" else None
         # As sampled (ModelSamplingDiscrete / ModelSamplingFlux patches included), not model.model_type: see model_sampling.py.
-        self._sampling = read_model_sampling(model_patcher)
+        self._sampling = read_model_sampling(model_patcher, flow=self.family == "flux")
         self.prediction_type, self._alphas_cumprod = self._sampling.prediction_type, self._sampling.alphas_cumprod
         self.latent_channels = int(self.model.latent_format.latent_channels)
         self._names = KohyaNames(self.model.diffusion_model, self.family)

@@ -58,18 +58,26 @@ def sampling_type_name(sampling) -> str:
     return type(sampling).__name__
 
 
-def _refuse(what: str) -> UnsupportedModelError:
+def _refuse(what: str, flux: bool = False) -> UnsupportedModelError:
+    if flux:
+        return UnsupportedModelError(f"this Flux MODEL samples as {what}; a Flux model trains as flow (CONST) on "
+                                     "ModelSamplingFlux or ModelSamplingSD3: remove the other ModelSampling node before "
+                                     "Train Slider")
     return UnsupportedModelError(
         f"this MODEL samples as {what}; LOBA trains {TRAINABLE}. Remove the ModelSampling node before Train Slider "
         "or set ModelSamplingDiscrete's sampling to eps or v_prediction (EDM, LCM and x0 models are not trainable; "
         "Flux trains on its own ModelSamplingFlux or a ModelSamplingSD3 patch)")
 
 
-def read_model_sampling(patcher) -> ModelSampling:
-    """The prediction type and schedule the MODEL is sampled with; refuses what LOBA cannot train."""
+def read_model_sampling(patcher, flow: bool = False) -> ModelSampling:
+    """The prediction type and schedule the MODEL is sampled with; refuses what LOBA cannot train. `flow`: the MODEL
+    is a flow model (Flux), which trains only as flow; an SD UNet patched to flow (ModelSamplingSD3 on SDXL) does
+    not (its weights predict eps or v, whatever the sampler is told)."""
     sampling = patcher.get_model_object("model_sampling")
     kind = type(sampling)
-    if _is_flow(sampling):
+    if flow or _is_flow(sampling):
+        if not (flow and _is_flow(sampling)):
+            raise _refuse(f"{sampling_type_name(sampling)} on {_base_name(kind)}", flow)
         return _read_flow(sampling)
     discrete = isinstance(sampling, ms.ModelSamplingDiscrete) and kind.sigma is ms.ModelSamplingDiscrete.sigma \
         and kind.timestep is ms.ModelSamplingDiscrete.timestep

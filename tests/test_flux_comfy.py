@@ -206,3 +206,14 @@ def test_gradient_checkpointing_gives_the_same_gradients_on_flux(models, module)
                 backend.set_gradient_checkpointing(False)
     assert all(torch.allclose(a, b, atol=1e-7, rtol=1e-5) for a, b in zip(*grads))
     assert any(float(g.abs().max()) > 0 for g in grads[0])
+
+
+@pytest.mark.parametrize("patch", ["eps", "edm"])
+def test_a_flux_model_patched_to_another_sampling_is_refused(models, module, pack, patch):
+    from comfy_extras.nodes_model_advanced import ModelSamplingContinuousEDM, ModelSamplingDiscrete
+
+    with torch.inference_mode():
+        model = (ModelSamplingDiscrete().patch(models["dev"], "eps", False)[0] if patch == "eps" else
+                 ModelSamplingContinuousEDM().patch(models["dev"], "edm", 120.0, 0.002)[0])
+    with pytest.raises(pack.module.loba.errors.UnsupportedModelError, match="this Flux MODEL samples as .*trains as flow"):
+        backend_of(module, model, models["clip"])
