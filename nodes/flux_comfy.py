@@ -54,7 +54,10 @@ def is_flux_clip(clip) -> bool:
 
 
 def check_clip(family: str, clip) -> None:
-    """The CLIP must be the MODEL's kind: Flux's T5 + CLIP-L for Flux, an SD one for SD (field `clip`)."""
+    """The CLIP must be the MODEL's kind: Flux's T5 + CLIP-L for Flux, an SD one for SD (field `clip`). None: a
+    backend made for its names and model calls only (prompts then cannot be encoded)."""
+    if clip is None:
+        return
     if not hasattr(clip, "tokenize") or not hasattr(clip, "encode_from_tokens"):
         raise ConfigError("clip", f"expected a CLIP (a CLIP loader's output), got {type(clip).__name__}")
     if getattr(clip, "cond_stage_model", None) is None:

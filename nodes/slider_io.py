@@ -14,7 +14,7 @@ import folder_paths
 import torch
 
 from ..loba.errors import AdapterFileError, ConfigError, UnsupportedModelError
-from ..loba.eval.slider_check import check_family
+from ..loba.eval.slider_check import check_family, slider_family
 from ..loba.sliders.kohya import SliderFile, load_slider
 from .comfy_backend import model_family
 from .flux_comfy import check_clip
@@ -68,11 +68,14 @@ def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") ->
 
 
 def _check_family(slider: SliderFile, model, node: str, field: str) -> None:
-    """An SDXL slider on Flux (or the reverse) is named as such, before its keys are compared."""
+    """An SDXL slider on Flux (or the reverse) is named as such, before its keys are compared (between SD families the
+    key check below decides, as before: it names the missing layers)."""
     try:
         family = model_family(model.model)
     except UnsupportedModelError:
         return  # a model LOBA does not train: the key check below still decides
+    if "flux" not in (family, slider_family(slider)):
+        return
     try:
         check_family(slider, family, field)
     except ConfigError as exc:
