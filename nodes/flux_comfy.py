@@ -115,3 +115,10 @@ def flux_call(model, sampling, sigmas: torch.Tensor, guidance: Optional[float], 
     xc = sampling.calculate_input(sigma, x).to(dtype)
     y = cond.pooled.to(x.device, dtype)
     return model.diffusion_model(xc, model_t, context=cond.context.to(x.device, dtype), y=y, **kwargs)
+
+
+def check_flux_config(config) -> None:
+    """What a Flux run cannot do yet, refused before model work (field named)."""
+    if config.network.train_text_encoder != "off":
+        raise ConfigError("train_text_encoder", "LOBA does not train Flux's text encoders (T5-XXL + CLIP-L) yet; "
+                                                "set train_text_encoder = off")

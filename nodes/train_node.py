@@ -24,6 +24,7 @@ from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
 from .file_nodes import check_slider
+from .flux_comfy import check_flux_config
 from .node_errors import fail, reported_as
 from .output_paths import checked_prefix, run_paths, sweep_stale_temp_files
 from .seam import ComfySeam, raise_interrupt
@@ -184,6 +185,8 @@ class TrainSliderNode(io.ComfyNode):
         """The run; a cancel wherever it lands (step, preview, checkpoint, progress update) returns the partial slider."""
         with reported_as(node, "model"):
             backend = ComfyBackend(model, clip, vae, guidance=config.sampling.guidance)
+            if backend.family == "flux":
+                check_flux_config(config)
         request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
                              out_dir=paths.out_dir, resume=paths.resume, preview=policy, resolution=resolution,
                              network_weights=start, instant=instant)

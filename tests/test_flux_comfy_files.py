@@ -161,6 +161,7 @@ def no_model_work(pack, monkeypatch):
     ("flux+sd_clip", "clip", "DualCLIPLoader"), ("sd+flux_clip", "clip", "Flux CLIP"),
     ("resolution", "resolution", "not a multiple of 16"), ("schnell_guidance", "guidance", "schnell has no guidance"),
     ("sd_preset", "preset", "for sd1/sd2/sdxl models"), ("flux_preset_on_sd", "preset", "for flux models"),
+    ("text_encoder", "train_text_encoder", "Flux's text encoders"),
 ])
 def test_bad_flux_input_is_refused_before_model_work(pack, flux, toy, monkeypatch, case, field, message):
     no_model_work(pack, monkeypatch)
@@ -178,6 +179,8 @@ def test_bad_flux_input_is_refused_before_model_work(pack, flux, toy, monkeypatc
     if case in ("sd_preset", "flux_preset_on_sd"):
         preset = "cross_attention" if case == "sd_preset" else "flux_double_attention"
         extra["targeting"] = ConfigPart("LOBA Targeting", {"preset": preset})
+    if case == "text_encoder":
+        extra["targeting"] = ConfigPart("LOBA Targeting", {"train_text_encoder": "alongside"})
     with pytest.raises(ValueError, match=f"LOBA Train Slider, input '{field}': .*{message}"):
         run_node(pack.nodes[TRAIN], prompts=pair(pack), **inputs, **train_inputs(**extra))
 
