@@ -217,3 +217,15 @@ def test_a_flux_model_patched_to_another_sampling_is_refused(models, module, pac
                  ModelSamplingContinuousEDM().patch(models["dev"], "edm", 120.0, 0.002)[0])
     with pytest.raises(pack.module.loba.errors.UnsupportedModelError, match="this Flux MODEL samples as .*trains as flow"):
         backend_of(module, model, models["clip"])
+
+
+def test_prompts_of_different_t5_lengths_are_padded_as_comfyui_pads_them(models, module):
+    clip, long = models["clip"], " ".join(["a very long description of a cat"] * 60)  # past T5's 256-token minimum
+    backend = backend_of(module, models["dev"], clip)
+    with torch.inference_mode():
+        conds = backend.encode_prompts(["a cat", long])
+        length = conds[long].context.shape[1]
+        padded, pooled = clip.encode_from_tokens(clip.tokenize("a cat", tokenizer_options={"t5xxl_min_length": length}),
+                                                 return_pooled=True)
+    assert length > 256 and conds["a cat"].context.shape[1] == length
+    assert torch.equal(conds["a cat"].context, padded) and torch.equal(conds["a cat"].pooled, pooled)
