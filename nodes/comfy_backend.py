@@ -11,7 +11,8 @@ The traps handled here (see shared docs, comfyui-host.md):
 - ComfyUI's model input is VP-scaled x_t and its timestep is the discrete index, which is what the
   engine's x_t and t already are, so the UNet is called directly (no calculate_input);
 - the prediction type and the schedule come from the patcher's model_sampling object, so ModelSamplingDiscrete
-  overrides apply (v_prediction, zsnr); sampling types LOBA cannot train are refused (nodes/model_sampling.py).
+  overrides apply (v_prediction, zsnr); sampling types LOBA cannot train are refused (nodes/model_sampling.py);
+- Flux.1 dev / schnell (family "flux", flow matching): the model call, its CLIP and its guidance are in flux_comfy.py.
 
 Imported only inside node execution and tests (it imports ComfyUI).
 """
@@ -32,16 +33,19 @@ from ..loba.models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..loba.models.clip_text import equal_lengths
 from ..loba.models.naming import KohyaNames
 from . import checkpointing
+from .flux_comfy import DEFAULT_GUIDANCE, check_clip, check_conditioning, check_flux_model, check_guidance, encode_flux, flux_call, is_flux
 from .frozen_weights import usable_for_backward
 from .model_patches import refuse_sampler_patches, unet_transformer_options
 from .model_sampling import read_model_sampling
 
 # First match wins: SDXL-like configs (SSD-1B, Vega, ...) subclass SDXL; SD2.1-unclip subclasses SD20.
 FAMILIES = (("sdxl", "SDXL"), ("sd2", "SD20"), ("sd1", "SD15"))
-SUPPORTED = "SD1.x, SD2.x (epsilon or v-prediction) and SDXL models"
+SUPPORTED = "SD1.x, SD2.x (epsilon or v-prediction) and SDXL models, and Flux.1 (dev, schnell)"
 
 
 def model_family(model) -> str:
+    if is_flux(model):
+        return "flux"
     config = getattr(model, "model_config", None)
     for family, class_name in FAMILIES:
         cls = getattr(comfy.supported_models, class_name, None)
@@ -51,15 +55,22 @@ def model_family(model) -> str:
 
 
 class ComfyBackend(ModelBackend):
-    def __init__(self, model_patcher, clip, vae=None):
+    def __init__(self, model_patcher, clip, vae=None, guidance: float = DEFAULT_GUIDANCE):
         self.patcher = model_patcher
         self.clip = clip
         self.vae = vae  # optional: decodes previews
         self.model = model_patcher.model
         self.family = model_family(self.model)
-        # As sampled (ModelSamplingDiscrete patches included), not model.model_type: see model_sampling.py.
-        sampling = read_model_sampling(model_patcher)
-        self.prediction_type, self._alphas_cumprod = sampling.prediction_type, sampling.alphas_cumprod
+        check_clip(self.family, clip)
+        # Flux dev's distilled guidance on every call; schnell has none (a non-default value is refused).
+        self.guidance = None
+        if self.family == "flux":
+            variant = check_flux_model(self.model)
+            value = check_guidance(variant, guidance)
+            self.guidance = value if variant == "dev" else None
+        # As sampled (ModelSamplingDiscrete / ModelSamplingFlux patches included), not model.model_type: see model_sampling.py.
+        self._sampling = read_model_sampling(model_patcher, flow=self.family == "flux")
+        self.prediction_type, self._alphas_cumprod = self._sampling.prediction_type, self._sampling.alphas_cumprod
         self.latent_channels = int(self.model.latent_format.latent_channels)
         self._names = KohyaNames(self.model.diffusion_model, self.family)
         refuse_sampler_patches(model_patcher, clip)  # what only the sampler applies cannot be trained on
@@ -89,19 +100,32 @@ class ComfyBackend(ModelBackend):
     def alphas_cumprod(self) -> torch.Tensor:
         return self._alphas_cumprod
 
+    def noise_schedule(self):
+        return self._sampling.schedule()
+
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
         # The CLIPTextEncode path: ComfyUI's tokenizer parses (word:1.2) weights and cuts long prompts into
         # 75-token chunks, encode_from_tokens applies the weights and CLIPSetLastLayer's layer.
         distinct = list(dict.fromkeys(prompts))
-        contexts, pooled = [], []
-        for text in distinct:
-            cond, pool = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
-            contexts.append(cond)
-            pooled.append(pool)
+        if self.family == "flux":
+            encoded = encode_flux(self.clip, distinct)
+            contexts, pooled = [encoded[t][0] for t in distinct], [encoded[t][1] for t in distinct]
+        else:
+            contexts, pooled = [], []
+            for text in distinct:
+                cond, pool = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
+                contexts.append(cond)
+                pooled.append(pool)
+            contexts = equal_lengths(contexts)
+        keep_pooled = self.family in ("sdxl", "flux")
         with torch.inference_mode(False):  # CLIP outputs are inference tensors under the executor: copy them out
-            contexts = [c.clone().to(self.device, self.dtype) for c in equal_lengths(contexts)]
-            pooled = [None if p is None or self.family != "sdxl" else p.clone().to(self.device, self.dtype) for p in pooled]
-        return {text: Conditioning(c, p) for text, c, p in zip(distinct, contexts, pooled)}
+            contexts = [c.clone().to(self.device, self.dtype) for c in contexts]
+            pooled = [None if p is None or not keep_pooled else p.clone().to(self.device, self.dtype) for p in pooled]
+        out = {text: Conditioning(c, p) for text, c, p in zip(distinct, contexts, pooled)}
+        if self.family == "flux":
+            for cond in out.values():
+                check_conditioning(self.model, cond)
+        return out
 
     def token_positions(self, prompt: str, word: str) -> list[int]:
         from .comfy_tokens import comfy_token_positions
@@ -113,6 +137,8 @@ class ComfyBackend(ModelBackend):
 
     def predict(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
                 size: Optional[SizeConditioning] = None) -> torch.Tensor:
+        if self.family == "flux":
+            return self._predict_flux(x, timesteps, cond)
         y = None
         if self.family == "sdxl":
             size = size or SizeConditioning.plain(x.shape[-2] * self.vae_scale_factor, x.shape[-1] * self.vae_scale_factor)
@@ -124,6 +150,12 @@ class ComfyBackend(ModelBackend):
         options = unet_transformer_options(self.patcher, timesteps)
         extra = {} if options is None else {"transformer_options": options}
         return self.model.diffusion_model(x.to(self.dtype), timesteps, context=cond.context, y=y, **extra)
+
+    def _predict_flux(self, x: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        sigmas = self._sampling.sigmas
+        options = unet_transformer_options(self.patcher, timesteps, sigmas[timesteps.long().cpu()].to(x.device, torch.float32))
+        extra = {} if options is None else {"transformer_options": options}
+        return flux_call(self.model, self._sampling.sampling, sigmas, self.guidance, x, timesteps, cond, self.dtype, extra)
 
     def kohya_name(self, module_name: str) -> str:
         return self._names.kohya_name(module_name)
@@ -141,7 +173,8 @@ class ComfyBackend(ModelBackend):
             checkpointing.disable(self.denoiser())
 
     def text_encoder_modules(self) -> list[nn.Module]:
-        return _TextEncoders.modules(self)
+        # Flux's T5 + CLIP-L: no text-encoder LoRA yet (train_text_encoder is refused by the engine for an empty list).
+        return [] if self.family == "flux" else _TextEncoders.modules(self)
 
     def encode_prompts_trainable(self, prompts: Sequence[str]) -> dict[str, Conditioning]:
         return _TextEncoders.encode(self, prompts)
@@ -154,7 +187,8 @@ class ComfyBackend(ModelBackend):
         with torch.inference_mode(False), torch.enable_grad():
             # Loaded with its patches (other LoRAs) in the weights, fully, so nothing is offloaded mid-step.
             comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
-            with usable_for_backward(self.denoiser()), super().training_session():
+            with usable_for_backward(self.denoiser()), checkpointing.copied_flux_inputs(self.denoiser()), \
+                    super().training_session():
                 yield
 
 

@@ -16,9 +16,10 @@ from ..loba.eval.slider_check import FAMILY_OF_CONTEXT, check_family
 from ..loba.eval.spec import parse_spec
 from ..loba.pixels import pil_to_pixels
 from .eval_spec_fields import spec_from_fields, spec_from_file, with_clip_vision_folder
+from .flux_comfy import is_flux
 from .node_errors import fail, reported_as
 from .preview_node import decode_image, encode, sample_latent
-from .slider_io import apply_slider, load_lora_by_name, unet_tensors
+from .slider_io import apply_slider, check_model_clip, load_lora_by_name, unet_tensors
 
 
 def _lora_names() -> list[str]:
@@ -28,7 +29,10 @@ def _lora_names() -> list[str]:
 
 
 def model_family(model):
-    """sd1 / sd2 / sdxl by the UNet's cross-attention width; None for others (the toy world: layer names decide)."""
+    """sd1 / sd2 / sdxl by the UNet's cross-attention width, flux by its class; None for others (the toy world: layer
+    names decide)."""
+    if is_flux(model.model):
+        return "flux"
     return FAMILY_OF_CONTEXT.get(model.model.model_config.unet_config.get("context_dim"))
 
 
@@ -82,6 +86,7 @@ class EvaluateSliderNode(io.ComfyNode):
             check_sampler(spec, node)
             slider = load_lora_by_name(slider_name, node, "slider_name")
             check_family(slider, model_family(model), "slider_name")
+            check_model_clip(model, clip, node)
             unet_tensors(slider, model, node, "slider_name")  # every layer exists in this MODEL
             models = {w: apply_slider(model, slider, w, node) for w in spec.weights}  # clones: the MODEL stays as it is
             evaluators = build_evaluators(spec)
@@ -132,7 +137,7 @@ def _input_folder():
 
 def native_side(model) -> int:
     side = getattr(model.model.model_config, "loba_native_resolution", None)
-    return int(side) if side else (1024 if model_family(model) == "sdxl" else 512)
+    return int(side) if side else (1024 if model_family(model) in ("sdxl", "flux") else 512)
 
 
 class ComfyRenderer:

@@ -85,11 +85,12 @@ def refuse_sampler_patches(patcher, clip=None) -> None:
                                     "before Set CLIP Hooks")
 
 
-def unet_transformer_options(patcher, timesteps: torch.Tensor) -> Optional[dict]:
+def unet_transformer_options(patcher, timesteps: torch.Tensor, sigmas: Optional[torch.Tensor] = None) -> Optional[dict]:
     """The transformer_options the sampler would pass to the UNet (its patches), or None when there are none.
 
     As comfy/samplers.py does: a copy with fresh patch lists, plus the step's sigmas. Every row of the
-    trainer's batch is passed as one conditional chunk (cond_or_uncond [0])."""
+    trainer's batch is passed as one conditional chunk (cond_or_uncond [0]). A flow backend hands its `sigmas`
+    (its integer timesteps index a sigma table, not model_sampling's timestep units)."""
     options = (getattr(patcher, "model_options", {}) or {}).get("transformer_options", {}) or {}
     if not options:
         return None
@@ -97,5 +98,5 @@ def unet_transformer_options(patcher, timesteps: torch.Tensor) -> Optional[dict]
     if "patches" in copied:
         copied["patches"] = {name: list(fns) for name, fns in copied["patches"].items()}
     copied["cond_or_uncond"] = [0]
-    copied["sigmas"] = patcher.get_model_object("model_sampling").sigma(timesteps.float())
+    copied["sigmas"] = sigmas if sigmas is not None else patcher.get_model_object("model_sampling").sigma(timesteps.float())
     return copied

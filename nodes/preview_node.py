@@ -22,7 +22,7 @@ from ..loba.images import labelled_grid, parse_weights
 from ..loba.pixels import pil_to_pixels, pixels_to_pil
 from .file_nodes import check_slider
 from .node_errors import fail
-from .slider_io import apply_slider
+from .slider_io import apply_slider, check_model_clip
 from .types import SliderSocket
 
 
@@ -109,6 +109,7 @@ class SliderPreviewGridNode(io.ComfyNode):
             check_count(rows, "prompts", MAX_GRID_PROMPTS, "prompts")
         except ConfigError as exc:
             raise fail(node, exc.field, str(exc).split(": ", 1)[-1]) from None
+        check_model_clip(model, clip, node)
         models = {w: apply_slider(model, slider, w, node) for w in columns}
         negative_cond = encode(clip, negative)
         bar = comfy.utils.ProgressBar(len(rows) * len(columns) * steps)

@@ -13,8 +13,11 @@ import comfy.sd
 import folder_paths
 import torch
 
-from ..loba.errors import AdapterFileError
+from ..loba.errors import AdapterFileError, ConfigError, UnsupportedModelError
+from ..loba.eval.slider_check import check_family, slider_family
 from ..loba.sliders.kohya import SliderFile, load_slider
+from .comfy_backend import model_family
+from .flux_comfy import check_clip
 from .node_errors import fail
 from .output_paths import checked_prefix
 from .slider_fit import check_fits_model
@@ -53,6 +56,7 @@ def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") ->
     known = comfy.lora.model_lora_keys_unet(model.model, {})
     tensors = {k: v for k, v in slider.tensors.items() if not k.startswith(TEXT_ENCODER_PREFIXES)}
     stems = SliderFile(tensors).module_stems()
+    _check_family(slider, model, node, field)
     foreign = sorted(stem for stem in stems if stem not in known)
     if not stems:
         raise fail(node, field, "the slider holds no UNet layers (text-encoder-only LoRAs are not sliders)")
@@ -63,9 +67,36 @@ def unet_tensors(slider: SliderFile, model, node: str, field: str = "slider") ->
     return tensors
 
 
+def _check_family(slider: SliderFile, model, node: str, field: str) -> None:
+    """An SDXL slider on Flux (or the reverse) is named as such, before its keys are compared (between SD families the
+    key check below decides, as before: it names the missing layers)."""
+    try:
+        family = model_family(model.model)
+    except UnsupportedModelError:
+        return  # a model LOBA does not train: the key check below still decides
+    if "flux" not in (family, slider_family(slider)):
+        return
+    try:
+        check_family(slider, family, field)
+    except ConfigError as exc:
+        raise fail(node, field, str(exc).split(": ", 1)[-1]) from None
+
+
 def apply_slider(model, slider: SliderFile, strength: float, node: str):
     """A clone of MODEL with the slider at `strength` (any sign), through the stock LoraLoaderModelOnly path."""
     if strength == 0:
         return model
     patched, _ = comfy.sd.load_lora_for_models(model, None, unet_tensors(slider, model, node), float(strength), 0)
     return patched
+
+
+def check_model_clip(model, clip, node: str) -> None:
+    """A Flux MODEL with an SD CLIP (or the reverse) is refused, naming the clip input, before any sampling."""
+    try:
+        family = model_family(model.model)
+    except UnsupportedModelError:
+        return
+    try:
+        check_clip(family, clip)
+    except ConfigError as exc:
+        raise fail(node, "clip", str(exc).split(": ", 1)[-1]) from None

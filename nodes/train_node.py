@@ -24,6 +24,7 @@ from ..loba.train.preview import PreviewPolicy
 from ..loba.train.run import RunRequest, run_training
 from .comfy_backend import ComfyBackend
 from .file_nodes import check_slider
+from .flux_comfy import check_flux_config
 from .node_errors import fail, reported_as
 from .output_paths import checked_prefix, run_paths, sweep_stale_temp_files
 from .seam import ComfySeam, raise_interrupt
@@ -73,10 +74,10 @@ class TrainSliderNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="LOBA_TrainSlider", display_name=cls.DISPLAY, category="LOBA",
-            description="Trains a LoRA slider from prompts alone (LECO, carried to SD1/SD2-v/SDXL). The MODEL and CLIP "
+            description="Trains a LoRA slider from prompts alone (LECO, carried to SD1/SD2-v/SDXL and Flux.1). The MODEL and CLIP "
                         "you connect are left exactly as they were; the slider is saved into the loras folder.",
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion model to train a slider for (SD1.x, SD2.x, SDXL)."),
+                io.Model.Input("model", tooltip="The diffusion model to train a slider for (SD1.x, SD2.x, SDXL, Flux.1 dev/schnell)."),
                 io.Clip.Input("clip", tooltip="Its text encoder, used to encode the prompts (and trained through a LoRA with the "
                                             "Targeting node's train_text_encoder; the CLIP itself is left unchanged)."),
                 PromptsSocket.Input("prompts", tooltip="Prompt set from the LOBA prompt nodes."),
@@ -87,7 +88,8 @@ class TrainSliderNode(io.ComfyNode):
                 config_input(TrainConfig, "seed"),
                 io.Int.Input("resolution", default=0, min=0, max=entry_limit("resolution", "max"), step=8,
                              tooltip="Training resolution for prompts that set none; 0 = the model's native size "
-                                     "(SD1 512, SD2-v 768, SDXL 1024, toy world 64)."),
+                                     "(SD1 512, SD2-v 768, SDXL 1024, Flux 1024, toy world 64). Flux: sides "
+                                     "divisible by 16, any aspect ratio."),
                 config_input(SamplingConfig, "max_denoising_steps"),
                 config_input(SamplingConfig, "leco_denoise_guidance_scale", step=0.5, display_name="denoise_cfg"),
                 config_input(SamplingConfig, "denoise_with_adapter"),
@@ -126,6 +128,8 @@ class TrainSliderNode(io.ComfyNode):
                 config_input(TrainConfig, "calibrate_strength", optional=True),
                 config_input(TrainConfig, "calibration_effect", optional=True, step=0.01),
                 io.Boolean.Input("instant", default=False, optional=True, tooltip=INSTANT_TOOLTIP),
+                # Optional: older graphs validate unchanged (3.5, Flux dev's default; SD models ignore it).
+                config_input(SamplingConfig, "guidance", optional=True, step=0.1),
             ],
             outputs=[
                 SliderSocket.Output(display_name="slider", tooltip="The trained slider: connect to Apply, Preview Grid, Save or Merge."),
@@ -141,7 +145,7 @@ class TrainSliderNode(io.ComfyNode):
                 gradient_checkpointing, save_precision, save_every_n_steps, preview_every, preview_weights, filename_prefix,
                 resume_file="", vae=None, targeting=None, loss=None, optimizer=None, sampling=None, start_from=None,
                 dim_from_weights=False, canary_every=None, canary_drift_budget=None, canary_prompts="",
-                calibrate_strength=None, calibration_effect=None, instant=False) -> io.NodeOutput:
+                calibrate_strength=None, calibration_effect=None, instant=False, guidance=None) -> io.NodeOutput:
         node = cls.DISPLAY
         if not isinstance(prompts, PromptSet):
             raise fail(node, "prompts", "connect a LOBA prompt node (Prompt Pair, Slider Target, Load Prompt TOML)")
@@ -152,7 +156,8 @@ class TrainSliderNode(io.ComfyNode):
                    "save_precision": save_precision, "save_every_n_steps": save_every_n_steps,
                    "dim_from_weights": dim_from_weights,
                    **_canary_widgets(canary_every, canary_drift_budget, canary_prompts),
-                   **_set_only({"calibrate_strength": calibrate_strength, "calibration_effect": calibration_effect})}
+                   **_set_only({"calibrate_strength": calibrate_strength, "calibration_effect": calibration_effect,
+                                "guidance": guidance})}
         config = merged_config(node, widgets, [targeting, loss, optimizer, sampling])
         start = None if start_from is None else StartWeights((check_slider(start_from, node, "start_from"),), (1.0,))
         with reported_as(node):
@@ -179,7 +184,9 @@ class TrainSliderNode(io.ComfyNode):
     def _train(cls, node, prompts, config, paths, policy, resolution, model, clip, vae, start, instant):
         """The run; a cancel wherever it lands (step, preview, checkpoint, progress update) returns the partial slider."""
         with reported_as(node, "model"):
-            backend = ComfyBackend(model, clip, vae)
+            backend = ComfyBackend(model, clip, vae, guidance=config.sampling.guidance)
+            if backend.family == "flux":
+                check_flux_config(config)
         request = RunRequest(prompts, config, backend=backend, callbacks=ComfySeam(cls.hidden.unique_id),
                              out_dir=paths.out_dir, resume=paths.resume, preview=policy, resolution=resolution,
                              network_weights=start, instant=instant)

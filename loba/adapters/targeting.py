@@ -4,6 +4,11 @@ Presets match module names of both naming schemes: diffusers (down_blocks.0.atte
 down_blocks.0.resnets.0.conv1, downsamplers.0.conv, mid_block) and LDM/ComfyUI (input_blocks.1.1...,
 input_blocks.1.0.in_layers.2, emb_layers.1, out_layers.3, skip_connection, input_blocks.3.0.op,
 output_blocks.2.1.conv, middle_block). Leaf names inside transformer blocks are the same in both.
+
+The flux_* presets match Flux.1's own module names (BFL's, which ComfyUI's Flux keeps and kohya files use):
+double_blocks.N.{img,txt}_attn.{qkv,proj}, double_blocks.N.{img,txt}_mlp.{0,2}, double_blocks.N.{img,txt}_mod.lin,
+single_blocks.N.{linear1,linear2,modulation.lin}. Every preset says which families it is for (PRESET_FAMILIES), and a
+preset of another family is refused before model work (check_preset_family), not left to select nothing.
 """
 
 from __future__ import annotations
@@ -78,8 +83,9 @@ def attention_mlp(name: str, module: nn.Module) -> bool:
 
 @TARGETING_PRESETS.register("all_linear")
 def all_linear(name: str, module: nn.Module) -> bool:
-    """Every Linear and 1x1 Conv2d in the transformer blocks incl. proj_in/out: kohya's default LoRA."""
-    return _is_linear_like(module) and bool(_TRANSFORMER.search(name))
+    """Every Linear and 1x1 Conv2d in the transformer blocks incl. proj_in/out: kohya's default LoRA (on Flux:
+    flux_all_linear, so the default preset trains every family)."""
+    return _is_linear_like(module) and bool(_TRANSFORMER.search(name)) or flux_all_linear(name, module)
 
 
 @TARGETING_PRESETS.register("all_linear_conv")
@@ -94,6 +100,59 @@ def all_linear_conv(name: str, module: nn.Module) -> bool:
 def no_cross_attention(name: str, module: nn.Module) -> bool:
     """all_linear_conv without cross-attention: ESD-u."""
     return all_linear_conv(name, module) and not _IN_CROSS_ATTENTION.search(name)
+
+
+# Flux.1 (double_blocks: separate img and txt streams joined in attention; single_blocks: one joint stream).
+# Modulation layers (img_mod/txt_mod/modulation .lin) are left out, as kohya's Flux LoRA leaves them out by default.
+_FLUX_DOUBLE_ATTENTION = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)$")
+_FLUX_DOUBLE_MLP = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_mlp\.(0|2)$")
+_FLUX_SINGLE = re.compile(r"(^|\.)single_blocks\.\d+\.(linear1|linear2)$")
+_FLUX_STREAM = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_(attn\.(qkv|proj)|mlp\.(0|2))$")
+
+
+def _flux(pattern: re.Pattern, doc: str, stream: str = "") -> Predicate:
+    def predicate(name: str, module: nn.Module) -> bool:
+        return _is_linear_like(module) and bool(pattern.search(name)) and (not stream or f".{stream}_" in name)
+    predicate.__doc__ = doc
+    return predicate
+
+
+TARGETING_PRESETS.register("flux_double_attention", _flux(
+    _FLUX_DOUBLE_ATTENTION, "Flux: the double blocks' attention (img and txt qkv and proj)."))
+TARGETING_PRESETS.register("flux_single_blocks", _flux(
+    _FLUX_SINGLE, "Flux: the single (joint-stream) blocks' linear1 (qkv + MLP in) and linear2 (out)."))
+TARGETING_PRESETS.register("flux_img_stream", _flux(
+    _FLUX_STREAM, "Flux: the double blocks' image stream only (img_attn qkv/proj, img_mlp).", "img"))
+TARGETING_PRESETS.register("flux_txt_stream", _flux(
+    _FLUX_STREAM, "Flux: the double blocks' text stream only (txt_attn qkv/proj, txt_mlp).", "txt"))
+
+
+@TARGETING_PRESETS.register("flux_all_linear")
+def flux_all_linear(name: str, module: nn.Module) -> bool:
+    """Flux: every attention and MLP Linear of the double and single blocks (kohya's Flux LoRA scope)."""
+    return _is_linear_like(module) and bool(_FLUX_DOUBLE_ATTENTION.search(name) or _FLUX_DOUBLE_MLP.search(name)
+                                            or _FLUX_SINGLE.search(name))
+
+
+SD_FAMILIES = ("sd1", "sd2", "sdxl")
+# {preset: the model families its names exist in}; a preset not listed is for the SD UNets.
+PRESET_FAMILIES = {**{name: ("flux",) for name in ("flux_double_attention", "flux_single_blocks", "flux_img_stream",
+                                                   "flux_txt_stream", "flux_all_linear")},
+                   "all_linear": SD_FAMILIES + ("flux",)}
+
+
+def preset_families(preset: str) -> tuple[str, ...]:
+    return PRESET_FAMILIES.get(preset, SD_FAMILIES)
+
+
+def check_preset_family(preset: str, family: str) -> None:
+    """Refuse a preset made for another family's module names (an SD preset on Flux selects nothing there)."""
+    families = preset_families(preset)
+    if family in families or family not in SD_FAMILIES + ("flux",):
+        return
+    fitting = [name for name in TARGETING_PRESETS.names() if family in preset_families(name)]
+    raise ConfigError("preset", f"preset '{preset}' is for {'/'.join(families)} models and this model is {family}; "
+                      f"use one of {', '.join(fitting)}")
 
 
 def _compile(field_name: str, pattern: str) -> re.Pattern:

@@ -140,6 +140,7 @@ class SamplingConfig(Bounded):
                                      "and the anchors) and the partial denoise's CFG pair run this many rows at a time. "
                                      "Lowers the peak on small cards at the cost of speed; 0 = all in one batch.",
                                      min=0, max=64)
+    guidance: float = option(3.5, "Flux.1 dev's distilled guidance on every model call (schnell has none: keep 3.5).", min=0.0, max=100.0)
     min_timestep: int = option(0, "Train only on timesteps >= this (0-999).", min=0, max=999)
     max_timestep: int = option(1000, "Train only on timesteps < this (1-1000).", min=1, max=1000)
     preserve_from_timestep: int = option(1000, "At timesteps >= this, every pair's target is the frozen model's own "
@@ -148,8 +149,7 @@ class SamplingConfig(Bounded):
 
     def __post_init__(self):
         super().__post_init__()
-        require(int(self.min_timestep) < int(self.max_timestep), "min_timestep",
-                "need 0 <= min_timestep < max_timestep <= 1000")
+        require(int(self.min_timestep) < int(self.max_timestep), "min_timestep", "need 0 <= min_timestep < max_timestep <= 1000")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ LDM indices (N blocks, L_i resnets in down block i; up blocks have L+1 layers):
   up_blocks.i.resnets.j        -> output_blocks.{sum_{k<i}(L_k+1) + j}.0      (attentions.j -> ....1)
   up_blocks.i.upsamplers.0     -> output_blocks.{last layer of block i}.{2 with attention, else 1}
 This is the table of ComfyUI's comfy.utils.unet_to_diffusers (which this module does not import).
+
+Flux.1 files use BFL's own module names (double_blocks.0.img_attn.qkv -> lora_unet_double_blocks_0_img_attn_qkv),
+which are ComfyUI's Flux module names: the "flux" scheme is the identity for a model that has double_blocks.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..errors import UnsupportedModelError
 
 KOHYA_UNET_PREFIX = "lora_unet_"
 # Which module-naming scheme the kohya files of each family use.
-KOHYA_SCHEMES = {"sd1": "diffusers", "sd2": "diffusers", "sdxl": "ldm"}
+KOHYA_SCHEMES = {"sd1": "diffusers", "sd2": "diffusers", "sdxl": "ldm", "flux": "flux"}
 
 # Leaf names inside one block, diffusers -> LDM. Attention blocks keep their inner names.
 _SUFFIXES = {
@@ -41,7 +44,9 @@ Block = tuple[str, str, str]  # (diffusers prefix, LDM prefix, kind)
 
 
 def naming_scheme(unet: nn.Module) -> str:
-    """ "diffusers" or "ldm", from the UNet's top-level children."""
+    """ "diffusers", "ldm" or "flux" (BFL's Flux names), from the model's top-level children."""
+    if hasattr(unet, "double_blocks") and hasattr(unet, "single_blocks"):
+        return "flux"
     if hasattr(unet, "down_blocks"):
         return "diffusers"
     if hasattr(unet, "input_blocks"):
@@ -196,6 +201,8 @@ def file_name_map(root: nn.Module, family: str) -> dict[str, str]:
     if family not in KOHYA_SCHEMES:
         raise UnsupportedModelError(f"unknown model family '{family}'; known: {', '.join(KOHYA_SCHEMES)}")
     scheme = naming_scheme(root)
+    if (scheme == "flux") != (family == "flux"):
+        raise UnsupportedModelError(f"a {scheme} model has no kohya {family} names")
     if scheme == KOHYA_SCHEMES[family]:
         return {name: name for name, m in root.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     return diffusers_to_ldm_map(root) if scheme == "diffusers" else ldm_to_diffusers_map(root)

@@ -3,7 +3,8 @@ one would write a file that fits neither model, so a merge refuses sources whose
 
 Traits come from kohya's metadata (ss_base_model_version) and from the tensors themselves, for files of other
 trainers without metadata: the layer-naming scheme (SD1/SD2 files use diffusers names, SDXL files LDM names)
-and the width of the text context the cross-attention keys read (768 SD1, 1024 SD2, 2048 SDXL).
+and the width of the text context the cross-attention keys read (768 SD1, 1024 SD2, 2048 SDXL); Flux files
+(ss_base_model_version flux1) name double_blocks / single_blocks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .lycoris_keys import update_shape
 
 _DIFFUSERS_BLOCKS = ("lora_unet_down_blocks_", "lora_unet_up_blocks_", "lora_unet_mid_block_")
 _LDM_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_output_blocks_", "lora_unet_middle_block_")
+_FLUX_BLOCKS = ("lora_unet_double_blocks_", "lora_unet_single_blocks_")
 
 
 def family_traits(slider: SliderFile) -> dict[str, str]:
@@ -29,6 +31,8 @@ def family_traits(slider: SliderFile) -> dict[str, str]:
         traits["layer names"] = "diffusers (SD1/SD2)"
     elif any(stem.startswith(_LDM_BLOCKS) for stem in stems):
         traits["layer names"] = "LDM (SDXL)"
+    elif any(stem.startswith(_FLUX_BLOCKS) for stem in stems):
+        traits["layer names"] = "Flux (double/single blocks)"
     keys = sorted(stem for stem in stems if stem.endswith("attn2_to_k"))
     if keys:
         traits["text context width"] = str(_input_width(slider.module_state(keys[0])))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..adapters.initializers import INITIALIZERS
-from ..adapters.targeting import TARGETING_PRESETS
+from ..adapters.targeting import TARGETING_PRESETS, check_preset_family
 from ..config.train_config import TrainConfig
 from ..diffusion.spacing import TIMESTEP_SPACINGS
 from ..errors import ConfigError, SpecError
@@ -26,6 +26,8 @@ def validate_before_model_work(prompts: PromptSet, config: TrainConfig, family: 
     validate_names(config.optimizer)
     LOSSES.get(config.loss.loss_type)
     TARGETING_PRESETS.get(config.network.preset)
+    if family is not None:
+        check_preset_family(config.network.preset, family)
     INITIALIZERS.get(config.network.init)
     TIMESTEP_SPACINGS.get(config.sampling.timestep_spacing)
     grid = run_grid(config.sampling)

@@ -92,6 +92,8 @@ def test_explicit_map_and_errors():
     sd1 = tiny_unet("sd1")
     assert kohya_index(sd1, "sd1", ldm_map={"conv_in": "conv_in"}) == {"lora_unet_conv_in": "conv_in"}
     with pytest.raises(UnsupportedModelError, match="unknown model family"):
+        file_name_map(sd1, "sd3")
+    with pytest.raises(UnsupportedModelError, match="a diffusers model has no kohya flux names"):
         file_name_map(sd1, "flux")
     with pytest.raises(UnsupportedModelError):
         naming_scheme(nn.Linear(2, 2))

@@ -11,7 +11,7 @@ from loba.prompts import prompt_set_from_dict
 from loba.sliders.metadata import slider_metadata
 
 KEYS = {"loba_version", "loba_config", "loba_prompts", "ss_base_model_version", "ss_v2", "ss_v_parameterization",
-        "ss_steps", "ss_learning_rate", "ss_seed", "ss_training_comment"}
+        "ss_steps", "ss_learning_rate", "ss_seed", "ss_training_comment", "loba_family"}
 
 
 def test_metadata_holds_prompts_and_a_mask_summary_only(tmp_path):
