@@ -43,7 +43,7 @@ def test_bad_values(tmp_path, text, entry, field):
     ('[[targets]]\ntarget_class = "a"\npositive = "P"\naction = "erase"\n', "targets[0]", "action"),
     ('[[targets]]\ntarget_class = "a"\npositive = "P"\nnetwork_dim = 8\n', "targets[0]", "network_dim"),
     ('[[anchors]]\nprompt = "a"\nscale = 1\n', "anchors[0]", "scale"),
-    ('guidance = 4.0\n[[prompts]]\ntarget = "a"\n', "prompts.toml", "guidance"),
+    ('guidence = 4.0\n[[prompts]]\ntarget = "a"\n', "prompts.toml", "guidence"),
     ('negative = "x"\n[[prompts]]\ntarget = "a"\n', "prompts.toml", "negative"),
     ('unconditional = "x"\n[[targets]]\ntarget_class = "a"\npositive = "P"\n', "prompts.toml", "unconditional"),
     ('guidance_scale = 2.0\n[slider]\n[[slider.targets]]\ntarget_class = "a"\npositive = "P"\n', "prompts.toml", "guidance_scale"),
