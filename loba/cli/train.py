@@ -31,6 +31,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest in OUT/checkpoints")
     parser.add_argument("--model", help="base model: a diffusers folder, hub id, checkpoint file or 'toyworld' "
                                         "(overrides pretrained_model_name_or_path)")
+    parser.add_argument("--hub-model", metavar="USER/NAME", help="base model from the Hugging Face Hub (overrides "
+                        "pretrained_model_name_or_path; revision, variant, subfolder: --set revision=... or run-file keys)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option, e.g. --set network_dim=8")
     parser.add_argument("--preview-every", type=int, default=0, metavar="N",
                         help="every N steps write a sample grid at the preview weights to OUT/samples/step-NNNNNN.png")
@@ -89,12 +91,16 @@ def stop_on_signals(callbacks: CliCallbacks) -> Iterator[None]:
 
 def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[str] = None, model: Optional[str] = None,
               overrides: Optional[dict] = None, quiet: bool = False, preview_every: int = 0,
-              preview_weights: str = "-1, 0, 1", instant: bool = False) -> int:
+              preview_weights: str = "-1, 0, 1", instant: bool = False, hub_model: Optional[str] = None) -> int:
     from ..train.run import RunRequest, run_training
 
     overrides = dict(overrides or {})
     if model:
         overrides["pretrained_model_name_or_path"] = model
+    if hub_model:
+        from ..hub.push import check_repo_id
+
+        overrides["pretrained_model_name_or_path"] = check_repo_id(hub_model, "--hub-model")
     run = load_run_file(config_path, overrides)
     out_dir = out_dir or (run.output_dir and Path(config_path).parent / run.output_dir)
     if not out_dir:
@@ -102,7 +108,11 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     weights = tuple(parse_weights(preview_weights, "--preview-weights")) if preview_every else ()
     source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
                          with_vae=bool(preview_every), clip_skip=run.clip_skip,
-                         zero_terminal_snr=run.zero_terminal_snr)
+                         zero_terminal_snr=run.zero_terminal_snr, hub=run.hub)
+    if run.push_to_hub:  # before the run, so a long training never ends on a push that cannot work
+        from ..hub.push import hub_token
+
+        hub_token()
     callbacks = CliCallbacks(quiet)
     start = None
     if run.network_weights:  # read and checked before the model loads
@@ -126,4 +136,13 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     if callbacks.stop_signal is not None:
         print(f"stopped by {signal.Signals(callbacks.stop_signal).name}: resume with --resume auto")
         return 128 + int(callbacks.stop_signal)
+    if run.push_to_hub:
+        _push_after_run(Path(out_dir), path, Path(config_path), run)
     return 0
+
+
+def _push_after_run(out_dir: Path, slider: Path, config_path: Path, run) -> None:
+    from ..hub.push import push_run
+
+    result = push_run(out_dir, run.push_to_hub, private=run.hub_private, slider=slider, run_file=config_path)
+    print(f"pushed {len(result.files)} files to {result.url}")

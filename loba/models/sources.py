@@ -12,6 +12,7 @@ from ..dtypes import dtype_named
 from ..errors import ConfigError
 from ..registry import Registry
 from .backend import ModelBackend
+from .hub_location import HubLocation
 
 FIELD = "pretrained_model_name_or_path"
 
@@ -27,6 +28,7 @@ class ModelSource:
     with_vae: bool = False  # previews decode through it; training never needs it
     clip_skip: Optional[int] = None  # None: the model's default layer (loba/models/clip_text.py)
     zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR (v-prediction models only)
+    hub: HubLocation = HubLocation()  # folders and hub ids: revision, variant, subfolder, local_files_only
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -78,4 +80,4 @@ def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
     if Path(source.name_or_path).is_file():
         extra = {"config": source.model_config} if source.model_config else {}
         return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)
-    return DiffusersBackend.from_pretrained(source.name_or_path, **common)
+    return DiffusersBackend.from_pretrained(source.name_or_path, hub=source.hub, **common)
