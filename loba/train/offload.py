@@ -23,6 +23,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.backend import ModelBackend
 from ..registry import Registry
 
@@ -218,4 +219,8 @@ def _named_tensors(root: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Ten
 
 def offloaded(backend: ModelBackend, mode: str, mover: Optional[TensorMover] = None):
     """The context manager of `mode` (none | blocks | sequential) around a training session."""
-    return OFFLOAD_MODES.get(mode)(backend, mover)
+    chosen = OFFLOAD_MODES.get(mode)
+    if mode != "none" and getattr(backend, "host_manages_memory", False):
+        raise ConfigError("offload", f"offload = {mode} would fight the host's own memory management (ComfyUI offloads "
+                                     "models itself: start it with --lowvram for a small card); use offload = none here")
+    return chosen(backend, mover)

@@ -100,3 +100,11 @@ def test_offload_option_choices_and_refusals(sd1_backend):
     assert len(swap_blocks(sd1_backend.unet)) > 6
     with pytest.raises(ConfigError, match="unknown offload mode 'disk'"):
         offloaded(sd1_backend, "disk")
+
+
+def test_a_host_that_manages_memory_refuses_offload(sd1_backend, monkeypatch):
+    monkeypatch.setattr(type(sd1_backend), "host_manages_memory", True, raising=False)
+    with pytest.raises(ConfigError, match="offload = blocks would fight the host's own memory management"):
+        loop.train(sd1_backend, PAIR, SHORT.replace(offload="blocks"))
+    with offloaded(sd1_backend, "none"):
+        pass
