@@ -128,6 +128,8 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     if instant:
         summary = getattr(slider.init_report, "summary", None)  # the closed form's; an initializer may report nothing
         print(f"wrote {path}: the instant slider, no training step" + (f" ({summary()})" if summary else ""))
+        if run.push_to_hub:
+            _push_after_run(Path(out_dir), path, Path(config_path), run)
         return 0
     final = slider.losses[-1] if slider.losses else float("nan")
     print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
