@@ -94,14 +94,7 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
               preview_weights: str = "-1, 0, 1", instant: bool = False, hub_model: Optional[str] = None) -> int:
     from ..train.run import RunRequest, run_training
 
-    overrides = dict(overrides or {})
-    if model:
-        overrides["pretrained_model_name_or_path"] = model
-    if hub_model:
-        from ..hub.push import check_repo_id
-
-        overrides["pretrained_model_name_or_path"] = check_repo_id(hub_model, "--hub-model")
-    run = load_run_file(config_path, overrides)
+    run = load_run_file(config_path, _model_overrides(overrides, model, hub_model))
     out_dir = out_dir or (run.output_dir and Path(config_path).parent / run.output_dir)
     if not out_dir:
         raise ConfigError("out", f"no output folder: pass --out DIR or set output_dir in {Path(config_path).name}")
@@ -109,10 +102,7 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
                          with_vae=bool(preview_every), clip_skip=run.clip_skip,
                          zero_terminal_snr=run.zero_terminal_snr, hub=run.hub)
-    if run.push_to_hub:  # before the run, so a long training never ends on a push that cannot work
-        from ..hub.push import hub_token
-
-        hub_token()
+    _check_push(run)
     callbacks = CliCallbacks(quiet)
     start = None
     if run.network_weights:  # read and checked before the model loads
@@ -128,9 +118,7 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     if instant:
         summary = getattr(slider.init_report, "summary", None)  # the closed form's; an initializer may report nothing
         print(f"wrote {path}: the instant slider, no training step" + (f" ({summary()})" if summary else ""))
-        if run.push_to_hub:
-            _push_after_run(Path(out_dir), path, Path(config_path), run)
-        return 0
+        return _push_after_run(Path(out_dir), path, Path(config_path), run)
     final = slider.losses[-1] if slider.losses else float("nan")
     print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
     if slider.stop_reason:
@@ -138,13 +126,32 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     if callbacks.stop_signal is not None:
         print(f"stopped by {signal.Signals(callbacks.stop_signal).name}: resume with --resume auto")
         return 128 + int(callbacks.stop_signal)
+    return _push_after_run(Path(out_dir), path, Path(config_path), run)
+
+
+def _model_overrides(overrides: Optional[dict], model: Optional[str], hub_model: Optional[str]) -> dict:
+    overrides = dict(overrides or {})
+    if model:
+        overrides["pretrained_model_name_or_path"] = model
+    if hub_model:
+        from ..hub.push import check_repo_id
+
+        overrides["pretrained_model_name_or_path"] = check_repo_id(hub_model, "--hub-model")
+    return overrides
+
+
+def _check_push(run) -> None:
+    """With push_to_hub: the token is found before the run, so a long training never ends on a push that cannot work."""
     if run.push_to_hub:
-        _push_after_run(Path(out_dir), path, Path(config_path), run)
+        from ..hub.push import hub_token
+
+        hub_token()
+
+
+def _push_after_run(out_dir: Path, slider: Path, config_path: Path, run) -> int:
+    if run.push_to_hub:
+        from ..hub.push import push_run
+
+        result = push_run(out_dir, run.push_to_hub, private=run.hub_private, slider=slider, run_file=config_path)
+        print(f"pushed {len(result.files)} files to {result.url}")
     return 0
-
-
-def _push_after_run(out_dir: Path, slider: Path, config_path: Path, run) -> None:
-    from ..hub.push import push_run
-
-    result = push_run(out_dir, run.push_to_hub, private=run.hub_private, slider=slider, run_file=config_path)
-    print(f"pushed {len(result.files)} files to {result.url}")
