@@ -55,6 +55,10 @@ def model_family(model) -> str:
 
 
 class ComfyBackend(ModelBackend):
+    # ComfyUI moves and offloads its models itself (model_management, --lowvram): LOBA's offload option would
+    # fight it, so loba/train/offload.py refuses any mode but none here.
+    host_manages_memory = True
+
     def __init__(self, model_patcher, clip, vae=None, guidance: float = DEFAULT_GUIDANCE):
         self.patcher = model_patcher
         self.clip = clip
@@ -185,11 +189,19 @@ class ComfyBackend(ModelBackend):
     @contextlib.contextmanager
     def training_session(self) -> Iterator[None]:
         with torch.inference_mode(False), torch.enable_grad():
-            # Loaded with its patches (other LoRAs) in the weights, fully, so nothing is offloaded mid-step.
-            comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+            # Loaded with its patches (other LoRAs) in the weights, fully, so nothing is offloaded mid-step; under
+            # --lowvram / --novram ComfyUI's own partial load decides (weights cast to the device per layer).
+            comfy.model_management.load_models_gpu([self.patcher], force_full_load=full_load_allowed())
             with usable_for_backward(self.denoiser()), checkpointing.copied_flux_inputs(self.denoiser()), \
                     super().training_session():
                 yield
+
+
+def full_load_allowed() -> bool:
+    """False when the user started ComfyUI with --lowvram or --novram: its load_models_gpu then loads the model
+    partially (what does not fit stays on the CPU and is cast to the device layer by layer), as for sampling."""
+    mm = comfy.model_management
+    return mm.vram_state not in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM)
 
 
 def _encode_one(backend, model, text: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -240,7 +252,8 @@ class _TextEncoders:
     def session(backend, frozen) -> Iterator[None]:
         with torch.inference_mode(False), torch.enable_grad():
             # Both loaded together (and fully), so that neither offloads the other during the run.
-            comfy.model_management.load_models_gpu([backend.patcher, backend.clip.patcher], force_full_load=True)
+            comfy.model_management.load_models_gpu([backend.patcher, backend.clip.patcher],
+                                                   force_full_load=full_load_allowed())
             with contextlib.ExitStack() as stack:
                 for module in _TextEncoders.modules(backend):  # zero-copy, as for the UNet (frozen_weights.py)
                     stack.enter_context(usable_for_backward(module))

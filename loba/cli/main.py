@@ -6,6 +6,7 @@
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
     loba toyworld build|competence|export-diffusers ...
+    loba push DIR --repo USER/NAME [--private]   the slider, its model card and run file to the Hugging Face Hub
     loba convert-args --out RUN.toml -- [accelerate launch] sdxl_train_leco.py --option=value ...
 
 Each command is a registered (add_arguments, run) pair; heavy imports happen inside run.
@@ -63,7 +64,8 @@ def _train(args) -> int:
     from .train import run_train
 
     return run_train(args.config, args.out, resume=args.resume, model=args.model, overrides=_overrides(args.set), quiet=args.quiet,
-                     preview_every=args.preview_every, preview_weights=args.preview_weights, instant=args.instant)
+                     preview_every=args.preview_every, preview_weights=args.preview_weights, instant=args.instant,
+                     hub_model=args.hub_model)
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +182,20 @@ def _convert_args(args) -> int:
 
 COMMANDS.register("convert-args", Command("an sd-scripts LECO command line (train_leco.py, sdxl_train_leco.py) as a run file",
                                           _convert_args_arguments, _convert_args))
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    from .push import add_arguments
+
+    add_arguments(parser)
+
+
+def _push(args) -> int:
+    from .push import run
+
+    return run(args)
+
+
+COMMANDS.register("push", Command("upload a run folder's slider, model card and run file to the Hugging Face Hub",
+                                  _push_arguments, _push))
 COMMANDS.register("toyworld", Command("the toy-world text-to-image model", _toyworld_arguments, _toyworld))
 
 

@@ -31,6 +31,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", help="checkpoint to continue from, or 'auto' for the newest in OUT/checkpoints")
     parser.add_argument("--model", help="base model: a diffusers folder, hub id, checkpoint file or 'toyworld' "
                                         "(overrides pretrained_model_name_or_path)")
+    parser.add_argument("--hub-model", metavar="USER/NAME", help="base model from the Hugging Face Hub (overrides "
+                        "pretrained_model_name_or_path; revision, variant, subfolder: --set revision=... or run-file keys)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option, e.g. --set network_dim=8")
     parser.add_argument("--preview-every", type=int, default=0, metavar="N",
                         help="every N steps write a sample grid at the preview weights to OUT/samples/step-NNNNNN.png")
@@ -89,21 +91,19 @@ def stop_on_signals(callbacks: CliCallbacks) -> Iterator[None]:
 
 def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[str] = None, model: Optional[str] = None,
               overrides: Optional[dict] = None, quiet: bool = False, preview_every: int = 0,
-              preview_weights: str = "-1, 0, 1", instant: bool = False) -> int:
+              preview_weights: str = "-1, 0, 1", instant: bool = False, hub_model: Optional[str] = None) -> int:
     from ..train.run import RunRequest, run_training
 
-    overrides = dict(overrides or {})
-    if model:
-        overrides["pretrained_model_name_or_path"] = model
-    run = load_run_file(config_path, overrides)
+    run = load_run_file(config_path, _model_overrides(overrides, model, hub_model))
     out_dir = out_dir or (run.output_dir and Path(config_path).parent / run.output_dir)
     if not out_dir:
         raise ConfigError("out", f"no output folder: pass --out DIR or set output_dir in {Path(config_path).name}")
     weights = tuple(parse_weights(preview_weights, "--preview-weights")) if preview_every else ()
     source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
                          with_vae=bool(preview_every), clip_skip=run.clip_skip,
-                         zero_terminal_snr=run.zero_terminal_snr,
+                         zero_terminal_snr=run.zero_terminal_snr, hub=run.hub,
                          guidance=getattr(run.config.sampling, "guidance", None))  # Flux dev's, where the config has it
+    _check_push(run)
     callbacks = CliCallbacks(quiet)
     start = None
     if run.network_weights:  # read and checked before the model loads
@@ -119,7 +119,7 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     if instant:
         summary = getattr(slider.init_report, "summary", None)  # the closed form's; an initializer may report nothing
         print(f"wrote {path}: the instant slider, no training step" + (f" ({summary()})" if summary else ""))
-        return 0
+        return _push_after_run(Path(out_dir), path, Path(config_path), run)
     final = slider.losses[-1] if slider.losses else float("nan")
     print(f"wrote {path} after {slider.steps_done} steps (final loss {final:.5f})")
     if slider.stop_reason:
@@ -127,4 +127,32 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     if callbacks.stop_signal is not None:
         print(f"stopped by {signal.Signals(callbacks.stop_signal).name}: resume with --resume auto")
         return 128 + int(callbacks.stop_signal)
+    return _push_after_run(Path(out_dir), path, Path(config_path), run)
+
+
+def _model_overrides(overrides: Optional[dict], model: Optional[str], hub_model: Optional[str]) -> dict:
+    overrides = dict(overrides or {})
+    if model:
+        overrides["pretrained_model_name_or_path"] = model
+    if hub_model:
+        from ..hub.push import check_repo_id
+
+        overrides["pretrained_model_name_or_path"] = check_repo_id(hub_model, "--hub-model")
+    return overrides
+
+
+def _check_push(run) -> None:
+    """With push_to_hub: the token is found before the run, so a long training never ends on a push that cannot work."""
+    if run.push_to_hub:
+        from ..hub.push import hub_token
+
+        hub_token()
+
+
+def _push_after_run(out_dir: Path, slider: Path, config_path: Path, run) -> int:
+    if run.push_to_hub:
+        from ..hub.push import push_run
+
+        result = push_run(out_dir, run.push_to_hub, private=run.hub_private, slider=slider, run_file=config_path)
+        print(f"pushed {len(result.files)} files to {result.url}")
     return 0

@@ -8,7 +8,8 @@ nodes/widgets.py gives the same min/max to the widgets, so the two cannot drift 
   bound, so the widget keeps min as its limit and the config refuses the bound itself with this message;
 - choices: a tuple is checked here; a string names a registry, checked against the registry when the run is
   built (plugins may register names after the config is made);
-- example: the value the error message suggests (default: the field's default).
+- example: the value the error message suggests (default: the field's default);
+- rule: a function of the whole config for a combination this field refuses, run after every bound holds.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def check_bounds(config: Any) -> None:
         message = bound_violation(f, getattr(config, f.name))
         if message is not None:
             raise ConfigError(f.name, message)
+    for f in dataclasses.fields(config):  # a rule across fields that belongs to one field (metadata "rule")
+        if "rule" in f.metadata:
+            f.metadata["rule"](config)
 
 
 def bound_violation(f: dataclasses.Field, value: Any) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError
+from ..models.hub_location import HubLocation
 from ..prompts import PromptSet
 from ..prompts.loader import load_prompt_file, prompt_set_from_dict, read_prompt_table, training_option_keys
 from .leco_yaml import from_leco_config
@@ -37,6 +38,12 @@ MODEL_KEYS = {
     "network_weights": "LoRA file (or list of files) to start the slider from, relative to the run file (sd-scripts' name)",
     "network_weights_multipliers": "one weight per network_weights file for their merge (default 1 each)",
     "network_weights_merge": "how several network_weights files merge: sum (exact), concat or svd (to network_dim)",
+    "revision": "a Hub model: the branch, tag or commit to load (default main)",
+    "variant": "a Hub model or diffusers folder: the weight variant to load, e.g. fp16 (diffusion_pytorch_model.fp16.safetensors)",
+    "subfolder": "a Hub model or diffusers folder: the folder inside it that holds the pipeline (model_index.json)",
+    "local_files_only": "load the model from the local Hugging Face cache only, never download (HF_HUB_OFFLINE=1 does the same)",
+    "push_to_hub": "after a successful run, upload the slider, its model card and this run file to this Hub repo (USER/NAME)",
+    "hub_private": "with push_to_hub: create the repo private",
 }
 
 
@@ -57,6 +64,9 @@ class RunFile:
     network_weights: tuple[Path, ...] = ()  # read (and checked) by the caller before the model loads
     network_weights_multipliers: tuple[float, ...] = ()
     network_weights_merge: str = "sum"
+    hub: HubLocation = HubLocation()
+    push_to_hub: Optional[str] = None
+    hub_private: bool = False
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -95,7 +105,28 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         output_name=_output_name(model_values.get("output_name", "slider")),
         output_dir=None if model_values.get("output_dir") is None else str(model_values["output_dir"]),
         **_start_weights(model_values, path.parent),
+        hub=_hub_location(model_values),
+        push_to_hub=_push_repo(model_values.get("push_to_hub")),
+        hub_private=_flag(model_values, "hub_private"),
     )
+
+
+def _hub_location(values: dict[str, Any]) -> HubLocation:
+    texts = {}
+    for key in ("revision", "variant", "subfolder"):
+        value = values.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(key, f"expected a non-empty string, got {value!r}")
+        texts[key] = value
+    return HubLocation(**texts, local_files_only=_flag(values, "local_files_only"))
+
+
+def _push_repo(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    from ..hub.push import check_repo_id
+
+    return check_repo_id(value, "push_to_hub")
 
 
 def _output_name(value: Any) -> str:

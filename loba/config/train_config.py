@@ -1,8 +1,7 @@
 """Training configuration: frozen dataclasses whose help strings double as node tooltips (and bounds as widget limits).
 
-Field names follow sd-scripts' LECO arguments where they exist (network_dim, network_alpha,
-learning_rate, max_train_steps, save_every_n_steps, max_denoising_steps,
-leco_denoise_guidance_scale) so that users can carry their settings over.
+Field names follow sd-scripts' LECO arguments where they exist (network_dim, network_alpha, learning_rate, max_train_steps,
+save_every_n_steps, max_denoising_steps, leco_denoise_guidance_scale) so that users can carry their settings over.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 from ..dtypes import SAVE_PRECISIONS
 from ..errors import ConfigError
 from .bounds import check_bounds, option, require
+from .offload_option import OFFLOAD_HELP, OFFLOAD_MODES, check_offload
 from .tables import check_finite_values, check_pattern_table, check_regex
 
 ADAPTER_ALGOS = ("lora", "loha", "lokr", "dora")
@@ -161,6 +161,7 @@ class TrainConfig(Bounded):
     save_precision: str = option("float", "dtype of the saved slider: float, fp16 or bf16.", choices=SAVE_PRECISIONS)
     mixed_precision: str = option("no", "Autocast the model forward: no, fp16, bf16 (adapter stays fp32).", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
+    offload: str = option("none", OFFLOAD_HELP, choices=OFFLOAD_MODES, rule=check_offload)
     canary_prompts: tuple = option((), "Canary prompts whose prediction drift (slider at 1 vs off, fixed noise, no decoding) "
                                    "is logged during training; empty = a default list of generic prompts.")
     canary_every: int = option(10, "Measure the canary drift every N steps (loss.csv canary_drift); 0 turns canaries off.",
@@ -207,8 +208,7 @@ def newer_version_message(version: Any) -> str:
     return f"config version {version} is newer than this LOBA ({CONFIG_VERSION}); update LOBA"
 
 
-SECTIONS = {"network": NetworkConfig, "optimizer": OptimizerConfig, "loss": LossConfig,
-            "noise": NoiseConfig, "sampling": SamplingConfig}
+SECTIONS = {"network": NetworkConfig, "optimizer": OptimizerConfig, "loss": LossConfig, "noise": NoiseConfig, "sampling": SamplingConfig}
 
 
 def _field_names(cls) -> set[str]:

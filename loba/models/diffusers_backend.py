@@ -18,6 +18,7 @@ from ..diffusion.schedule import EPSILON_ZSNR, NoiseSchedule
 from ..errors import ConfigError, UnsupportedModelError
 from .backend import Conditioning, ModelBackend, SizeConditioning
 from .clip_text import encode_text, equal_lengths, hidden_layer, token_chunks, word_positions
+from .hub_location import HubLocation
 
 
 def detect_family(unet: nn.Module) -> str:
@@ -63,23 +64,27 @@ class DiffusersBackend(ModelBackend):
     @classmethod
     def from_pretrained(cls, path_or_id: str, *, torch_dtype: torch.dtype = torch.float32, device: str = "cpu",
                         prediction_type: Optional[str] = None, with_vae: bool = False, clip_skip: Optional[int] = None,
-                        zero_terminal_snr: bool = False, **kwargs) -> DiffusersBackend:
-        """Load from a diffusers pipeline folder (or hub id when online); with_vae also loads the VAE (previews);
-        zero_terminal_snr rescales the schedule (refused for epsilon models before the weights are read)."""
+                        zero_terminal_snr: bool = False, hub: Optional[HubLocation] = None, **kwargs) -> DiffusersBackend:
+        """Load from a diffusers pipeline folder (or hub id when online; `hub`: revision, variant, subfolder and
+        local_files_only); with_vae also loads the VAE (previews); zero_terminal_snr rescales the schedule (refused for
+        epsilon models before the weights are read)."""
         from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-        scheduler = training_scheduler(DDPMScheduler.load_config(path_or_id, subfolder="scheduler", **kwargs),
+        hub = hub or HubLocation()
+        files, weights = {**hub.file_kwargs(), **kwargs}, {**hub.weight_kwargs(), **kwargs}
+        at = hub.component
+        scheduler = training_scheduler(DDPMScheduler.load_config(path_or_id, subfolder=at("scheduler"), **files),
                                        prediction_type, zero_terminal_snr)
-        is_sdxl = _has_component(path_or_id, "text_encoder_2", kwargs)
-        unet = UNet2DConditionModel.from_pretrained(path_or_id, subfolder="unet", torch_dtype=torch_dtype, **kwargs)
-        encoders = [CLIPTextModel.from_pretrained(path_or_id, subfolder="text_encoder", torch_dtype=torch_dtype, **kwargs)]
-        tokenizers = [CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer", **kwargs)]
+        is_sdxl = _has_component(path_or_id, "text_encoder_2", files, hub.subfolder)
+        unet = UNet2DConditionModel.from_pretrained(path_or_id, subfolder=at("unet"), torch_dtype=torch_dtype, **weights)
+        encoders = [CLIPTextModel.from_pretrained(path_or_id, subfolder=at("text_encoder"), torch_dtype=torch_dtype, **weights)]
+        tokenizers = [CLIPTokenizer.from_pretrained(path_or_id, subfolder=at("tokenizer"), **files)]
         if is_sdxl:
-            encoders.append(CLIPTextModelWithProjection.from_pretrained(path_or_id, subfolder="text_encoder_2",
-                                                                        torch_dtype=torch_dtype, **kwargs))
-            tokenizers.append(CLIPTokenizer.from_pretrained(path_or_id, subfolder="tokenizer_2", **kwargs))
-        vae = _load_vae(path_or_id, torch_dtype, kwargs) if with_vae else None
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(path_or_id, subfolder=at("text_encoder_2"),
+                                                                        torch_dtype=torch_dtype, **weights))
+            tokenizers.append(CLIPTokenizer.from_pretrained(path_or_id, subfolder=at("tokenizer_2"), **files))
+        vae = _load_vae(path_or_id, torch_dtype, files, weights, hub) if with_vae else None
         return cls._assemble(unet, encoders, tokenizers, scheduler, prediction_type, device, vae, clip_skip)
 
     @classmethod
@@ -110,7 +115,10 @@ class DiffusersBackend(ModelBackend):
     # -- the interface ---------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        # While the UNet is offloaded (loba/train/offload.py) its weights sit on the CPU or meta device between
+        # forwards; the device the forwards run on is set here for that time.
+        pinned = getattr(self, "execution_device", None)
+        return pinned if pinned is not None else next(self.unet.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -231,19 +239,21 @@ def _single_file_is_sdxl(path: str) -> bool:
         return any(key.startswith("conditioner.embedders.1.") for key in handle.keys())
 
 
-def _has_component(path_or_id: str, name: str, kwargs: dict) -> bool:
-    index = Path(path_or_id) / "model_index.json"
+def _has_component(path_or_id: str, name: str, kwargs: dict, subfolder: Optional[str] = None) -> bool:
+    index = Path(path_or_id) / (subfolder or "") / "model_index.json"
     if index.is_file():
         return name in json.loads(index.read_text())
     from huggingface_hub import hf_hub_download
 
-    local = hf_hub_download(path_or_id, "model_index.json", **{k: v for k, v in kwargs.items() if k in ("revision", "token")})
+    hub_keys = ("revision", "token", "local_files_only", "cache_dir")
+    local = hf_hub_download(path_or_id, "model_index.json", subfolder=subfolder,
+                            **{k: v for k, v in kwargs.items() if k in hub_keys})
     return name in json.loads(Path(local).read_text())
 
 
-def _load_vae(path_or_id: str, torch_dtype: torch.dtype, kwargs: dict):
+def _load_vae(path_or_id: str, torch_dtype: torch.dtype, files: dict, weights: dict, hub: HubLocation):
     from diffusers import AutoencoderKL
 
-    if not _has_component(path_or_id, "vae", kwargs):
+    if not _has_component(path_or_id, "vae", files, hub.subfolder):
         return None  # a pipeline without its VAE still trains; previews show latents
-    return AutoencoderKL.from_pretrained(path_or_id, subfolder="vae", torch_dtype=torch_dtype, **kwargs)
+    return AutoencoderKL.from_pretrained(path_or_id, subfolder=hub.component("vae"), torch_dtype=torch_dtype, **weights)

@@ -12,6 +12,7 @@ from ..dtypes import dtype_named
 from ..errors import ConfigError
 from ..registry import Registry
 from .backend import ModelBackend
+from .hub_location import HubLocation
 
 FIELD = "pretrained_model_name_or_path"
 
@@ -28,6 +29,7 @@ class ModelSource:
     clip_skip: Optional[int] = None  # None: the model's default layer (loba/models/clip_text.py)
     zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR (v-prediction models only)
     guidance: Optional[float] = None  # Flux dev's distilled guidance (None: 3.5); schnell has none and ignores it
+    hub: HubLocation = HubLocation()  # folders and hub ids: revision, variant, subfolder, local_files_only
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -83,7 +85,7 @@ def _load_diffusers(source: ModelSource, dtype) -> ModelBackend:
     if Path(source.name_or_path).is_file():
         extra = {"config": source.model_config} if source.model_config else {}
         return DiffusersBackend.from_single_file(source.name_or_path, sdxl=source.sdxl, **common, **extra)
-    return DiffusersBackend.from_pretrained(source.name_or_path, **common)
+    return DiffusersBackend.from_pretrained(source.name_or_path, hub=source.hub, **common)
 
 
 def _load_flux(source: ModelSource, dtype) -> ModelBackend:

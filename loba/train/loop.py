@@ -25,6 +25,7 @@ from ..prompts import PromptSet
 from .callbacks import StepReport, TrainCallbacks, TrainStart
 from .canaries import CanaryBudgetExceeded, CanaryMonitor
 from .checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
+from .offload import offloaded
 from .phases import PhaseClock
 from .trainer import Trainer
 from .validate import validate_before_model_work
@@ -101,7 +102,7 @@ def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callb
     try:
         text_encoders = backend.text_encoder_session() if has_text_encoder(network.names) else contextlib.nullcontext()
         with backend.training_session(), text_encoders, network.attached(root), \
-                _gradient_checkpointing(backend, config.gradient_checkpointing):
+                _gradient_checkpointing(backend, config.gradient_checkpointing), offloaded(backend, config.offload):
             _run_steps(trainer, result, callbacks, out_dir, canaries)
     except BaseException as exc:
         error = exc
