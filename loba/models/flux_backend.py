@@ -92,8 +92,9 @@ class FluxBackend(ModelBackend):
 
         transformer = FluxTransformer2DModel.from_pretrained(path_or_id, subfolder="transformer", torch_dtype=torch_dtype,
                                                              **kwargs)
-        return load_rest(path_or_id, transformer, torch_dtype=torch_dtype, device=device, with_vae=with_vae,
-                         guidance=guidance, resolution=resolution, max_sequence_length=max_sequence_length, kwargs=kwargs)
+        return cls(transformer, **load_rest(path_or_id, transformer, torch_dtype=torch_dtype, device=device, with_vae=with_vae,
+                                            guidance=guidance, resolution=resolution,
+                                            max_sequence_length=max_sequence_length, kwargs=kwargs))
 
     @classmethod
     def from_single_file(cls, path: str, *, config: str, torch_dtype: torch.dtype = torch.bfloat16, device: str = "cpu",
@@ -107,8 +108,9 @@ class FluxBackend(ModelBackend):
 
         transformer = FluxTransformer2DModel.from_single_file(path, config=config, subfolder="transformer",
                                                               torch_dtype=torch_dtype, **kwargs)
-        return load_rest(config, transformer, torch_dtype=torch_dtype, device=device, with_vae=with_vae,
-                         guidance=guidance, resolution=resolution, max_sequence_length=max_sequence_length, kwargs=kwargs)
+        return cls(transformer, **load_rest(config, transformer, torch_dtype=torch_dtype, device=device, with_vae=with_vae,
+                                            guidance=guidance, resolution=resolution,
+                                            max_sequence_length=max_sequence_length, kwargs=kwargs))
 
     def text_encoder_modules(self) -> list[nn.Module]:
         return []  # Flux's T5 + CLIP are not trained by LOBA (train_text_encoder is refused)

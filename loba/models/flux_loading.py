@@ -90,9 +90,8 @@ def _vae_scale_factor(vae) -> int:
 
 
 def assemble(transformer, encoders: FluxTextEncoders, scheduler_config, vae, *, guidance: Optional[float],
-             resolution: int, device, torch_dtype):
-    from .flux_backend import FluxBackend
-
+             resolution: int, device, torch_dtype) -> dict:
+    """FluxBackend's constructor arguments after the transformer (the class builds itself from them: no import cycle)."""
     transformer.to(device, torch_dtype).eval()
     if vae is not None:
         vae.to(device).eval()
@@ -105,9 +104,8 @@ def assemble(transformer, encoders: FluxTextEncoders, scheduler_config, vae, *, 
     def size_sigmas(height: int, width: int) -> torch.Tensor:
         return scheduler_sigmas(scheduler_config, (height, width), factor)
 
-    return FluxBackend(transformer, encoders, sigmas, vae=vae, guidance=guidance, native_resolution=resolution,
-                       latent_channels=int(transformer.config.in_channels) // 4, vae_scale_factor=factor,
-                       size_sigmas=size_sigmas)
+    return dict(encode_prompts=encoders, sigmas=sigmas, vae=vae, guidance=guidance, native_resolution=resolution,
+                latent_channels=int(transformer.config.in_channels) // 4, vae_scale_factor=factor, size_sigmas=size_sigmas)
 
 
 def load_encoders(path_or_id: str, torch_dtype, device, kwargs: dict, max_sequence_length: int) -> FluxTextEncoders:
@@ -121,7 +119,7 @@ def load_encoders(path_or_id: str, torch_dtype, device, kwargs: dict, max_sequen
 
 
 def load_rest(path_or_id: str, transformer, *, torch_dtype, device, with_vae: bool, guidance: Optional[float],
-              resolution: int, max_sequence_length: Optional[int], kwargs: dict):
+              resolution: int, max_sequence_length: Optional[int], kwargs: dict) -> dict:
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 
     scheduler_config = FlowMatchEulerDiscreteScheduler.load_config(path_or_id, subfolder="scheduler", **kwargs)
