@@ -37,6 +37,9 @@ MODEL_KEYS = {
     "network_weights": "LoRA file (or list of files) to start the slider from, relative to the run file (sd-scripts' name)",
     "network_weights_multipliers": "one weight per network_weights file for their merge (default 1 each)",
     "network_weights_merge": "how several network_weights files merge: sum (exact), concat or svd (to network_dim)",
+    "log_with": "accelerate trackers beside loss.csv and loss.jsonl: tensorboard, wandb, or a list (optional packages; "
+                "sd-scripts' name)",
+    "logging_dir": "the trackers' folder, relative to the run file (default OUT/logs; sd-scripts' name)",
 }
 
 
@@ -57,6 +60,8 @@ class RunFile:
     network_weights: tuple[Path, ...] = ()  # read (and checked) by the caller before the model loads
     network_weights_multipliers: tuple[float, ...] = ()
     network_weights_merge: str = "sum"
+    log_with: tuple[str, ...] = ()
+    logging_dir: Optional[Path] = None
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -95,7 +100,20 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         output_name=_output_name(model_values.get("output_name", "slider")),
         output_dir=None if model_values.get("output_dir") is None else str(model_values["output_dir"]),
         **_start_weights(model_values, path.parent),
+        **_logging(model_values, path.parent),
     )
+
+
+def _logging(values: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    kinds = values.get("log_with", ())
+    kinds = () if kinds in ("", "none", None) else [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(kinds, (list, tuple)) or not all(isinstance(k, str) and k for k in kinds):
+        raise ConfigError("log_with", f"expected a tracker name or a list of them (tensorboard, wandb), got {kinds!r}")
+    kinds = ("tensorboard", "wandb") if list(kinds) == ["all"] else tuple(kinds)
+    folder = values.get("logging_dir")
+    if folder is not None and not isinstance(folder, str):
+        raise ConfigError("logging_dir", f"expected a folder path, got {folder!r}")
+    return {"log_with": kinds, "logging_dir": None if folder is None else base_dir / folder}
 
 
 def _output_name(value: Any) -> str:

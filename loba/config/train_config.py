@@ -161,6 +161,10 @@ class TrainConfig(Bounded):
     save_precision: str = option("float", "dtype of the saved slider: float, fp16 or bf16.", choices=SAVE_PRECISIONS)
     mixed_precision: str = option("no", "Autocast the model forward: no, fp16, bf16 (adapter stays fp32).", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
+    gradient_accumulation_steps: int = option(1, "Draw this many steps (pair, timestep, noise) per optimizer step and "
+                                              "average their gradients: a larger effective batch at the memory of one; "
+                                              "each logged step is one optimizer step. 1 = every draw steps the "
+                                              "optimizer (LECO).", min=1, max=256)
     canary_prompts: tuple = option((), "Canary prompts whose prediction drift (slider at 1 vs off, fixed noise, no decoding) "
                                    "is logged during training; empty = a default list of generic prompts.")
     canary_every: int = option(10, "Measure the canary drift every N steps (loss.csv canary_drift); 0 turns canaries off.",
