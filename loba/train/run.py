@@ -35,6 +35,7 @@ from .instant import instant_slider
 from .loop import train
 from .preview import PreviewPolicy, PreviewSampler
 from .recorder import RunRecorder
+from .sharding import plan_sharding, shard_frozen_base
 from .step_log import StepLog, check_trackers
 from .validate import check_sizes_for_family, validate_before_model_work
 
@@ -68,6 +69,7 @@ def run_training(request: RunRequest) -> TrainedSlider:
     world = request.world or current_world()
     check_world(request.prompts, request.config, world)
     check_trackers(tuple(request.log_with))
+    sharding = plan_sharding(world, request.config, request.model.dtype if request.model is not None else "float32")
     # Every process reads the same checkpoint (a shared folder); only rank 0 writes anything.
     write_dir = out_dir if world.is_main else None
     # Before any model is loaded: a given backend already knows its native size; for a model still to load, a
@@ -81,6 +83,7 @@ def run_training(request: RunRequest) -> TrainedSlider:
         sweep_temp_files(write_dir, recursive=True)
     resume = _resume_path(request.resume, out_dir)
     backend = request.backend or load_backend(_on_device(request.model, world))
+    shard_frozen_base(backend, sharding, world)  # FSDP (accelerate launch --use_fsdp): 1/N of the base per process
     prompts = request.prompts.with_default_resolution((request.resolution or backend.native_resolution,) * 2)
     # A loaded model's family is known only now: its size rules (SDXL: multiples of 64) before any prompt is encoded.
     check_sizes_for_family(prompts, backend.family, request.resolution)

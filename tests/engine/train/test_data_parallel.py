@@ -3,6 +3,7 @@ with the same batch trains, checkpoints resume across process counts, rank 0 alo
 rank ends them all. Each launch starts two Python processes: the runs are 2 steps of a tiny pipeline."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,14 @@ def _one_thread_per_worker(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="module")
+def alone(run_file, tmp_path_factory):
+    """The one-process run every multi-process run is held against."""
+    out = tmp_path_factory.mktemp("alone")
+    assert train(run_file, out) == 0
+    return out
+
+
 def train(run_file, out, *more):
     return main(["train", str(run_file), "--out", str(out), "--quiet", *more])
 
@@ -67,9 +76,8 @@ def assert_same_slider(a: Path, b: Path):
     assert any(t.abs().max() > 0 for t in first.values())  # trained, not the zero start
 
 
-def test_two_processes_train_what_one_does_and_resume_across_process_counts(run_file, tmp_path):
-    alone, pair = tmp_path / "alone", tmp_path / "pair"
-    assert train(run_file, alone) == 0
+def test_two_processes_train_what_one_does_and_resume_across_process_counts(run_file, alone, tmp_path):
+    pair = tmp_path / "pair"
     assert train(run_file, pair, "--num-processes", "2") == 0
     assert_same_slider(alone / "slider.safetensors", pair / "slider.safetensors")
     # Rank 0's folder is a one-process run's folder: the same files, one copy of each, the same losses.
@@ -86,6 +94,35 @@ def test_two_processes_train_what_one_does_and_resume_across_process_counts(run_
     resumed = tmp_path / "resumed-pair"
     assert train(run_file, resumed, "--resume", str(alone / "checkpoints" / "step-000001.pt"), "--num-processes", "2") == 0
     assert_same_slider(resumed / "slider.safetensors", alone / "slider.safetensors")
+
+
+def launch(*arguments, env=None):
+    """`accelerate launch` itself, 2 CPU processes."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+               "--dynamo_backend", "no", "--quiet", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_fsdp_of_the_frozen_base_through_accelerate_launch_trains_what_one_process_does(run_file, alone, tmp_path):
+    out = tmp_path / "fsdp"
+    done = launch("--use_fsdp", "--fsdp_version", "2", "--mixed_precision", "no", "-m", "loba.cli", "train",
+                  str(run_file), "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    held = re.findall(r"rank (\d): frozen base sharded over 2 processes \((\d+) blocks\): ([\d.]+) MiB of ([\d.]+) MiB",
+                      done.stdout)
+    assert sorted(rank for rank, *_ in held) == ["0", "1"]
+    for _, blocks, mine, whole in held:  # each process holds about half the base (blocks split unevenly)
+        assert int(blocks) > 0 and 0.3 < float(mine) / float(whole) < 0.7
+    assert_same_slider(out / "slider.safetensors", alone / "slider.safetensors")
+
+
+def test_fsdp_with_a_precision_it_cannot_run_is_refused_before_model_work(run_file, tmp_path):
+    out = tmp_path / "fsdp"
+    done = launch("--use_fsdp", "--fsdp_version", "2", "--mixed_precision", "bf16", "-m", "loba.cli", "train",
+                  str(run_file), "--out", str(out), "--quiet")
+    assert done.returncode != 0
+    assert "mixed_precision: accelerate was launched with --mixed_precision bf16 but the run file says" in done.stderr
+    assert not (out / "slider.safetensors").exists() and "frozen base sharded" not in done.stdout
 
 
 def test_a_failure_on_one_rank_ends_every_rank_with_the_error_and_no_final_slider(run_file, tmp_path):
