@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,9 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
                          instant=instant, log_with=run.log_with, logging_dir=run.logging_dir, world=world)
     with stop_on_signals(callbacks):
         slider = run_training(request)
+    if world.size > 1:  # the figure a cluster user sizes machines by (with FSDP: compare the sharded base's share)
+        print(f"loba: rank {world.rank}: peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} "
+              "MiB", flush=True)
     if not world.is_main:  # every process holds the same slider; rank 0 alone writes it
         return 128 + int(callbacks.stop_signal) if callbacks.stop_signal is not None else 0
     path = slider.save(Path(out_dir) / f"{run.output_name}.safetensors")

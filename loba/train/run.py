@@ -112,8 +112,11 @@ def run_training(request: RunRequest) -> TrainedSlider:
 
 def _on_device(source: ModelSource, world: World) -> ModelSource:
     """Launched on GPUs, each process loads the model onto its own (cuda:LOCAL_RANK)."""
-    if world.device is None or not source.device.startswith("cuda"):
+    if world.device is None:
         return source
+    if not source.device.startswith("cuda"):  # NCCL all-reduces device tensors only
+        raise ConfigError("device", f"the processes were launched on GPUs but the run file trains on {source.device}: "
+                                    "set device = \"cuda\" (each process takes its own GPU)")
     return replace(source, device=str(world.device))
 
 
