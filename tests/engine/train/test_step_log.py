@@ -102,3 +102,24 @@ def test_a_rank_other_than_0_writes_nothing(sd1_backend, tmp_path):
         torch.distributed.destroy_process_group()
     assert slider.steps_done == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_log_with_in_a_run_file_and_its_missing_package_message_at_the_command_line(tmp_path, capsys):
+    from loba.cli.main import main
+    from loba.config.runfile import load_run_file
+
+    run = tmp_path / "run.toml"
+    body = '[[prompts]]\ntarget = "a circle"\npositive = "red"\nunconditional = ""\naction = "enhance"\n'
+    run.write_text(f'pretrained_model_name_or_path = "{(tmp_path / "no-model").as_posix()}"\nlog_with = "tensorboard"\n'
+                   f'logging_dir = "tb"\n{body}')
+    loaded = load_run_file(run)
+    assert loaded.log_with == ("tensorboard",) and loaded.logging_dir == tmp_path / "tb"
+    code = main(["train", str(run), "--out", str(tmp_path / "out"), "--quiet"])
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:  # this machine: the message, nothing written, no model loaded
+        assert code == 2 and "tensorboard logging needs the optional package 'tensorboard'" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+    run.write_text(f'pretrained_model_name_or_path = "x"\nlog_with = 3\n{body}')
+    with pytest.raises(ConfigError, match="log_with: expected a tracker name"):
+        load_run_file(run)
