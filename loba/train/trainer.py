@@ -124,7 +124,12 @@ class Trainer:
         True when any process was asked to stop (all of them then stop after this same step)."""
         if self.world.size == 1:
             return False
-        grads = [p.grad for p in self.network.parameters() if p.grad is not None]
+        # Every process must send the same buffer: a parameter without a gradient here (module_dropout skipped its
+        # layer in this process only) sends zeros, as DDP does.
+        for param in self.network.parameters():
+            if param.requires_grad and param.grad is None:
+                param.grad = torch.zeros_like(param)
+        grads = [p.grad for p in self.network.parameters() if p.requires_grad]
         stop = torch.tensor([1.0 if self.stop_requested() else 0.0], device=result.main.device)
         losses = torch.stack([result.loss.detach().float().reshape(()), result.main, result.preservation, stop[0]])
         self.world.mean_([*grads, losses])
