@@ -1,7 +1,8 @@
 """`loba`: the headless command line.
 
     loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH|toyworld] [--set key=value ...]
-               [--preview-every N [--preview-weights -1,0,1]] [--instant]
+               [--preview-every N [--preview-weights -1,0,1]] [--instant] [--num-processes N]
+    accelerate launch [--multi_gpu|--use_fsdp ...] -m loba.cli train CONFIG.toml --out DIR   data-parallel, any launcher
     loba demo --out DIR [--threads N] [--seeds 0,1,2] [--only sliders|unlearn]   the main job on the embedded toy models
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
@@ -61,6 +62,12 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> int:
+    if args.num_processes < 1:
+        raise LobaError(f"--num-processes must be 1 or more, got {args.num_processes}")
+    if args.num_processes > 1:
+        from .launch import launch_processes
+
+        return launch_processes(args)
     from .train import run_train
 
     return run_train(args.config, args.out, resume=args.resume, model=args.model, overrides=_overrides(args.set), quiet=args.quiet,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from ..errors import ConfigError
 from ..images import parse_weights
 from ..models.sources import ModelSource
 from ..train.callbacks import StepReport, TrainCallbacks, TrainStart
+from ..train.distributed import current_world
 from ..train.preview import PreviewPolicy
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -41,6 +43,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save the closed-form start alone, no training step (seconds): the instant slider; "
                              "needs init = closed_form in the run file or --set init=closed_form")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--num-processes", type=int, default=1, metavar="N",
+                        help="train data-parallel in N processes (GPUs, or CPU processes without one) through "
+                             "accelerate's launcher: each trains batch_size / N rows of every step, rank 0 writes OUT; "
+                             "the same as `accelerate launch --multi_gpu --num_processes N -m loba.cli train ...`")
 
 
 class CliCallbacks(TrainCallbacks):
@@ -104,7 +110,8 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
                          zero_terminal_snr=run.zero_terminal_snr, hub=run.hub,
                          guidance=getattr(run.config.sampling, "guidance", None))  # Flux dev's, where the config has it
     _check_push(run)
-    callbacks = CliCallbacks(quiet)
+    world = current_world()
+    callbacks = CliCallbacks(quiet or not world.is_main)  # one progress bar: rank 0's
     start = None
     if run.network_weights:  # read and checked before the model loads
         from ..adapters.from_weights import read_start_weights
@@ -112,9 +119,14 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
         start = read_start_weights(run.network_weights, run.network_weights_multipliers, run.network_weights_merge)
     request = RunRequest(run.prompts, run.config, model=source, callbacks=callbacks, out_dir=Path(out_dir), resume=resume,
                          preview=PreviewPolicy(preview_every, weights), save_samples=bool(preview_every), network_weights=start,
-                         instant=instant)
+                         instant=instant, log_with=run.log_with, logging_dir=run.logging_dir, world=world)
     with stop_on_signals(callbacks):
         slider = run_training(request)
+    if world.size > 1:  # the figure a cluster user sizes machines by (with FSDP: compare the sharded base's share)
+        print(f"loba: rank {world.rank}: peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} "
+              "MiB", flush=True)
+    if not world.is_main:  # every process holds the same slider; rank 0 alone writes it
+        return 128 + int(callbacks.stop_signal) if callbacks.stop_signal is not None else 0
     path = slider.save(Path(out_dir) / f"{run.output_name}.safetensors")
     if instant:
         summary = getattr(slider.init_report, "summary", None)  # the closed form's; an initializer may report nothing

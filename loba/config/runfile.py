@@ -44,6 +44,9 @@ MODEL_KEYS = {
     "local_files_only": "load the model from the local Hugging Face cache only, never download (HF_HUB_OFFLINE=1 does the same)",
     "push_to_hub": "after a successful run, upload the slider, its model card and this run file to this Hub repo (USER/NAME)",
     "hub_private": "with push_to_hub: create the repo private",
+    "log_with": "accelerate trackers beside loss.csv and loss.jsonl: tensorboard, wandb, or a list (optional packages; "
+                "sd-scripts' name)",
+    "logging_dir": "the trackers' folder, relative to the run file (default OUT/logs; sd-scripts' name)",
 }
 
 
@@ -67,6 +70,8 @@ class RunFile:
     hub: HubLocation = HubLocation()
     push_to_hub: Optional[str] = None
     hub_private: bool = False
+    log_with: tuple[str, ...] = ()
+    logging_dir: Optional[Path] = None
 
 
 def split_run_table(data: dict[str, Any], base_dir: Path, source: str,
@@ -108,6 +113,7 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         hub=_hub_location(model_values),
         push_to_hub=_push_repo(model_values.get("push_to_hub")),
         hub_private=_flag(model_values, "hub_private"),
+        **_logging(model_values, path.parent),
     )
 
 
@@ -127,6 +133,18 @@ def _push_repo(value: Any) -> Optional[str]:
     from ..hub.push import check_repo_id
 
     return check_repo_id(value, "push_to_hub")
+
+
+def _logging(values: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    kinds = values.get("log_with", ())
+    kinds = () if kinds in ("", "none", None) else [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(kinds, (list, tuple)) or not all(isinstance(k, str) and k for k in kinds):
+        raise ConfigError("log_with", f"expected a tracker name or a list of them (tensorboard, wandb), got {kinds!r}")
+    kinds = ("tensorboard", "wandb") if list(kinds) == ["all"] else tuple(kinds)
+    folder = values.get("logging_dir")
+    if folder is not None and not isinstance(folder, str):
+        raise ConfigError("logging_dir", f"expected a folder path, got {folder!r}")
+    return {"log_with": kinds, "logging_dir": None if folder is None else base_dir / folder}
 
 
 def _output_name(value: Any) -> str:

@@ -47,7 +47,7 @@ SUPPORT = {
     "leco_denoise_guidance_scale": ("supported", "leco_denoise_guidance_scale"),
     "prompts_file": ("supported", "prompts_file"),
     "pretrained_model_name_or_path": ("supported", "pretrained_model_name_or_path"),
-    "gradient_accumulation_steps": ("refused unless 1", "LOBA steps the optimizer every step"),
+    "gradient_accumulation_steps": ("supported", "gradient_accumulation_steps (draws per optimizer step)"),
     "full_fp16": ("refused", "the adapter trains in float32 (use mixed_precision = fp16)"),
     "full_bf16": ("refused", "the adapter trains in float32 (use mixed_precision = bf16)"),
     "network_train_text_encoder_only": ("supported", "train_text_encoder = only (sd-scripts' LECO refuses it; LOBA trains "
@@ -56,7 +56,7 @@ SUPPORT = {
 REFUSED_FLAGS = ("full_fp16", "full_bf16")
 # Accepted and without effect on what is trained (memory/speed switches LOBA decides itself, logging, metadata).
 IGNORED = {"sdpa", "xformers", "mem_eff_attn", "no_metadata", "network_train_unet_only", "training_comment", "lowram",
-           "highvram", "cache_latents", "cache_latents_to_disk", "logging_dir", "log_with", "log_prefix",
+           "highvram", "cache_latents", "cache_latents_to_disk", "log_prefix",
            "persistent_data_loader_workers", "max_data_loader_n_workers", "console_log_level", "deepspeed"}
 OPTIMIZER_NAMES = {"adamw": "adamw", "adamw8bit": "adamw8bit", "lion": "lion", "sgd": "sgd", "sgdnesterov": "sgd",
                    "prodigy": "prodigy", "adam": "adam"}
@@ -160,10 +160,6 @@ def from_sdscripts(table: dict[str, Any]) -> dict[str, Any]:
     unet_lr = table.pop("unet_lr", None)
     if unet_lr is not None:
         out["learning_rate"] = unet_lr
-    accumulation = table.pop("gradient_accumulation_steps", 1)
-    if accumulation != 1:
-        raise ConfigError("gradient_accumulation_steps", "LOBA steps the optimizer every step; use 1 (or raise "
-                                                         "batch_size in the prompts)")
     _save_model_as(table.pop("save_model_as", None))
     return {**table, **out}
 

@@ -162,6 +162,8 @@ class TrainConfig(Bounded):
     mixed_precision: str = option("no", "Autocast the model forward: no, fp16, bf16 (adapter stays fp32).", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = option(False, "Recompute activations in backward to save memory.")
     offload: str = option("none", OFFLOAD_HELP, choices=OFFLOAD_MODES, rule=check_offload)
+    gradient_accumulation_steps: int = option(1, "Draws (pair, timestep, noise) averaged per optimizer step: a larger "
+                                              "effective batch at one draw's memory; 1 = LECO's one.", min=1, max=256)
     canary_prompts: tuple = option((), "Canary prompts whose prediction drift (slider at 1 vs off, fixed noise, no decoding) "
                                    "is logged during training; empty = a default list of generic prompts.")
     canary_every: int = option(10, "Measure the canary drift every N steps (loss.csv canary_drift); 0 turns canaries off.",
@@ -257,11 +259,8 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainCon
 
 def _construct(cls, values: Mapping[str, Any], where: str):
     types = {f.name: f for f in dataclasses.fields(cls)}
-    converted = {}
-    for key, value in values.items():
-        default = types[key].default
-        converted[key] = coerce_value(value, default, f"{where}.{key}" if where != "config" else key)
-    return cls(**converted)
+    return cls(**{key: coerce_value(value, types[key].default, f"{where}.{key}" if where != "config" else key)
+                  for key, value in values.items()})
 
 
 def coerce_value(value: Any, default: Any, name: str) -> Any:

@@ -25,6 +25,7 @@ from ..prompts import PromptSet
 from .callbacks import StepReport, TrainCallbacks, TrainStart
 from .canaries import CanaryBudgetExceeded, CanaryMonitor
 from .checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
+from .distributed import SINGLE, World
 from .offload import offloaded
 from .phases import PhaseClock
 from .trainer import Trainer
@@ -69,29 +70,38 @@ def _gradient_checkpointing(backend: ModelBackend, enabled: bool):
 
 
 def train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, *, callbacks: Optional[TrainCallbacks] = None,
-          out_dir: Optional[Path] = None, resume: Optional[Path] = None, network: Optional[AdapterNetwork] = None) -> TrainResult:
+          out_dir: Optional[Path] = None, resume: Optional[Path] = None, network: Optional[AdapterNetwork] = None,
+          world: World = SINGLE) -> TrainResult:
     """Train a slider. The model is left exactly as it was, whatever happens.
 
     Safe to call under torch.inference_mode() or no_grad (as ComfyUI runs nodes): adapters, embeddings
     and optimizer state are created outside it, as normal tensors autograd can use. A stop request
     (callbacks.should_stop(), polled between steps and inside the denoise) or Ctrl-C ends the run as
     stopped with every finished step kept; with out_dir a checkpoint of that state is written.
+
+    With several processes (world, distributed.py) each trains its rows of every step; only a process given an
+    out_dir writes checkpoints (the facade gives it to rank 0 alone), and a stop request stops every process
+    after the same step.
     """
     validate_before_model_work(prompts, config)
     with torch.inference_mode(False), torch.enable_grad():
-        return _train(backend, prompts, config, callbacks or TrainCallbacks(), out_dir, resume, network)
+        return _train(backend, prompts, config, callbacks or TrainCallbacks(), out_dir, resume, network, world)
 
 
 def _train(backend: ModelBackend, prompts: PromptSet, config: TrainConfig, callbacks: TrainCallbacks,
-           out_dir: Optional[Path], resume: Optional[Path], network: Optional[AdapterNetwork]) -> TrainResult:
+           out_dir: Optional[Path], resume: Optional[Path], network: Optional[AdapterNetwork],
+           world: World = SINGLE) -> TrainResult:
     if network is None:
         network = build_network(backend, config)
         if not resume:  # a checkpoint holds the weights: the initializer (e.g. closed_form) only starts a run
             initialize(network, backend, prompts, config)
     root = adapter_root(backend, network.names)  # the denoiser, or it and the text encoders
     report = describe(network.targets, root)
-    trainer = Trainer.build(backend, network, prompts, config)
-    trainer.step.should_stop = callbacks.should_stop
+    trainer = Trainer.build(backend, network, prompts, config, world)
+    if world.size == 1:
+        trainer.step.should_stop = callbacks.should_stop
+    else:  # a stop inside one process's denoise would leave the others waiting in the all_reduce: stop between steps
+        trainer.stop_requested = callbacks.should_stop
     if resume:
         trainer.load_state_dict(read_checkpoint(resume), str(resume))
     result = TrainResult(network, trainer.steps_done, False, report)
@@ -118,7 +128,7 @@ def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks,
     config = trainer.config
     clock = PhaseClock(trainer.backend.device, callbacks.sync_phases)
     try:
-        while trainer.steps_done < config.max_train_steps and not callbacks.should_stop():
+        while trainer.steps_done < config.max_train_steps and not _stop(trainer, callbacks):
             _one_step(trainer, result, callbacks, clock, out_dir, canaries)
     except CanaryBudgetExceeded as exc:
         result.stop_reason = str(exc)
@@ -130,6 +140,11 @@ def _run_steps(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks,
         # A second cancel here loses only this checkpoint (the atomic write leaves no half file), never the slider.
         with contextlib.suppress(KeyboardInterrupt, *callbacks.stop_exceptions):
             _checkpoint(trainer, result, callbacks, out_dir)
+
+
+def _stop(trainer: Trainer, callbacks: TrainCallbacks) -> bool:
+    """Alone: the host's request. With several processes: the request any of them shared in the last all_reduce."""
+    return trainer.stop_agreed if trainer.world.size > 1 else callbacks.should_stop()
 
 
 def _one_step(trainer: Trainer, result: TrainResult, callbacks: TrainCallbacks, clock: PhaseClock,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-PHASES = ("denoise", "teachers", "student_forward", "backward", "optimizer", "canaries")
+PHASES = ("denoise", "teachers", "student_forward", "backward", "all_reduce", "optimizer", "canaries")
 
 
 class PhaseClock:

@@ -3,6 +3,7 @@ step slider files next to the checkpoints, and the previews."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +15,7 @@ from ..sliders.trained import TrainedSlider
 from .callbacks import StepReport, TrainCallbacks, TrainStart
 from .loss_log import read_rows, report_row, write_rows
 from .preview import PreviewPolicy, PreviewSampler
+from .step_log import StepLog
 
 
 def step_slider_path(out_dir: Path, step: int) -> Path:
@@ -26,8 +28,10 @@ def sample_path(out_dir: Path, step: int) -> Path:
 
 class RunRecorder(TrainCallbacks):
     def __init__(self, backend: ModelBackend, prompts: PromptSet, config: TrainConfig, host: TrainCallbacks,
-                 out_dir: Optional[Path], sampler: Optional[PreviewSampler], policy: PreviewPolicy, save_samples: bool):
+                 out_dir: Optional[Path], sampler: Optional[PreviewSampler], policy: PreviewPolicy, save_samples: bool,
+                 step_log: Optional[StepLog] = None):
         self.backend, self.prompts, self.config, self.host = backend, prompts, config, host
+        self.step_log = step_log if out_dir is not None else None  # loss.jsonl and the trackers
         self.out_dir, self.sampler, self.policy, self.save_samples = out_dir, sampler, policy, save_samples
         self.sync_phases, self.stop_exceptions = host.sync_phases, host.stop_exceptions
         self.rows: list[dict] = []
@@ -39,11 +43,15 @@ class RunRecorder(TrainCallbacks):
         # A resumed run keeps the rows of the steps it does not redo.
         if start.start_step and self.out_dir is not None:
             self.rows = read_rows(self.out_dir / "loss.csv", start.start_step)
+        if self.step_log is not None:
+            self.step_log.start(self.rows, _flat_values(self.config.to_dict()))
         self.host.on_start(start)
 
     def on_step(self, report: StepReport, network) -> None:
         self.network = network
         self.rows.append(report_row(report))
+        if self.step_log is not None:
+            self.step_log.log(self.rows[-1])
         # The preview first, so a host that shows the step (the progress bar) shows it with its picture.
         if self.sampler is not None and self.policy.due(report.step, report.total_steps) and not self.host.should_stop():
             image = self.sampler(network, report.step, self.host.should_stop)
@@ -70,7 +78,11 @@ class RunRecorder(TrainCallbacks):
         try:
             self.write_losses()
         finally:
-            self.host.on_end(steps_done, stopped, error)
+            try:
+                if self.step_log is not None:
+                    self.step_log.close()
+            finally:
+                self.host.on_end(steps_done, stopped, error)
 
     def write_losses(self) -> None:
         if self.out_dir is not None:
@@ -80,3 +92,14 @@ class RunRecorder(TrainCallbacks):
 def _save_png(image, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def _flat_values(config: dict, prefix: str = "") -> dict:
+    """The config as the flat scalar table trackers store as hyperparameters (nested tables joined by dots)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key in ("network", "optimizer", "loss", "noise", "sampling"):
+            flat.update(_flat_values(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value, default=list)
+    return flat

@@ -249,10 +249,17 @@ class SliderStep:
         context = TargetContext(progress=self.progress, timestep=plan.timestep)
         return OBJECTIVES.get(plan.pair.action).combine(plan.pair, teacher, context)
 
-    def run(self, plan: StepPlan, clock: Optional[PhaseClock] = None) -> StepResult:
+    def run(self, plan: StepPlan, clock: Optional[PhaseClock] = None, rows: Optional[slice] = None) -> StepResult:
+        """With `rows` (data-parallel: this process's share of the plan's batch) only those rows are trained; the
+        trajectory cache still denoises the whole batch, so its own draws stay those of one process."""
         clock = clock or PhaseClock(self.backend.device)
+        if rows is not None and self.cache is None:
+            plan = replace(plan, noise=plan.noise[rows])
+            rows = None
         with clock("denoise"):
             x_t = self.denoise(plan)
+        if rows is not None:
+            x_t = x_t[rows]
         with clock("teachers"):
             teacher = self.teachers(plan, x_t)
         target = self.target(plan, teacher)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..errors import ConfigError, StepAborted, TrainingAborted
 from ..models.backend import ModelBackend
 from ..optim import build_optimizer, build_scheduler
 from ..prompts import PromptSet
+from .distributed import SINGLE, World
 from .phases import PhaseClock
 from .regularization import configure_regularization, load_regularization_state, regularization_state
 from .step import SliderStep, StepResult
@@ -49,9 +51,13 @@ class Trainer:
     scaler: torch.amp.GradScaler
     fingerprint: str
     steps_done: int = 0
+    world: World = SINGLE  # data-parallel: this process's rank and the process count (distributed.py)
+    stop_requested: Callable[[], bool] = lambda: False  # this process's host stop request, shared in the all_reduce
+    stop_agreed: bool = False  # after a step with several processes: some process asked to stop
 
     @classmethod
-    def build(cls, backend: ModelBackend, network: AdapterNetwork, prompts: PromptSet, config: TrainConfig) -> Trainer:
+    def build(cls, backend: ModelBackend, network: AdapterNetwork, prompts: PromptSet, config: TrainConfig,
+              world: World = SINGLE) -> Trainer:
         configure_regularization(network, config)
         step = SliderStep(backend, network, prompts, config, backend.encode_prompts(prompts.all_prompts()))
         optimizer = build_optimizer(network.param_groups(config.optimizer.learning_rate), config.optimizer)
@@ -59,22 +65,30 @@ class Trainer:
         fp16 = config.mixed_precision == "fp16" or backend.dtype == torch.float16
         scaler = torch.amp.GradScaler(backend.device.type, enabled=fp16)
         return cls(backend, network, step, optimizer, scheduler, torch.Generator().manual_seed(config.seed), config,
-                   scaler, prompts_fingerprint(prompts))
+                   scaler, prompts_fingerprint(prompts), world=world)
 
     def one_step(self, clock: PhaseClock) -> tuple[float, StepResult]:
+        """One optimizer step: gradient_accumulation_steps draws, each this process's rows of the plan, their
+        gradients averaged over the draws and (one all_reduce) over the processes, then clipped and applied."""
         rng = self._rng_state()
+        draws = self.config.gradient_accumulation_steps
+        self.optimizer.zero_grad(set_to_none=True)
         try:
             self.step.progress = self.steps_done / max(self.config.max_train_steps, 1)
-            plan = self.step.plan(self.generator)
-            result = self.step.run(plan, clock)
+            results = [self._draw(clock, draws) for _ in range(draws)]
         except StepAborted:
             # A stop inside the denoise: nothing was learned yet, so undo the step's random draws too and a
             # checkpoint of this state resumes exactly as if the step had never started.
             self._set_rng_state(rng)
+            self.optimizer.zero_grad(set_to_none=True)
             raise
-        where = f"at timestep {plan.timestep} (pair {plan.pair.name or plan.pair_index})"
+        result = _mean_result(results)
+        with clock("all_reduce"):
+            self.stop_agreed = self._all_reduce(result)
         with clock("backward"):
-            norm = self._backward(result.loss)
+            norm = self._unscale_and_clip()
+        first = results[0]
+        where = f"at timestep {first.timestep} (pair {self.step.pairs[first.pair_index].name or first.pair_index})"
         # The step's one host read of device values (a sync): both finite checks and the logged losses together.
         # A non-finite loss only made non-finite adapter gradients so far; no optimizer step has used them.
         _, _, loss, norm_value = result.read(result.loss, norm)
@@ -93,6 +107,40 @@ class Trainer:
         self.steps_done += 1
         return lr, result
 
+    def _draw(self, clock: PhaseClock, draws: int) -> StepResult:
+        """One draw of the step: the full plan from the shared generator (every process draws the same), this
+        process's rows of it trained, its gradient added with weight 1 / draws."""
+        plan = self.step.plan(self.generator)
+        rows = self.world.rows(plan.noise.shape[0]) if self.world.size > 1 else None
+        result = self.step.run(plan, clock, rows)
+        with clock("backward"):
+            # With gradient checkpointing the adapter hooks run again inside backward and read the
+            # network's multiplier then: nothing may change it between the student forward and here.
+            self.scaler.scale(result.loss / draws).backward()
+        return result
+
+    def _all_reduce(self, result: StepResult) -> bool:
+        """Adapter gradients, the logged losses and the stop flag averaged over the processes in one all_reduce;
+        True when any process was asked to stop (all of them then stop after this same step)."""
+        if self.world.size == 1:
+            return False
+        # Every process must send the same buffer: a parameter without a gradient here (module_dropout skipped its
+        # layer in this process only) sends zeros, as DDP does.
+        for param in self.network.parameters():
+            if param.requires_grad and param.grad is None:
+                param.grad = torch.zeros_like(param)
+        grads = [p.grad for p in self.network.parameters() if p.requires_grad]
+        stop = torch.tensor([1.0 if self.stop_requested() else 0.0], device=result.main.device)
+        losses = torch.stack([result.loss.detach().float().reshape(()), result.main, result.preservation, stop[0]])
+        self.world.mean_([*grads, losses])
+        result.loss, result.main, result.preservation = losses[0], losses[1], losses[2]
+        return bool(losses[3] > 0)
+
+    def _unscale_and_clip(self) -> torch.Tensor:
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.config.optimizer.max_grad_norm
+        return torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm if max_norm > 0 else float("inf"))
+
     def _rng_state(self) -> tuple:
         cache = self.step.cache
         return self.generator.get_state(), None if cache is None else cache.generator.get_state()
@@ -101,15 +149,6 @@ class Trainer:
         self.generator.set_state(state[0])
         if state[1] is not None:
             self.step.cache.generator.set_state(state[1])
-
-    def _backward(self, loss: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        # With gradient checkpointing the adapter hooks run again inside backward and read the
-        # network's multiplier then: nothing may change it between the student forward and here.
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        max_norm = self.config.optimizer.max_grad_norm
-        return torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm if max_norm > 0 else float("inf"))
 
     def base_learning_rate(self) -> float:
         group = self.optimizer.param_groups[0]
@@ -154,3 +193,13 @@ class Trainer:
         step = int(state["step"])
         if step >= self.config.max_train_steps:
             raise ConfigError("max_train_steps", f"the checkpoint is at step {step}; raise max_train_steps above it to continue")
+
+
+def _mean_result(results: list[StepResult]) -> StepResult:
+    """The draws of one optimizer step as one result: mean losses; the first draw's timestep and pair are logged."""
+    if len(results) == 1:
+        return results[0]
+    mean = lambda values: torch.stack([v.detach().float().reshape(()) for v in values]).mean()  # noqa: E731
+    first = results[0]
+    return StepResult(mean([r.loss for r in results]), mean([r.main for r in results]),
+                      mean([r.preservation for r in results]), first.timestep, first.pair_index)

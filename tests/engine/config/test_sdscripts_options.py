@@ -54,7 +54,6 @@ def test_optimizer_learning_rates_and_saving():
     ({"network_args": ["nope=1"]}, "network_args", "'nope' is not a network argument"),
     ({"network_args": ["conv_dim"]}, "network_args", "not key=value"),
     ({"optimizer_type": "DAdaptation"}, "optimizer_type", "not supported"),
-    ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps", "every step"),
     ({"full_bf16": True}, "full_bf16", "float32"),
     ({"network_args": ["block_dims=1,2,3"]}, "block_dims", "25 values"),
     ({"network_args": ["down_lr_weight=wave"]}, "down_lr_weight", "preset 'wave' is not one of sd-scripts'"),
@@ -63,6 +62,11 @@ def test_refusals_name_the_option_and_the_reason(options, field, message):
     with pytest.raises(ConfigError, match=message) as error:
         from_sdscripts(options)
     assert error.value.field == field
+
+
+def test_gradient_accumulation_passes_through_and_reaches_the_config():
+    assert from_sdscripts({"gradient_accumulation_steps": 4}) == {"gradient_accumulation_steps": 4}
+    assert _config(gradient_accumulation_steps=4).gradient_accumulation_steps == 4
 
 
 def test_text_encoder_and_start_weight_options_pass_through_under_their_names():
