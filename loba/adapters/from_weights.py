@@ -150,23 +150,25 @@ def _initialize(network: AdapterNetwork, source: SliderFile, names: dict[str, st
     return errors
 
 
-def _source(start: StartWeights, rank: int) -> tuple[SliderFile, bool]:
+def _source(start: StartWeights, rank: int, backend) -> tuple[SliderFile, bool]:
+    """The (merged) start file in the backend's module layout (Flux in diffusers: fused qkv split per module)."""
     source = start.merged(rank)
-    return source, source is start.files[0]
+    exact = source is start.files[0]
+    return SliderFile(backend.model_tensors(source.tensors), source.metadata, source.path), exact
 
 
 def initialize_from_weights(network: AdapterNetwork, backend, start: StartWeights,
                             rank: Optional[int] = None) -> dict[str, float]:
     """Set a built network's adapters from the LoRA file(s) (svd merges at `rank`, default the largest training
     rank); returns {layer: relative SVD error} of the layers truncated to their training rank."""
-    source, exact = _source(start, rank or max((spec.rank for spec in network.targets), default=1))
+    source, exact = _source(start, rank or max((spec.rank for spec in network.targets), default=1), backend)
     return _initialize(network, source, _stems(source, module_namer(backend)), exact)
 
 
 def network_from_weights(backend, config: TrainConfig, start: StartWeights) -> tuple[AdapterNetwork, dict[str, float]]:
     """The network config's targeting builds (seeded as build_network is), started from the LoRA file(s); svd
     merges at network_dim, the training rank."""
-    source, exact = _source(start, config.network.network_dim)
+    source, exact = _source(start, config.network.network_dim, backend)
     names = _stems(source, module_namer(backend))
     targets = select_all_targets(backend, config, select_targets)
     if config.network.dim_from_weights:

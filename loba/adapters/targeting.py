@@ -24,13 +24,18 @@ from .target_spec import TargetSpec
 Predicate = Callable[[str, nn.Module], bool]
 TARGETING_PRESETS: Registry[Predicate] = Registry("targeting preset", field="preset")
 
-_ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$")
+_ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$"
+                        # diffusers' Flux: joint attention, image stream to_*, text stream add_*_proj / to_add_out
+                        r"|^(single_)?transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_[qkv]_proj|to_add_out)$")
 _CROSS_ATTENTION = re.compile(r"\.attn2\.(to_q|to_k|to_v|to_out\.0)$")
 _IN_CROSS_ATTENTION = re.compile(r"\.attn2\.")
 _CROSS_ATTENTION_KV = re.compile(r"\.attn2\.(to_k|to_v)$")
-_FEED_FORWARD = re.compile(r"\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)$")
+_FEED_FORWARD = re.compile(r"\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)$"
+                           r"|^transformer_blocks\.\d+\.(ff|ff_context)\.net\.(0\.proj|2)$"  # diffusers' Flux
+                           r"|^single_transformer_blocks\.\d+\.(proj_mlp|proj_out)$")
 # Everything inside a Transformer2DModel / SpatialTransformer (kohya's default LoRA scope).
-_TRANSFORMER = re.compile(r"\.transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$")
+_TRANSFORMER = re.compile(r"\.transformer_blocks\.\d+\.|\.proj_in$|\.proj_out$"
+                          r"|^(single_)?transformer_blocks\.\d+\.")  # diffusers' Flux double and single blocks
 # ResnetBlock2D (diffusers) / ResBlock (LDM) layers; the norms are not Linear/Conv2d anyway.
 _RESNET = re.compile(r"\.resnets\.\d+\.(conv1|conv2|time_emb_proj|conv_shortcut)$"
                      r"|\.\d+\.(in_layers\.2|out_layers\.3|emb_layers\.1|skip_connection)$")

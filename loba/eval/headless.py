@@ -14,7 +14,7 @@ from ..errors import AdapterFileError, ConfigError
 def run_model_eval(model: str, slider: str | os.PathLike, spec_path: str | os.PathLike, out: str | os.PathLike, *,
                    device: str = "cpu", dtype: str = "float32", model_config: Optional[str] = None, quiet: bool = False) -> dict:
     from ..models.sources import ModelSource, load_backend
-    from ..sliders.kohya import load_slider, network_from_file
+    from ..sliders.kohya import SliderFile, load_slider, network_from_file
     from .diffusers_render import DiffusersRenderer, check_sampling
     from .run import build_evaluators, evaluate_slider
     from .slider_check import check_family
@@ -31,7 +31,8 @@ def run_model_eval(model: str, slider: str | os.PathLike, spec_path: str | os.Pa
         raise ConfigError("slider", str(exc)) from None
     backend = load_backend(ModelSource(str(model), dtype=dtype, model_config=model_config, device=device, with_vae=True))
     check_family(slider_file, backend.family)
-    try:
+    try:  # a model whose files fuse layers (Flux in diffusers) reads them in its own module layout first
+        slider_file = SliderFile(backend.model_tensors(slider_file.tensors), slider_file.metadata, slider_file.path)
         network = network_from_file(slider_file, backend.denoiser(), backend.module_name_from_kohya)
     except AdapterFileError as exc:
         raise ConfigError("slider", str(exc)) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -108,6 +108,15 @@ class ModelBackend(abc.ABC):
     @abc.abstractmethod
     def module_name_from_kohya(self, kohya_key: str) -> Optional[str]:
         """The denoiser sub-module name of a kohya key stem, or None when it is foreign."""
+
+    def file_tensors(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The slider file's tensors of the adapter network's (kohya_name stems): the same for models whose file
+        layout is their module layout; Flux in diffusers fuses q/k/v into kohya's qkv layers here."""
+        return dict(tensors)
+
+    def model_tensors(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inverse of file_tensors: a LoRA file's tensors under stems module_name_from_kohya knows."""
+        return dict(tensors)
 
     def text_encoder_modules(self) -> list[nn.Module]:
         """The text encoders a text-encoder LoRA adapts (CLIP-L; SDXL: CLIP-L, CLIP-G), in kohya's te1, te2 order.

@@ -27,7 +27,7 @@ BUCKET_SETS: dict[str, tuple[Size, ...]] = {"sdxl_buckets": SDXL_BUCKETS, "sd_bu
 
 # Every side is a multiple of the VAE factor 8. SDXL was trained only at multiples of 64 (its buckets and
 # its size conditioning); sd-scripts' own SDXL UNet breaks below 32. So SDXL asks for 64.
-SIDE_MULTIPLE = {"sdxl": 64}
+SIDE_MULTIPLE = {"sdxl": 64, "flux": 16}  # Flux: 8x VAE, then 2x2 patches
 DEFAULT_SIDE_MULTIPLE = 8
 
 # A mask is resized to each training size; past this relative aspect difference it would visibly stretch.

@@ -3,7 +3,7 @@ for every host (the Train node's resolution 0, `loba train`)."""
 
 from __future__ import annotations
 
-NATIVE_RESOLUTION = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+NATIVE_RESOLUTION = {"sd1": 512, "sd2": 512, "sdxl": 1024, "flux": 1024}
 # SD2's 768-v models are the v-prediction ones; the 512 SD2 base is epsilon.
 SD2_V_RESOLUTION = 768
 

@@ -49,7 +49,8 @@ class TrainedSlider:
                 **slider_metadata(self.config, self.prompts, self.backend, self.steps_done, extra)}
 
     def slider_file(self, path: str = "", extra: Optional[dict[str, str]] = None) -> SliderFile:
-        return SliderFile(slider_tensors(self.network, kohya_namer(self.backend)), self.metadata(extra), str(path))
+        tensors = self.backend.file_tensors(slider_tensors(self.network, kohya_namer(self.backend)))
+        return SliderFile(tensors, self.metadata(extra), str(path))
 
     def save(self, path: Path, extra: Optional[dict[str, str]] = None) -> Path:
         """Write the slider at the config's save_precision, atomically (and its EMA beside it when the run kept
@@ -64,7 +65,7 @@ class TrainedSlider:
         if ema is None:
             return None
         path = ema_path(path)
-        tensors = slider_tensors(self.network, self.backend.kohya_name, state=ema.module_state())
+        tensors = self.backend.file_tensors(slider_tensors(self.network, self.backend.kohya_name, state=ema.module_state()))
         metadata = self.metadata({**(extra or {}), "loba_ema_decay": str(ema.decay)})
         return save_slider_file(SliderFile(tensors, metadata, str(path)), path, self.config.save_precision)
 
