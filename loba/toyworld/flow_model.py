@@ -25,9 +25,9 @@ TEXT_TOKENS = 16  # context length: every grammar sentence fits (at most 11 toke
 FLOW_CONFIG = dict(patch_size=1, in_channels=LATENT_CHANNELS * PATCH * PATCH, out_channels=None, num_layers=2,
                    num_single_layers=4, attention_head_dim=32, num_attention_heads=4, joint_attention_dim=64,
                    pooled_projection_dim=64, guidance_embeds=False, axes_dims_rope=(8, 12, 12))
-# The sigma table the model is trained and sampled on: Flux's shifted schedule with shift 1 (schnell's; at 16
-# image tokens the resolution-dependent shift of dev would be ~1 as well), 1000 integer timesteps.
-FLOW_SHIFT = 1.0
+# The sigma table the model is trained and sampled on: Flux's table (flux_schedule.flux_sigmas) unshifted, mu = 0
+# (schnell's; dev's resolution-dependent shift is for 256+ tokens, the toy has 16), 1000 integer timesteps.
+FLOW_SHIFT = 0.0
 NUM_TIMESTEPS = 1000
 # What "the default sampler and CFG" means for this model: flow Euler on the sigma table (trailing grid:
 # the first step is at sigma 1, pure noise), true classifier-free guidance with "" as the unconditional.
@@ -35,9 +35,10 @@ FLOW_SAMPLING = dict(sampler="flow_euler", steps=25, cfg=5.0, spacing="trailing"
 
 
 def flow_sigmas(shift: float = FLOW_SHIFT, num: int = NUM_TIMESTEPS) -> torch.Tensor:
-    """float64 [num] ascending to 1: sigma_i = shift*s / (1 + (shift - 1)*s) with s = (i + 1)/num (Flux's time shift)."""
-    s = torch.arange(1, num + 1, dtype=torch.float64) / num
-    return shift * s / (1 + (shift - 1) * s)
+    """float64 [num] ascending to 1 (mu = 0: sigma_t = (t + 1) / num)."""
+    from ..models.flux_schedule import flux_sigmas
+
+    return flux_sigmas(shift, num)
 
 
 def build_flow_transformer(config: Optional[dict] = None):
@@ -48,38 +49,18 @@ def build_flow_transformer(config: Optional[dict] = None):
     return FluxTransformer2DModel(**settings)
 
 
-def pack(latents: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> [B, (H/2)(W/2), 4C] in diffusers' FluxPipeline._pack_latents order."""
-    b, c, h, w = latents.shape
-    x = latents.view(b, c, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 2, 4, 1, 3, 5)
-    return x.reshape(b, (h // PATCH) * (w // PATCH), c * PATCH * PATCH)
-
-
-def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The inverse of pack: [B, (H/2)(W/2), 4C] -> [B, C, H, W]."""
-    b, _, d = tokens.shape
-    c = d // (PATCH * PATCH)
-    x = tokens.view(b, h // PATCH, w // PATCH, c, PATCH, PATCH).permute(0, 3, 1, 4, 2, 5)
-    return x.reshape(b, c, h, w)
-
-
-def image_ids(h: int, w: int, device=None) -> torch.Tensor:
-    """[(H/2)(W/2), 3] positions (0, row, col) of the packed tokens, as FluxPipeline._prepare_latent_image_ids."""
-    ids = torch.zeros(h // PATCH, w // PATCH, 3)
-    ids[..., 1] += torch.arange(h // PATCH)[:, None]
-    ids[..., 2] += torch.arange(w // PATCH)[None, :]
-    return ids.reshape(-1, 3).to(device)
-
-
 def flow_velocity(transformer, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-    """The transformer's velocity (eps - x0) for latents x [B, 4, H, W] at sigma [B] (Flux takes sigma, x1000 inside)."""
+    """The transformer's velocity (eps - x0) for latents x [B, 4, H, W] at sigma [B] (Flux takes sigma, x1000 inside),
+    packed exactly as FluxBackend.predict packs them (training and slider training see the same model)."""
+    from ..models.flux_backend import image_ids, pack_latents, unpack_latents
+
     h, w = x.shape[-2:]
-    param = next(transformer.parameters())
-    out = transformer(hidden_states=pack(x).to(param.dtype), timestep=sigma.to(x.device, param.dtype),
-                      encoder_hidden_states=context.to(param.dtype), pooled_projections=pooled.to(param.dtype),
-                      txt_ids=torch.zeros(context.shape[1], 3, device=x.device), img_ids=image_ids(h, w, x.device),
-                      return_dict=False)[0]
-    return unpack(out, h, w)
+    dtype = next(transformer.parameters()).dtype
+    out = transformer(hidden_states=pack_latents(x.to(dtype)), timestep=sigma.to(x.device, dtype),
+                      encoder_hidden_states=context.to(x.device, dtype), pooled_projections=pooled.to(x.device, dtype),
+                      txt_ids=torch.zeros(context.shape[1], 3, device=x.device, dtype=dtype),
+                      img_ids=image_ids(h, w, x.device, dtype), return_dict=False)[0]
+    return unpack_latents(out, h, w).to(x.dtype)
 
 
 @torch.no_grad()
