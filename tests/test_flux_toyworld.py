@@ -18,7 +18,7 @@ from loba.toyworld.flow_model import FLOW_CONFIG, FlowComponents, build_flow_tra
 
 TINY_CONFIG = {**FLOW_CONFIG, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
                "axes_dims_rope": (4, 6, 6)}
-TINY = FlowRecipe(dataset_size=16, denoiser_steps=4, denoiser_batch=2, save_every=2, warmup=2, threads=1)
+TINY = FlowRecipe(dataset_size=16, denoiser_steps=4, denoiser_stop_at=4, denoiser_batch=2, save_every=2, warmup=2, threads=1)
 
 
 class Interrupted(Exception):
@@ -192,8 +192,8 @@ def test_cli_builds_the_flow_world(tmp_path, monkeypatch, capsys):
                  "--no-competence"]) == 0
     [(work, written, recipe, kw)] = calls
     assert work == tmp_path and written == out and recipe.denoiser_steps == 7 and kw == {"competence": False}
-    assert main(["toyworld", "build", "--world", "flow", "--out", str(out), "--denoiser-stop-at", "3"]) != 0
-    assert "use --denoiser-steps" in capsys.readouterr().err
+    assert main(["toyworld", "build", "--world", "flow", "--out", str(out), "--autoencoder-steps", "3"]) != 0
+    assert "reuses the shipped autoencoder" in capsys.readouterr().err
 
 
 def test_demo_cli_takes_worlds(tmp_path, monkeypatch, capsys):

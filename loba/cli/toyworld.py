@@ -75,9 +75,9 @@ def _build_flow(args) -> int:
     from ..toyworld.flow_build import FlowRecipe
     from ..toyworld.flow_package import build_and_package_flow
 
-    if args.autoencoder_steps or args.denoiser_stop_at:
-        raise LobaError("--autoencoder-steps and --denoiser-stop-at do not apply to --world flow (it reuses the shipped "
-                        "autoencoder and trains its whole schedule); use --denoiser-steps")
+    if args.autoencoder_steps:
+        raise LobaError("--autoencoder-steps does not apply to --world flow (it reuses the shipped autoencoder); use "
+                        "--denoiser-steps or --denoiser-stop-at")
     recipe = _with_step_options(FlowRecipe(seed=args.seed), args)
     build_and_package_flow(args.work or DEFAULT_WORKS["flow"], args.out, recipe, competence=not args.no_competence)
     return 0

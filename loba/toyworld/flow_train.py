@@ -51,8 +51,10 @@ def flow_loss(transformer, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.T
 
 def train_flow_denoiser(components: FlowComponents, latents: torch.Tensor, attributes: list, steps: int, batch: int, seed: int,
                         log: Log, lr: float = 5e-4, ema_decay: float = 0.998, progress: Optional[Path] = None,
-                        save_every: int = 100, warmup: int = 100, captioner: Callable = caption) -> None:
+                        save_every: int = 100, warmup: int = 100, captioner: Callable = caption,
+                        stop_at: Optional[int] = None) -> None:
     """Train components.transformer for `steps` steps (cosine learning rate); its EMA ends up in `components`.
+    `stop_at` ends training early on the same `steps`-long schedule (a later, longer run resumes from there).
 
     With `progress`, the whole state (weights, EMA, optimizer, both random streams) is saved every `save_every`
     steps, and an interrupted run resumes exactly where it stopped: the same draws and the same weights."""
@@ -69,7 +71,8 @@ def train_flow_denoiser(components: FlowComponents, latents: torch.Tensor, attri
     if start:
         log(f"flow denoiser resumes at step {start}")
     started = time.perf_counter()
-    for step in range(start, steps):
+    end = min(steps, stop_at or steps)
+    for step in range(start, end):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=min(warmup, steps))
         index = torch.randint(len(latents), (batch,), generator=generator)
@@ -86,6 +89,6 @@ def train_flow_denoiser(components: FlowComponents, latents: torch.Tensor, attri
         _ema_update(ema, transformer, ema_decay if step >= steps // 5 else 0.9)
         if step % 100 == 0 or step == steps - 1:
             log(f"flow denoiser step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - started:.0f}s)")
-        if progress is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
+        if progress is not None and ((step + 1) % save_every == 0 or step + 1 == end):
             _save_progress(progress, step + 1, modules, optimizer, generator, rng)
     components.transformer = ema
