@@ -129,8 +129,22 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", choices=("sliders", "unlearn"),
                         help="run one part: the two sliders on the plain world, or U-LOBA's unlearning comparison on "
                              "the entangled world (default: both; unlearn writes DIR/unlearn/)")
+    parser.add_argument("--world", type=_world_list, default=("toyworld",), metavar="NAME,...",
+                        help="which toy worlds the sliders run on: toyworld (SD1), flow (a toy Flux transformer, flow "
+                             "matching) or toyworld,flow (both, side by side in one table)")
     parser.add_argument("--unlearn-cases", type=_case_list, default=("triangle",), metavar="NAME,...",
                         help="which entangled-world biases the unlearn part re-attaches: triangle, square, large or all")
+
+
+def _world_list(text: str) -> tuple[str, ...]:
+    from ..toyworld.demo import WORLD_RECIPE_SUFFIXES
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in WORLD_RECIPE_SUFFIXES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown world {unknown[0] if unknown else text!r}; the slider demo runs on "
+                                         f"{', '.join(WORLD_RECIPE_SUFFIXES)} (comma-separated for several)")
+    return names
 
 
 def _case_list(text: str) -> tuple[str, ...]:
@@ -150,7 +164,8 @@ def _demo(args) -> int:
 
     objectives = ("loba",) + ((args.objective,) if args.objective else ())
     if args.only != "unlearn":
-        run_demo(args.out, args.weights, quick=args.quick, objectives=objectives, threads=args.threads, seeds=args.seeds)
+        run_demo(args.out, args.weights, quick=args.quick, objectives=objectives, threads=args.threads, seeds=args.seeds,
+                 worlds=args.world)
     if args.only != "sliders":
         seeds = args.seeds or (0,)
         for seed in seeds:

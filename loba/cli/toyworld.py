@@ -9,14 +9,16 @@ from pathlib import Path
 from ..errors import LobaError
 
 DEFAULT_WORK = Path.home() / ".cache" / "loba" / "toyworld-build"
-DEFAULT_WORKS = {"toyworld": DEFAULT_WORK, "entangled": DEFAULT_WORK.parent / "toyworld-entangled-build"}
+DEFAULT_WORKS = {"toyworld": DEFAULT_WORK, "entangled": DEFAULT_WORK.parent / "toyworld-entangled-build",
+                 "flow": DEFAULT_WORK.parent / "toyworld-flow-build"}
 
 
 def _world_argument(parser: argparse.ArgumentParser, what: str) -> None:
     from ..toyworld.worlds import DEFAULT_WORLD, world_names
 
     parser.add_argument("--world", choices=world_names(), default=DEFAULT_WORLD,
-                        help=f"which shipped toy world {what} (entangled: biased under-specified captions, styles)")
+                        help=f"which shipped toy world {what} (entangled: biased under-specified captions, styles; flow: a toy "
+                             "Flux transformer trained by flow matching)")
 
 
 def add_toyworld_verbs(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +71,26 @@ def _with_step_options(recipe, args):
     return replace(recipe, **{name: value for name, value in given.items() if value})
 
 
+def _build_flow(args) -> int:
+    from ..toyworld.flow_build import FlowRecipe
+    from ..toyworld.flow_package import build_and_package_flow
+
+    if args.autoencoder_steps:
+        raise LobaError("--autoencoder-steps does not apply to --world flow (it reuses the shipped autoencoder); use "
+                        "--denoiser-steps or --denoiser-stop-at")
+    recipe = _with_step_options(FlowRecipe(seed=args.seed), args)
+    build_and_package_flow(args.work or DEFAULT_WORKS["flow"], args.out, recipe, competence=not args.no_competence)
+    return 0
+
+
 def _build(args) -> int:
 
     from ..toyworld.build import BuildRecipe, build_and_package
 
     if args.world == "entangled":
         return _build_entangled(args)
+    if args.world == "flow":
+        return _build_flow(args)
     recipe = _with_step_options(BuildRecipe(seed=args.seed), args)
     build_and_package(args.work or DEFAULT_WORK, args.out, recipe, competence=not args.no_competence)
     return 0
@@ -102,6 +118,10 @@ def _competence(args) -> int:
 
 def _export(args) -> int:
     from ..toyworld.export import export_diffusers
+
+    if args.weights is None and args.world == "flow":
+        raise LobaError("export-diffusers writes a StableDiffusionPipeline; the flow world is a Flux-architecture model "
+                        "(its file loads with `loba` and the Toy World Loader); choose --world toyworld or entangled")
 
     print(f"toy-world pipeline written to {export_diffusers(args.folder, _weights(args))}")
     return 0

@@ -58,6 +58,29 @@ def _toyworld_entangled(source: ModelSource) -> ModelBackend:
     return _toyworld(source, world="entangled")
 
 
+@EMBEDDED_MODELS.register("toyworld-flow")
+def _toyworld_flow(source: ModelSource) -> ModelBackend:
+    """The flow toy world: a toy Flux transformer (flow matching) as a FluxBackend on its sigma table."""
+    from ..toyworld.backend import flow_backend
+    from ..toyworld.files import load_toy_components
+    from ..toyworld.worlds import world_weights
+
+    if source.zero_terminal_snr:
+        raise ConfigError("zero_terminal_snr", "the flow toy world is a flow-matching model (its last sigma is 1 "
+                                               "already); remove zero_terminal_snr")
+    if source.prediction_type not in (None, "flow"):
+        raise ConfigError("prediction_type", f"the flow toy world predicts a flow velocity, not {source.prediction_type}; "
+                                             "remove prediction_type")
+    import torch
+
+    components = load_toy_components(world_weights("flow"))
+    dtype = dtype_named(source.dtype, "model_dtype")
+    if source.device != "cpu" or dtype != torch.float32:  # the shipped weights load as float32 on the CPU
+        for module in (components.transformer, components.text_encoder, components.vae):
+            module.to(source.device, dtype)
+    return flow_backend(components, clip_skip=source.clip_skip)
+
+
 def load_backend(source: ModelSource) -> ModelBackend:
     """The backend of `source`; a path or id that cannot be loaded is a ConfigError naming the key."""
     dtype = dtype_named(source.dtype, "model_dtype")

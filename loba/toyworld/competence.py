@@ -15,7 +15,7 @@ from .attributes import ATTRIBUTE_VALUES
 from .captions import all_full_prompts, parse_caption
 from .model import DEFAULT_SAMPLING, ToyComponents
 from .reader import read_batch
-from .sampling import ToySampler
+from .sampling import ToySampler, sampler_name, toy_sampler
 
 THRESHOLDS = {"color": 0.95, "shape": 0.90, "size": 0.90, "background": 0.95}
 PARTIAL_PROMPTS = ("a circle", "a square", "a triangle")
@@ -53,11 +53,12 @@ def partial_prompt_coverage(sampler: ToySampler, samples: int, seed: int, batch_
 def measure_competence(components: ToyComponents, samples_per_prompt: int = 64, partial_samples: int = 64, seed: int = 0,
                        batch_size: int = 128, device: str = "cpu") -> dict:
     started = time.perf_counter()
-    sampler = ToySampler(components, device)
+    sampler = toy_sampler(components, device)
     accuracy = full_prompt_accuracy(sampler, samples_per_prompt, seed, batch_size)
     coverage = partial_prompt_coverage(sampler, partial_samples, seed, batch_size)
     competent = all(accuracy[name] >= bar for name, bar in THRESHOLDS.items()) and not any(
         values for prompt in coverage.values() for values in prompt.values())
     return {"accuracy": accuracy, "thresholds": THRESHOLDS, "partial_prompts_missing_values": coverage,
-            "samples_per_prompt": samples_per_prompt, "sampling": DEFAULT_SAMPLING, "competent": competent,
+            "samples_per_prompt": samples_per_prompt,
+            "sampling": {**DEFAULT_SAMPLING, "sampler": sampler_name(components)}, "competent": competent,
             "seconds": time.perf_counter() - started}

@@ -31,9 +31,18 @@ OBJECTIVE_SUFFIXES = {"loba": "", "leco-classic": ".leco-classic", "region": ".r
 Log = Callable[[str], None]
 
 
-def recipe_path(name: str, kind: str, objective: str = "loba") -> Path:
-    """kind "train" -> recipes/<name>[.<objective>].toml, "eval" -> recipes/<name>.eval.toml (in the package)."""
-    suffix = OBJECTIVE_SUFFIXES[objective] + ".toml" if kind == "train" else ".eval.toml"
+# Worlds whose model needs its own train recipe (the Flux-architecture flow world: Flux targeting, trailing grid);
+# the eval specs (targets, prompts, seeds, steps, cfg) are the same on every world, so figures compare.
+WORLD_RECIPE_SUFFIXES = {"toyworld": "", "flow": ".flow"}
+
+
+def recipe_path(name: str, kind: str, objective: str = "loba", world: str = "toyworld") -> Path:
+    """kind "train" -> recipes/<name>[.flow][.<objective>].toml, "eval" -> recipes/<name>.eval.toml (in the package)."""
+    if world not in WORLD_RECIPE_SUFFIXES:
+        raise ValueError(f"the slider demo runs on {', '.join(WORLD_RECIPE_SUFFIXES)}, not '{world}'")
+    if world != "toyworld" and objective != "loba":
+        raise ValueError(f"the {objective} recipes are SD1 recipes; on the {world} world only LOBA's own run")
+    suffix = WORLD_RECIPE_SUFFIXES[world] + OBJECTIVE_SUFFIXES[objective] + ".toml" if kind == "train" else ".eval.toml"
     return Path(str(resources.files(__package__).joinpath(f"recipes/{name}{suffix}")))
 
 
@@ -43,12 +52,12 @@ QUICK_EVAL = {"samples": 1, "steps": 2}
 
 
 def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = False, objective: str = "loba",
-               seed: Optional[int] = None) -> dict:
+               seed: Optional[int] = None, world: str = "toyworld") -> dict:
     from ..train.run import RunRequest, run_training
     from .backend import toy_backend
     from .evaluate import evaluate, load_spec
 
-    train_file = recipe_path(name, "train", objective)
+    train_file = recipe_path(name, "train", objective, world)
     _, config, prompts = split_run_table(read_prompt_table(train_file), train_file.parent, train_file.name)
     if seed is not None:
         config = config.replace(seed=seed)
@@ -59,7 +68,8 @@ def run_recipe(name: str, components, out_dir: Path, log: Log, quick: bool = Fal
     slider = run_training(RunRequest(prompts, config, backend=toy_backend(components), out_dir=out_dir))
     train_seconds = time.perf_counter() - started
     path = slider.save(out_dir / "slider.safetensors")
-    log(f"{name} ({objective}): trained {slider.steps_done} steps in {train_seconds:.0f}s; evaluating")
+    where = "" if world == "toyworld" else f", {world} world"
+    log(f"{name} ({objective}{where}): trained {slider.steps_done} steps in {train_seconds:.0f}s; evaluating")
     metrics = evaluate(components, path, spec, out_dir / "eval")
     return {"train_seconds": train_seconds, "steps": slider.steps_done, "metrics": metrics}
 
@@ -120,21 +130,32 @@ def comparison_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def _seed_runs(name: str, objective: str, weights, out: Path, log: Log, quick: bool, seeds: tuple[int, ...]) -> dict:
+def _seed_runs(name: str, objective: str, weights, out: Path, log: Log, quick: bool, seeds: tuple[int, ...],
+               world: str = "toyworld") -> dict:
     from .files import load_toy_components
 
     runs = []
     for seed in seeds:
         log(f"{name} ({objective}): seed {seed}")
         components = load_toy_components(weights)  # fresh per run: nothing of one run leaks into the next
-        runs.append({"seed": seed, **run_recipe(name, components, out / f"seed-{seed}", log, quick, objective, seed=seed)})
+        runs.append({"seed": seed, **run_recipe(name, components, out / f"seed-{seed}", log, quick, objective, seed=seed,
+                                                world=world)})
     return {"seeds": list(seeds), "runs": runs, "stats": seed_stats(runs)}
 
 
+def _world_weights(world: str, weights: Optional[Path], worlds: tuple[str, ...]) -> Optional[Path]:
+    """--weights replaces the world's shipped file only when one world runs (else each world's own file)."""
+    from .worlds import world_weights
+
+    return weights if weights is not None and len(worlds) == 1 else world_weights(world)
+
+
 def run_demo(out: Path, weights: Optional[Path] = None, recipes=DEMO_RECIPES, log: Log = print, quick: bool = False,
-             objectives: tuple[str, ...] = ("loba",), threads: int = 1, seeds: Optional[tuple[int, ...]] = None) -> dict:
-    """Runs every recipe x objective (x seed, when seeds are given: DIR/<slider>/seed-<n>/) with `threads`
-    torch threads, writes DIR/summary.json after each slider and prints the comparison table."""
+             objectives: tuple[str, ...] = ("loba",), threads: int = 1, seeds: Optional[tuple[int, ...]] = None,
+             worlds: tuple[str, ...] = ("toyworld",)) -> dict:
+    """Runs every recipe x objective x world (x seed, when seeds are given: DIR/<slider>/seed-<n>/) with `threads`
+    torch threads, writes DIR/summary.json after each slider and prints the comparison table. A world other
+    than the plain one runs into DIR/<world>/<slider>/ and its rows read `<slider> [<world>]`."""
     import torch
 
     from .files import load_toy_components
@@ -145,14 +166,18 @@ def run_demo(out: Path, weights: Optional[Path] = None, recipes=DEMO_RECIPES, lo
     torch.set_num_threads(threads)  # pinned: train seconds and CPU float results depend on the thread count
     try:
         for name in recipes:
-            for objective in objectives:
-                key = name + OBJECTIVE_SUFFIXES[objective]
-                if seeds:
-                    entry = _seed_runs(name, objective, weights, out / key, log, quick, tuple(seeds))
-                else:  # fresh components per run: nothing of one run leaks into the next
-                    entry = run_recipe(name, load_toy_components(weights), out / key, log, quick, objective)
-                summary[key] = {"threads": torch.get_num_threads(), **entry}
-                atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+            for world in worlds:
+                world_file = _world_weights(world, weights, worlds)
+                for objective in objectives if world == "toyworld" else ("loba",):
+                    key = name + OBJECTIVE_SUFFIXES[objective]
+                    folder = out / key if world == "toyworld" else out / world / key
+                    key = key if world == "toyworld" else f"{key} [{world}]"
+                    if seeds:
+                        entry = _seed_runs(name, objective, world_file, folder, log, quick, tuple(seeds), world)
+                    else:  # fresh components per run: nothing of one run leaks into the next
+                        entry = run_recipe(name, load_toy_components(world_file), folder, log, quick, objective, world=world)
+                    summary[key] = {"threads": torch.get_num_threads(), "world": world, **entry}
+                    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     finally:
         torch.set_num_threads(previous)
     log(comparison_table(summary))

@@ -120,19 +120,19 @@ def evaluate(components, slider_path: str | os.PathLike, spec: EvalSpec | str | 
     from ..sliders.atomic import atomic_write_bytes
     from .grid import make_grid
     from .reader import read_batch
-    from .sampling import ToySampler, load_slider_network
+    from .sampling import denoiser_of, load_slider_network, sampler_name, toy_sampler
 
     spec = spec if isinstance(spec, EvalSpec) else load_spec(spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    sampler = ToySampler(components, device)
-    images = render_all(sampler, load_slider_network(slider_path, components.unet, components), spec, batch_size)
+    sampler = toy_sampler(components, device)
+    images = render_all(sampler, load_slider_network(slider_path, denoiser_of(components), components), spec, batch_size)
     rendered = time.perf_counter()
     reads = {w: _by_prompt(read_batch(batch.reshape(-1, 64, 64, 3)), spec.samples) for w, batch in images.items()}
     read = time.perf_counter()
     result = {"spec": spec.as_json(), "slider": str(slider_path),
-              "sampling": {"sampler": "ddim", "steps": spec.steps, "cfg": spec.cfg, "device": str(device)},
+              "sampling": {"sampler": sampler_name(components), "steps": spec.steps, "cfg": spec.cfg, "device": str(device)},
               **compute_metrics(spec, images, reads)}
     png = io.BytesIO()
     make_grid(images, spec.prompts, spec.roles, spec.grid_samples).save(png, format="PNG")

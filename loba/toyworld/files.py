@@ -134,12 +134,16 @@ def _merge_base(path: Path, state: dict[str, torch.Tensor], info: dict) -> dict[
 def load_toy_components(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32) -> model.ToyComponents:
     """The toy model in diffusers classes (eval mode, no grad), weights = the file's fp16 values in `dtype`.
 
-    path None = the embedded default file (loba/toyworld/weights/toyworld.safetensors)."""
+    path None = the embedded default file (loba/toyworld/weights/toyworld.safetensors). A flow-world file
+    (flow_files.py) gives its FlowComponents: the toy Flux transformer over the base file's VAE and text encoder."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from .flow_files import FLOW_FORMAT, file_format, load_flow_components
     from .single_file import load_single_file_state
 
+    if file_format(resolve_weights(path)) == FLOW_FORMAT:
+        return load_flow_components(resolve_weights(path), dtype)
     state, info = read_toy_state(path)
     configs = info["configs"]
     unet = UNet2DConditionModel(**configs["unet"])

@@ -112,12 +112,37 @@ class ToySampler:
         return to_uint8(decoded)
 
 
+def toy_sampler(components, device: str | torch.device = "cpu"):
+    """The sampler of a toy world's components: DDIM for the SD1 worlds, flow Euler for the flow world."""
+    from .flow_model import FlowComponents
+
+    if isinstance(components, FlowComponents):
+        from .flow_sampling import FlowToySampler
+
+        return FlowToySampler(components, device)
+    return ToySampler(components, device)
+
+
+def sampler_name(components) -> str:
+    from .flow_model import FLOW_SAMPLING, FlowComponents
+
+    return FLOW_SAMPLING["sampler"] if isinstance(components, FlowComponents) else DEFAULT_SAMPLING["sampler"]
+
+
+def denoiser_of(components) -> torch.nn.Module:
+    """The UNet of an SD1 world, the transformer of the flow world."""
+    return getattr(components, "transformer", None) or components.unet
+
+
 def load_slider_network(path: str | os.PathLike, unet: torch.nn.Module, components: ToyComponents | None = None) -> AdapterNetwork:
     """The slider file's AdapterNetwork for the toy UNet (diffusers module names, kohya SD1 stems), not attached;
-    with the components, its lora_te layers too (on their text encoder)."""
+    with the components, its lora_te layers too (on their text encoder). For the flow world's transformer the
+    file is read in kohya's Flux layout (fused qkv split back per diffusers module)."""
     from ..models.naming import KohyaNames
     from ..sliders.kohya import load_slider, network_from_file
 
+    if hasattr(unet, "single_transformer_blocks"):
+        return _flux_slider_network(path, unet)
     slider, unet_names = load_slider(path), KohyaNames(unet, "sd1").module_name_from_kohya
     if components is None:
         return network_from_file(slider, unet, unet_names)
@@ -126,9 +151,24 @@ def load_slider_network(path: str | os.PathLike, unet: torch.nn.Module, componen
                              lambda stem: text.get(stem) if stem.startswith("lora_te") else unet_names(stem))
 
 
+def _flux_slider_network(path: str | os.PathLike, transformer: torch.nn.Module) -> AdapterNetwork:
+    from ..models.flux_naming import FluxNames
+    from ..sliders.kohya import SliderFile, load_slider, network_from_file
+
+    names, slider = FluxNames(transformer), load_slider(path)
+    if any(stem.startswith("lora_te") for stem in slider.module_stems()):
+        from ..errors import AdapterFileError
+
+        raise AdapterFileError(f"{path}: text-encoder layers are not applied on the flow toy world (transformer only)")
+    return network_from_file(SliderFile(names.from_file(slider.tensors), slider.metadata, slider.path), transformer,
+                             names.module_name_from_kohya)
+
+
 def slider_root(components: ToyComponents, slider: AdapterNetwork):
-    """What the slider attaches to: the UNet, or it and the text encoder for a text-encoder slider."""
-    return AdapterRoot(components.unet, [components.text_encoder]) if has_text_encoder(slider.names) else components.unet
+    """What the slider attaches to: the UNet (flow world: the transformer), or it and the text encoder for a
+    text-encoder slider."""
+    denoiser = denoiser_of(components)
+    return AdapterRoot(denoiser, [components.text_encoder]) if has_text_encoder(slider.names) else denoiser
 
 
 def load_toy_components(weights: str | os.PathLike | None = None) -> ToyComponents:

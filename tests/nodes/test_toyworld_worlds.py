@@ -16,7 +16,7 @@ pytestmark = COMFY_MARKS
 def test_the_loader_lists_the_worlds_and_loads_each(pack):
     node = pack.nodes["LOBA_ToyWorldLoader"]
     [world] = [item for item in node.define_schema().inputs if item.id == "world"]
-    assert world.options == world_names() == ["toyworld", "entangled"] and world.default == DEFAULT_WORLD
+    assert world.options == world_names() == ["toyworld", "entangled", "flow"] and world.default == DEFAULT_WORLD
     plain = run_node(node).args
     entangled = run_node(node, world="entangled").args
     unets = [outputs[0].model.diffusion_model.state_dict() for outputs in (plain, entangled)]
