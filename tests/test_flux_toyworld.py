@@ -124,7 +124,7 @@ def test_flow_backend_is_a_flux_backend_on_the_flow_sigmas(base):
 
 def test_flow_sampler_walks_flow_euler_from_sigma_one(base, monkeypatch):
     import loba.toyworld.flow_sampling as flow_sampling
-    from loba.toyworld.sampling import toy_sampler
+    from loba.toyworld.samplers import toy_sampler
 
     sampler = toy_sampler(_tiny_components(base))
     assert isinstance(sampler, flow_sampling.FlowToySampler)
@@ -161,8 +161,7 @@ def test_flow_recipes_target_the_flux_layers(base):
 RUN_FILE = """
 network_dim = 4
 network_alpha = 4.0
-preset = "attention"
-exclude = ["^single_transformer_blocks\\\\."]
+preset = "flux_double_attention"
 timestep_spacing = "trailing"
 learning_rate = 5e-3
 max_train_steps = 30
@@ -250,7 +249,7 @@ def test_quick_demo_runs_both_worlds_side_by_side(tmp_path, base, capsys, monkey
 
     with safe_open(str(tmp_path / "demo" / "flow" / "erase-red" / "slider.safetensors"), framework="pt") as handle:
         assert all(key.startswith("lora_unet_double_blocks_") for key in handle.keys())
-        assert handle.metadata()["ss_base_model_version"] == "flux"
+        assert handle.metadata()["ss_base_model_version"] == "flux1"
 
 
 def test_shipped_flow_world_is_small_loadable_and_measured():

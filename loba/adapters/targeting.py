@@ -104,15 +104,28 @@ def no_cross_attention(name: str, module: nn.Module) -> bool:
 
 # Flux.1 (double_blocks: separate img and txt streams joined in attention; single_blocks: one joint stream).
 # Modulation layers (img_mod/txt_mod/modulation .lin) are left out, as kohya's Flux LoRA leaves them out by default.
-_FLUX_DOUBLE_ATTENTION = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)$")
-_FLUX_DOUBLE_MLP = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_mlp\.(0|2)$")
-_FLUX_SINGLE = re.compile(r"(^|\.)single_blocks\.\d+\.(linear1|linear2)$")
+# Each pattern also matches diffusers' FluxTransformer2DModel names for the same layers (q/k/v split; the image
+# stream is attn.to_* / ff, the text stream attn.add_*_proj / to_add_out / ff_context), for the headless backend.
+_FLUX_DOUBLE_ATTENTION = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)$"
+                                    r"|^transformer_blocks\.\d+\.attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)$")
+_FLUX_DOUBLE_MLP = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_mlp\.(0|2)$"
+                              r"|^transformer_blocks\.\d+\.(ff|ff_context)\.net\.(0\.proj|2)$")
+_FLUX_SINGLE = re.compile(r"(^|\.)single_blocks\.\d+\.(linear1|linear2)$"
+                          r"|^single_transformer_blocks\.\d+\.(attn\.to_[qkv]|proj_mlp|proj_out)$")
 _FLUX_STREAM = re.compile(r"(^|\.)double_blocks\.\d+\.(img|txt)_(attn\.(qkv|proj)|mlp\.(0|2))$")
+_DIFFUSERS_STREAMS = {
+    "img": re.compile(r"^transformer_blocks\.\d+\.(attn\.(to_[qkv]|to_out\.0)|ff\.net\.(0\.proj|2))$"),
+    "txt": re.compile(r"^transformer_blocks\.\d+\.(attn\.(add_[qkv]_proj|to_add_out)"
+                      r"|ff_context\.net\.(0\.proj|2))$")}
 
 
 def _flux(pattern: re.Pattern, doc: str, stream: str = "") -> Predicate:
     def predicate(name: str, module: nn.Module) -> bool:
-        return _is_linear_like(module) and bool(pattern.search(name)) and (not stream or f".{stream}_" in name)
+        if not _is_linear_like(module):
+            return False
+        if stream and _DIFFUSERS_STREAMS[stream].search(name):
+            return True
+        return bool(pattern.search(name)) and (not stream or f".{stream}_" in name)
     predicate.__doc__ = doc
     return predicate
 

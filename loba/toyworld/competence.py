@@ -15,7 +15,8 @@ from .attributes import ATTRIBUTE_VALUES
 from .captions import all_full_prompts, parse_caption
 from .model import DEFAULT_SAMPLING, ToyComponents
 from .reader import read_batch
-from .sampling import ToySampler, sampler_name, toy_sampler
+from .samplers import sampler_name, toy_sampler
+from .sampling import ToySampler
 
 THRESHOLDS = {"color": 0.95, "shape": 0.90, "size": 0.90, "background": 0.95}
 PARTIAL_PROMPTS = ("a circle", "a square", "a triangle")

@@ -120,7 +120,8 @@ def evaluate(components, slider_path: str | os.PathLike, spec: EvalSpec | str | 
     from ..sliders.atomic import atomic_write_bytes
     from .grid import make_grid
     from .reader import read_batch
-    from .sampling import denoiser_of, load_slider_network, sampler_name, toy_sampler
+    from .samplers import sampler_name, toy_sampler
+    from .sampling import denoiser_of, load_slider_network
 
     spec = spec if isinstance(spec, EvalSpec) else load_spec(spec)
     out = Path(out_dir)

@@ -17,25 +17,19 @@ from typing import Any
 
 import torch
 
-from ..errors import LobaError
 from ..sliders.atomic import atomic_write_bytes
 from . import model
+from .weight_errors import MAX_FILE_BYTES, METADATA_KEY, ToyWeightsError, ToyWeightsMissing
 
-METADATA_KEY = "loba_toyworld"
+__all__ = ["MAX_FILE_BYTES", "METADATA_KEY", "ToyWeightsError", "ToyWeightsMissing", "load_toy_components"]
+
 FORMAT_NAME = "loba-toyworld-sd1"
 FORMAT_VERSION = 1
-MAX_FILE_BYTES = 25_000_000  # the file ships inside the package: keep it small
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "toyworld.safetensors"
 _RESERVED = ("format", "version", "configs", "scaling_factor")
 ROWS_SUFFIX = ".rows"  # shared files: `<key>.rows` holds the changed rows of the base's `<key>`
 
 
-class ToyWeightsMissing(LobaError, FileNotFoundError):
-    """The toy model's weight file is not there (the default one is built by `loba toyworld build`)."""
-
-
-class ToyWeightsError(LobaError, ValueError):
-    """The file is not a toy-world weight file, or the weights cannot be stored in it."""
 
 
 def current_configs() -> dict[str, dict]:
@@ -143,7 +137,7 @@ def load_toy_components(path: str | os.PathLike | None = None, dtype: torch.dtyp
     from .single_file import load_single_file_state
 
     if file_format(resolve_weights(path)) == FLOW_FORMAT:
-        return load_flow_components(resolve_weights(path), dtype)
+        return load_flow_components(resolve_weights(path), dtype, load_toy_components)
     state, info = read_toy_state(path)
     configs = info["configs"]
     unet = UNet2DConditionModel(**configs["unet"])

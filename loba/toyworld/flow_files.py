@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .files import MAX_FILE_BYTES, METADATA_KEY, ToyWeightsError, ToyWeightsMissing
 from .flow_model import FLOW_CONFIG, FLOW_SAMPLING, TEXT_TOKENS, FlowComponents
+from .weight_errors import MAX_FILE_BYTES, METADATA_KEY, ToyWeightsError, ToyWeightsMissing
 
 FLOW_FORMAT = "loba-toyworld-flow"
 FLOW_VERSION = 1
@@ -76,11 +77,11 @@ def read_flow_info(path: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
-def load_flow_components(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> FlowComponents:
-    """The flow model (eval mode, no grad): the file's transformer over its base file's VAE and text encoder."""
+def load_flow_components(path: str | os.PathLike, dtype: torch.dtype, load_base: Callable) -> FlowComponents:
+    """The flow model (eval mode, no grad): the file's transformer over its base file's VAE and text encoder, which
+    load_base (files.load_toy_components, handed in so the two loaders never import each other) reads."""
     from safetensors.torch import load_file
 
-    from .files import load_toy_components
     from .flow_model import build_flow_transformer
 
     path = Path(path)
@@ -88,7 +89,7 @@ def load_flow_components(path: str | os.PathLike, dtype: torch.dtype = torch.flo
     base_path = path.parent / info["base_world"]
     if not base_path.is_file():
         raise ToyWeightsMissing(f"{path} reuses the VAE and text encoder of {base_path.name}, which is not beside it")
-    base = load_toy_components(base_path, dtype)
+    base = load_base(base_path, dtype)
     transformer = build_flow_transformer(info["configs"]["transformer"])
     state = {k[len(PREFIX):]: t for k, t in load_file(str(path)).items() if k.startswith(PREFIX)}
     transformer.load_state_dict(state, strict=True)  # copies into the fp32 parameters: exact upcast

@@ -112,23 +112,6 @@ class ToySampler:
         return to_uint8(decoded)
 
 
-def toy_sampler(components, device: str | torch.device = "cpu"):
-    """The sampler of a toy world's components: DDIM for the SD1 worlds, flow Euler for the flow world."""
-    from .flow_model import FlowComponents
-
-    if isinstance(components, FlowComponents):
-        from .flow_sampling import FlowToySampler
-
-        return FlowToySampler(components, device)
-    return ToySampler(components, device)
-
-
-def sampler_name(components) -> str:
-    from .flow_model import FLOW_SAMPLING, FlowComponents
-
-    return FLOW_SAMPLING["sampler"] if isinstance(components, FlowComponents) else DEFAULT_SAMPLING["sampler"]
-
-
 def denoiser_of(components) -> torch.nn.Module:
     """The UNet of an SD1 world, the transformer of the flow world."""
     return getattr(components, "transformer", None) or components.unet
