@@ -50,7 +50,9 @@ def check_flux_model(model) -> str:
 def is_flux_clip(clip) -> bool:
     import comfy.text_encoders.flux
 
-    return isinstance(getattr(clip, "cond_stage_model", None), comfy.text_encoders.flux.FluxClipModel)
+    model = getattr(clip, "cond_stage_model", None)
+    # The flow toy world's CLIP (toyworld_flow_comfy.py) is the toy text encoder giving a Flux-shaped context + pooled.
+    return isinstance(model, comfy.text_encoders.flux.FluxClipModel) or bool(getattr(model, "loba_flux_context", False))
 
 
 def check_clip(family: str, clip) -> None:

@@ -98,4 +98,5 @@ def _flow_clip(clip):
         return (out[0][:, :TEXT_TOKENS], *out[1:])
 
     model.encode_token_weights = encode_token_weights
+    model.loba_flux_context = True  # what the Flux checks accept as this MODEL's text encoder (flux_comfy.is_flux_clip)
     return clip
