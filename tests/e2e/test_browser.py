@@ -104,12 +104,13 @@ def load_from_template_browser(page, name: str) -> None:
     page.click(".templates-tab-button")
     page.get_by_text("loba", exact=True).first.click()
     page.locator(f"[data-testid='template-workflow-{name}']").click()
-    page.wait_for_function("n => app.graph.nodes.length === n", arg=len(load_workflow(name)["nodes"]), timeout=30_000)
+    page.wait_for_function("n => app.graph.nodes.length === n", arg=len(load_workflow(name)["nodes"]), timeout=60_000)
     page.wait_for_timeout(800)
 
 
 @pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_example_loads_from_the_template_browser(page, server, name):
+    open_app(page, server)  # a fresh page per example: an earlier template's tab or dialog never changes this one
     since = len(page.loba_errors)
     load_from_template_browser(page, name)
     shot(page, f"template-{name}")
