@@ -64,17 +64,7 @@ def base_samples(case, components_for, samples: int, cache: Path):
     return result
 
 
-def main(argv=None) -> dict:
-    import torch
-
-    from loba.config.runfile import split_run_table
-    from loba.toyworld.backend import toy_backend
-    from loba.toyworld.files import load_toy_components
-    from loba.toyworld.unlearn_cases import UNLEARN_CASES, case_figures
-    from loba.toyworld.unlearn_demo import EVAL_SEED, last_canary_drift, sample
-    from loba.toyworld.worlds import world_weights
-    from loba.train.run import RunRequest, run_training
-
+def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", default="triangle")
     parser.add_argument("--variant", default="variant", help="a name for the log line")
@@ -90,7 +80,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("/tmp/unlearn-sweep"))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/unlearn-sweep/base"))
     parser.add_argument("--log", type=Path, default=Path("/tmp/unlearn-sweep/log.jsonl"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    from loba.config.runfile import split_run_table
+    from loba.toyworld.backend import toy_backend
+    from loba.toyworld.files import load_toy_components
+    from loba.toyworld.unlearn_cases import UNLEARN_CASES, case_figures
+    from loba.toyworld.unlearn_demo import EVAL_SEED, last_canary_drift, sample
+    from loba.toyworld.worlds import world_weights
+    from loba.train.run import RunRequest, run_training
+
+    args = parse_args(argv)
 
     torch.set_num_threads(1)
     case = UNLEARN_CASES[args.case]

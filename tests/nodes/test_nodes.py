@@ -238,7 +238,7 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_slider(pack, toy):
     (run_folder,) = (pack.root / "output" / "loba_checkpoints" / "loba").glob("whole_*_")
     (checkpoint,) = run_folder.rglob("*.pt")
     # next to the checkpoint: the step-2 slider (as sd-scripts' save_every_n_steps writes) and the loss log
-    assert sorted(p.name for p in run_folder.iterdir() if p.is_file()) == ["loss.csv", "slider-000002.safetensors"]
+    assert sorted(p.name for p in run_folder.iterdir() if p.is_file()) == ["loss.csv", "loss.jsonl", "slider-000002.safetensors"]
     resumed = run_node(pack.nodes["LOBA_TrainSlider"], model=toy.model, clip=toy.clip, prompts=pair(pack),
                        resume_file=str(checkpoint.relative_to(pack.root / "output")),
                        **train_inputs(**inputs, filename_prefix="loba/resumed")).args[0]

@@ -132,8 +132,8 @@ def test_a_nan_loss_fails_with_the_node_name_and_leaves_the_model_alone(pack, co
     step_module = pack.module.loba.train.step
     original = step_module.SliderStep.run
 
-    def poisoned(self, plan, clock=None):
-        result = original(self, plan, clock)
+    def poisoned(self, plan, clock=None, rows=None):
+        result = original(self, plan, clock, rows)
         return type(result)(**{**result.__dict__, "loss": result.loss * float("nan")})
 
     monkeypatch.setattr(step_module.SliderStep, "run", poisoned)

@@ -9,6 +9,7 @@ step slider, loss log) of a different step.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,6 +124,10 @@ def assert_every_file_loads_or_is_absent(out: Path) -> None:
             steps = [int(r["step"]) for r in read_rows(path, 10_000)]
             # (steps of a killed start that never reached its log write are missing: the log is rewritten whole)
             assert steps and steps == sorted(set(steps)), steps
+        elif path.name == "loss.jsonl":
+            # An append-only log: every line a kill did not cut is one JSON object (a reader skips a cut last line).
+            lines = path.read_text().splitlines()
+            assert all(isinstance(json.loads(line), dict) for line in lines[:-1]), path
         else:
             raise AssertionError(f"unexpected file {path}")
 
