@@ -208,7 +208,9 @@ def region_example() -> Example:
              Node(2, "LOBA_SliderTarget", (COL, 0), {"target_class": "a circle", "positive": "a circle on a light background",
                                                     "negative": "a circle on a dark background", "resolution": 64,
                                                     "batch_size": 2, "region": Ref(3, 0), "mask_outside": "hold"}),
-             train(10, Ref(2, 0), "loba/background-region", (x, 0), steps=100, max_denoising_steps=25),
+             # The trajectory cache: 100 steps of 25-step denoises would take minutes on a CPU without it.
+             Node(5, "LOBA_Sampling", (COL, 560), {"trajectory_cache": 4, "trajectory_refresh_every": 48}),
+             train(10, Ref(2, 0), "loba/background-region", (x, 0), steps=100, max_denoising_steps=25, sampling=Ref(5, 0)),
              grid(11, Ref(10, 0), "a circle\na red circle\na blue circle", "-1, 0, 1", (x + COL + 40, 0)),
              preview(12, Ref(11, 0), (x + 2 * COL + 80, 0)), preview(13, Ref(10, 1), (x + COL + 40, 560))]
     note = ("## Region-controlled slider (RC-LOBA): the background only\nA dark <-> light **background** slider that "
