@@ -9,8 +9,8 @@ under-specified prompt's color is still being decided while its size is (measure
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
