@@ -243,8 +243,7 @@ def flux_example() -> Example:
             "writes a kohya Flux LoRA (`lora_unet_double_blocks_N_img_attn_qkv`, ...) that the stock Load LoRA reads. "
             "Grid: -1 small, 0 base, +1 large, sampled with euler / simple. On a real model: UNETLoader (flux1-dev) + "
             "DualCLIPLoader (t5xxl, clip_l, type flux) instead of the Toy World Loader, Train Slider's `guidance` 3.5 "
-            "for dev, sides divisible by 16. The toy flow model is not yet competent (it obeys the shape word about "
-            "half the time), so expect a rough slider.")
+            "for dev, sides divisible by 16.")
     return Example("loba_flux_slider", note, nodes, thumbnail_node=12)
 
 
