@@ -9,6 +9,7 @@ saved `accelerate config`, call `accelerate launch` yourself with the same argum
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 from ..errors import ConfigError
@@ -28,6 +29,14 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now: the workers' rendezvous. accelerate's fixed default (29500) collides with
+    any other run on the machine (a second user's, or one still shutting down), and rank 0 then fails to listen."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch_processes(args: argparse.Namespace) -> int:
     """Run `loba train` in args.num_processes processes; the exit code of the launch (0, or the first failure's)."""
     if args.instant:
@@ -37,7 +46,8 @@ def launch_processes(args: argparse.Namespace) -> int:
     except ImportError:
         raise ConfigError("num-processes", "several processes need accelerate: pip install accelerate") from None
     launcher = ["--multi_gpu", "--num_processes", str(args.num_processes), "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--quiet", "-m", "loba.cli"]
+                "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--quiet", "-m", "loba.cli"]
     parsed = launch_command_parser().parse_args(launcher + worker_argv(args))
     try:
         launch_command(parsed)
