@@ -133,7 +133,11 @@ def test_a_failure_on_one_rank_ends_every_rank_with_the_error_and_no_final_slide
                "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
                "--dynamo_backend", "no", "--quiet", str(worker),
                "train", str(run_file), "--out", str(out), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(worker.parent), *sys.path])}
+    # The checkout right after the worker, and never its parent: in a clone named `loba` (CI's) a test that put the
+    # clone's parent on sys.path makes `import loba` find the pack's own __init__.py instead of the engine.
+    checkout = Path(__file__).resolve().parents[3]
+    rest = [p for p in sys.path if p and Path(p).resolve() != checkout.parent]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(worker.parent), str(checkout), *rest])}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode != 0
     assert CRASH in done.stderr, done.stderr[-6000:]
