@@ -15,32 +15,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..diffusion.sampler import cfg_ddim
 from .metrics import CATEGORICAL
 from .model import DEFAULT_SAMPLING
 from .reader import read_batch
-from .sampling import UNCONDITIONAL, ToySampler, initial_noise, to_uint8
+from .sampling import UNCONDITIONAL, ToySampler
 
 NEVER = 0  # switch_below = 0: no timestep is below it, the base prompt throughout
 FROM_THE_START = 1001  # every toy timestep (< 1000) is below it: the pole prompt throughout
 
 
-@torch.no_grad()
 def sample_with_switch(sampler: ToySampler, base: str, pole: str, switch_below: int, seeds: Sequence[int],
                        steps: int = DEFAULT_SAMPLING["steps"], cfg: float = DEFAULT_SAMPLING["cfg"]) -> np.ndarray:
     """uint8 [N, 64, 64, 3]: DDIM from each seed's noise on `base`, conditioned on `pole` at timesteps < switch_below."""
-    n = len(seeds)
-    negative = sampler.embed([UNCONDITIONAL] * n)
-    contexts = {prompt: torch.cat([negative, sampler.embed([prompt] * n)]) for prompt in (base, pole)}
-    unet = sampler.components.unet
-
-    def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:
-        context = contexts[pole if t < switch_below else base]
-        return unet(x_pair, torch.full((2 * n,), t, dtype=torch.long, device=sampler.device), context).sample
-
-    grid = sampler.schedule.ddim_grid(steps).tolist()
-    [x] = cfg_ddim(predict, initial_noise(seeds).to(sampler.device), sampler.schedule, grid, cfg)
-    return to_uint8(sampler.components.vae.decode(x / sampler.components.scaling_factor).sample)
+    negative = sampler.embed([UNCONDITIONAL] * len(seeds))
+    contexts = {prompt: torch.cat([negative, sampler.embed([prompt] * len(seeds))]) for prompt in (base, pole)}
+    return sampler.denoise(seeds, lambda t: contexts[pole if t < switch_below else base], steps, cfg)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ multiplier (0 = the base model bit for bit), and prompt embeddings are computed 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,17 +96,22 @@ class ToySampler:
                 self._embeddings = {}
         return np.concatenate(chunks) if chunks else np.zeros((0, 64, 64, 3), np.uint8)
 
-    @torch.no_grad()
     def _sample_batch(self, prompts, seeds, steps: int, cfg: float, negative: str = UNCONDITIONAL) -> np.ndarray:
-        n = len(prompts)
         # Negative and conditional halves in one UNet call: the slider sees both, as in any LoRA host.
-        context = torch.cat([self.embed([negative] * n), self.embed(prompts)])
-        grid = self.schedule.ddim_grid(steps).tolist()
+        context = torch.cat([self.embed([negative] * len(prompts)), self.embed(prompts)])
+        return self.denoise(seeds, lambda t: context, steps, cfg)
+
+    @torch.no_grad()
+    def denoise(self, seeds: Sequence[int], context_at: Callable[[int], torch.Tensor], steps: int, cfg: float) -> np.ndarray:
+        """uint8 [N, 64, 64, 3] by DDIM from each seed's noise; context_at(t) is the [negative; conditional] context
+        of timestep t (one context throughout for a plain sample; a prompt switch changes it mid-sample)."""
+        n = len(seeds)
 
         def predict(x_pair: torch.Tensor, t: int) -> torch.Tensor:
             timesteps = torch.full((2 * n,), t, dtype=torch.long, device=self.device)
-            return self.components.unet(x_pair, timesteps, context).sample
+            return self.components.unet(x_pair, timesteps, context_at(t)).sample
 
+        grid = self.schedule.ddim_grid(steps).tolist()
         [x] = cfg_ddim(predict, initial_noise(seeds).to(self.device), self.schedule, grid, cfg)
         decoded = self.components.vae.decode(x / self.components.scaling_factor).sample
         return to_uint8(decoded)
