@@ -15,10 +15,12 @@ from ..errors import SpecError
 from ..models.buckets import buckets_for_mask
 from .checks import Resolution, as_text, normalize_resolutions, require
 from .files import PromptFolder, read_text_file
+from .layers import layer_from
 from .masks import box_mask, load_mask_image
 from .reattach import ReattachEntry
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair
+from .style_shift import StyleShiftEntry
 
 # sd-scripts' recognized keys (library/leco_train_util.py), kept verbatim for interop.
 PROMPT_KEYS = frozenset({"target", "positive", "unconditional", "neutral", "action", "guidance_scale", "resolution",
@@ -108,6 +110,36 @@ def reattach_entries(value: Any, folder: PromptFolder, where: str = "reattach") 
                 'is missing: the prompts of the wanted distribution, e.g. redirect = ["a blue triangle", "a green triangle"]')
         resolutions, mask = entry_sizes_and_mask(item, {}, name, folder)
         entries.append(ReattachEntry(**_fields(item, {}, REATTACH_FIELDS), resolutions=resolutions, mask=mask, name=name))
+    return entries
+
+
+STYLE_SHIFT_KEYS = frozenset({"style", "content", "replaces", "template", "explicit", "layers", "schedule", "ramp",
+                              "multiplier", "weight", "resolution", "resolutions", "dynamic_resolution", "dynamic_crops",
+                              "batch_size", "mask_outside", "timestep_window", "timestep_curve"})
+STYLE_SHIFT_FIELDS = ("style", "content", "replaces", "template", "explicit", "schedule", "ramp", "multiplier", "weight",
+                      "dynamic_resolution", "dynamic_crops", "batch_size", "mask_outside", "timestep_window",
+                      "timestep_curve")
+
+
+def style_shift_entries(value: Any, folder: PromptFolder, where: str = "style_shift") -> list[StyleShiftEntry]:
+    """[[style_shift]] tables: ST-LOBA entries (style, content prompts, explicit anchors, over-layered regions)."""
+    require(isinstance(value, list) and value, where, "style_shift",
+            'must be a non-empty list of tables, e.g. [[style_shift]] style = "outlined" content = ["a circle"]')
+    entries = []
+    for i, item in enumerate(value):
+        name = f"style_shift[{i}]"
+        check_keys(require_table(item, name, "entry"), STYLE_SHIFT_KEYS, name)
+        require("style" in item, name, "style", 'is missing: the style words to migrate to, e.g. style = "outlined"')
+        require("content" in item, name, "content",
+                'is missing: the prompts whose style moves, e.g. content = ["a circle", "a red square"]')
+        layers = item.get("layers", [])
+        require(isinstance(layers, list), name, "layers",
+                'must be a list of tables, e.g. layers = [{ region = { word = "circle" }, weight = 1.0 }]')
+        stack = tuple(layer_from(layer, name, j, lambda path, field: _mask_from_file(path, field, folder))
+                      for j, layer in enumerate(layers))
+        resolutions, _ = entry_sizes_and_mask(item, {}, name, folder)
+        entries.append(StyleShiftEntry(**_fields(item, {}, STYLE_SHIFT_FIELDS), layers=stack, resolutions=resolutions,
+                                       name=name))
     return entries
 
 

@@ -34,6 +34,7 @@ from .entries import (
     require_table,
     shared_neutrals,
     slider_target,
+    style_shift_entries,
 )
 from .files import PromptFolder, read_text_file
 from .promptset import PromptSet
@@ -108,7 +109,8 @@ def prompt_set_from_dict(data: Mapping, base_dir: Union[str, Path] = ".", source
             "the prompt file is empty; add [[prompts]] (target = ...) or [[targets]] (target_class = ...) entries")
     folder = PromptFolder(Path(base_dir), policy)
     reattach = reattach_entries(data["reattach"], folder) if "reattach" in data else []
-    data = {key: value for key, value in data.items() if key != "reattach"}
+    reattach += style_shift_entries(data["style_shift"], folder) if "style_shift" in data else []
+    data = {key: value for key, value in data.items() if key not in ("reattach", "style_shift")}
     if "prompts" in data:
         entries = _prompts_format(data, folder, source_name)
     elif reattach and not ENTRY_MARKERS & set(data):

@@ -11,9 +11,12 @@ from .checks import Resolution, require, set_field
 from .reattach import ReattachEntry
 from .slider import SliderTarget
 from .spec import AnchorPrompt, PromptPair, distinct
+from .style_shift import StyleShiftEntry
 
-Entry = Union[PromptPair, SliderTarget, ReattachEntry]
-ENTRY_TYPES = (PromptPair, SliderTarget, ReattachEntry)
+Entry = Union[PromptPair, SliderTarget, ReattachEntry, StyleShiftEntry]
+ENTRY_TYPES = (PromptPair, SliderTarget, ReattachEntry, StyleShiftEntry)
+# Entry kinds with their own file table ([[reattach]], [[style_shift]]) instead of [[prompts]].
+OWN_TABLES = {ReattachEntry: "reattach", StyleShiftEntry: "style_shift"}
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class PromptSet:
         entries, anchors = tuple(self.entries), tuple(self.anchors)
         for i, entry in enumerate(entries):
             require(isinstance(entry, ENTRY_TYPES), f"entries[{i}]", "type",
-                    f"expected a PromptPair, SliderTarget or ReattachEntry, got {type(entry).__name__}")
+                    f"expected a PromptPair, SliderTarget, ReattachEntry or StyleShiftEntry, got {type(entry).__name__}")
         for i, anchor in enumerate(anchors):
             require(isinstance(anchor, AnchorPrompt), f"anchors[{i}]", "type",
                     f"expected an AnchorPrompt, got {type(anchor).__name__}")
@@ -40,8 +43,9 @@ class PromptSet:
         return pairs
 
     def training_anchors(self) -> tuple[AnchorPrompt, ...]:
-        """The anchors, then the re-attach entries' explicit prompts (each prompt once, the first one's weight)."""
-        derived = [a for entry in self.entries if isinstance(entry, ReattachEntry) for a in entry.anchors()]
+        """The anchors, then the re-attach and style-shift entries' explicit prompts (each prompt once, the first one's
+        weight)."""
+        derived = [a for entry in self.entries if isinstance(entry, tuple(OWN_TABLES)) for a in entry.anchors()]
         kept: dict[str, AnchorPrompt] = {}
         for anchor in (*self.anchors, *derived):
             kept.setdefault(anchor.prompt, anchor)
@@ -65,7 +69,7 @@ class PromptSet:
                 entries.append(item)
             else:
                 raise SpecError("PromptSet.extended", "items", f"cannot add a {type(item).__name__}; add PromptPair, "
-                                "SliderTarget, ReattachEntry, AnchorPrompt or PromptSet")
+                                "SliderTarget, ReattachEntry, StyleShiftEntry, AnchorPrompt or PromptSet")
         return PromptSet(tuple(entries), tuple(anchors))
 
     def with_default_resolution(self, resolution: Resolution) -> PromptSet:
@@ -88,13 +92,14 @@ class PromptSet:
 
     def to_dict(self) -> dict:
         """JSON-safe summary for file metadata, in LOBA's own file schema (masks only summarized)."""
-        reattach = [entry.to_dict() for entry in self.entries if isinstance(entry, ReattachEntry)]
-        data = {"prompts": [entry.to_dict() for entry in self.entries if not isinstance(entry, ReattachEntry)],
+        data = {"prompts": [entry.to_dict() for entry in self.entries if not isinstance(entry, tuple(OWN_TABLES))],
                 "anchors": [anchor.to_dict() for anchor in self.anchors]}
-        if reattach:  # only when present: the summaries (and fingerprints) of other sets stay as they were
-            data["reattach"] = reattach
-            if not data["prompts"]:
-                del data["prompts"]  # a file of [[reattach]] entries alone has no [[prompts]]
+        for kind, table in OWN_TABLES.items():
+            items = [entry.to_dict() for entry in self.entries if isinstance(entry, kind)]
+            if items:  # only when present: the summaries (and fingerprints) of other sets stay as they were
+                data[table] = items
+        if len(data) > 2 and not data["prompts"]:
+            del data["prompts"]  # a file of [[reattach]] / [[style_shift]] entries alone has no [[prompts]]
         return data
 
 

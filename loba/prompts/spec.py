@@ -25,6 +25,7 @@ from .checks import (
     require,
     set_field,
 )
+from .layers import RegionLayer, check_layers
 from .region import AttentionRegion, region_from
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class PromptPair:
     timestep_curve: str = "flat"  # TIMESTEP_CURVES: how often each timestep of the window trains
     region: Optional[AttentionRegion] = None  # the region from the frozen model's attention to a word (instead of a mask)
     name: str = ""  # label for error messages, e.g. "prompts[2]"
+    layers: tuple[RegionLayer, ...] = ()  # over-layered regions with weights (instead of a mask or region)
 
     def __post_init__(self):
         entry = self.name or "prompt pair"
@@ -182,7 +184,12 @@ def normalize_common_fields(entry: Any, label: str) -> None:
             "an entry takes its region from a mask or from attention, not both; drop the mask or the region")
     if entry.region is not None:
         entry.region.check_prompt(region_prompt(entry), label)
-    set_field(entry, "mask_outside", check_mask_outside(entry.mask_outside, entry.mask, label, entry.region))
+    layers = check_layers(getattr(entry, "layers", ()), label)
+    if hasattr(entry, "layers"):
+        set_field(entry, "layers", layers)
+    require(not layers or (entry.mask is None and entry.region is None), label, "layers",
+            "an entry takes its region from layers or from one mask / region, not both; put the mask or region in a layer")
+    set_field(entry, "mask_outside", check_mask_outside(entry.mask_outside, entry.mask, label, entry.region or layers or None))
     set_field(entry, "timestep_window", check_timestep_window(entry.timestep_window, label))
     require(entry.timestep_curve in TIMESTEP_CURVES, label, "timestep_curve",
             f"{entry.timestep_curve!r} is not one of: {', '.join(TIMESTEP_CURVES)}")
@@ -238,4 +245,6 @@ def common_fields(entry: Any) -> dict:
         data["timestep_curve"] = entry.timestep_curve
     if entry.region is not None:
         data["region"] = entry.region.to_dict()
+    if getattr(entry, "layers", ()):
+        data["layers"] = [layer.to_dict() for layer in entry.layers]
     return data

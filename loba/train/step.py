@@ -23,6 +23,7 @@ from ..models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..objectives.actions import OBJECTIVES, TargetContext
 from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
+from ..prompts.layers import layer_latent_mask, stack_layers
 from ..prompts.masks import mask_to_latent
 from .attention_maps import AttentionCapture, cross_attention_layers, region_mask
 from .microbatch import in_micro_batches
@@ -93,7 +94,7 @@ class SliderStep:
         self.should_stop: Callable[[], bool] = lambda: False
         # finished steps / max_train_steps, set by the trainer before each step (objectives that move over training).
         self.progress = 0.0
-        self._latent_masks: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._latent_masks: dict[tuple, torch.Tensor] = {}
         self._region_setup()
         self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed, backend.dtype,
                                      sampling.trajectory_cache_mb * MIB, backend.device) if sampling.trajectory_cache else None
@@ -186,6 +187,7 @@ class SliderStep:
         """Attention regions: the cross-attention layers and each region word's context positions, found once."""
         self._region_positions: dict[tuple[str, str], list[int]] = {}
         regions = [(p, p.region) for p in self.pairs if p.region is not None]
+        regions += [(p, layer.region) for p in self.pairs for layer in p.layers if layer.region is not None]
         self._attention_layers = cross_attention_layers(self.backend.denoiser()) if regions else []
         for pair, region in regions:
             key = (pair.target, region.word)
@@ -199,29 +201,52 @@ class SliderStep:
 
     @torch.no_grad()
     def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch; an attention
-        region is read from the target prompt's rows of that same forward."""
+        """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch; attention
+        regions are read from the target prompt's rows of that same forward."""
         needed = (plan.pair.target,) if self.preserving(plan) else OBJECTIVES.get(plan.pair.action).teacher_prompts(plan.pair)
-        if self.holds_outside(plan) or plan.pair.region is not None:
+        if self.holds_outside(plan) or plan.pair.region is not None or plan.pair.layers:
             needed = (*needed, plan.pair.target)
         prompts = list(dict.fromkeys(needed + tuple(a.prompt for a in self.anchors)))
         self.network.multiplier = 0.0
         x_in, cond = self._batched(prompts, x_t)
-        capture = self._capture(plan, prompts, x_t.shape[0])
-        with capture.hooked() if capture is not None else contextlib.nullcontext():
+        captures = self._captures(plan, prompts, x_t.shape[0])
+        with contextlib.ExitStack() as hooks:
+            for capture in captures.values():
+                hooks.enter_context(capture.hooked())
             out = in_micro_batches(lambda x, c: self._predict(x, plan.timestep, c, plan.size), x_in, cond,
                                    self.config.sampling.teacher_batch_size).chunk(len(prompts))
-        if capture is not None:
-            plan.region_mask = region_mask(capture.maps, tuple(x_t.shape[-2:]), plan.pair.region)
+        if not self.preserving(plan):
+            plan.region_mask = self._region_map(plan, captures, tuple(x_t.shape[-2:]))
         return dict(zip(prompts, out))
 
-    def _capture(self, plan: StepPlan, prompts: list[str], n: int) -> Optional[AttentionCapture]:
-        region = plan.pair.region
-        if region is None or self.preserving(plan):
-            return None
+    def _captures(self, plan: StepPlan, prompts: list[str], n: int) -> dict[str, AttentionCapture]:
+        """One capture per attention-region word the pair needs (its region, or its layers' regions)."""
+        if self.preserving(plan):
+            return {}
+        regions = [plan.pair.region] if plan.pair.region is not None else [
+            layer.region for layer in plan.pair.layers if layer.region is not None]
+        if not regions:
+            return {}
         first = prompts.index(plan.pair.target) * n  # _batched stacks the prompts' blocks of n rows in order
-        return AttentionCapture(self._attention_layers, self._region_positions[(plan.pair.target, region.word)],
-                                first, first + n)
+        return {region.word: AttentionCapture(self._attention_layers, self._region_positions[(plan.pair.target, region.word)],
+                                              first, first + n) for region in regions}
+
+    def _region_map(self, plan: StepPlan, captures: dict[str, AttentionCapture], latent_hw: tuple[int, int]):
+        """[B or 1, 1, h, w]: the pair's attention region, or its layers stacked (None: neither)."""
+        if plan.pair.region is not None:
+            return region_mask(captures[plan.pair.region.word].maps, latent_hw, plan.pair.region)
+        if not plan.pair.layers:
+            return None
+        masks = []
+        for index, layer in enumerate(plan.pair.layers):
+            if layer.region is not None:
+                masks.append(region_mask(captures[layer.region.word].maps, latent_hw, layer.region))
+                continue
+            key = (plan.pair_index, index, *latent_hw)
+            if key not in self._latent_masks:
+                self._latent_masks[key] = layer_latent_mask(layer, latent_hw).to(self.backend.device, torch.float32)
+            masks.append(self._latent_masks[key])
+        return stack_layers([layer.weight for layer in plan.pair.layers], masks)
 
     def student(self, plan: StepPlan, x_t: torch.Tensor) -> list[torch.Tensor]:
         """The model with the adapter at the pair's multiplier, for the target and every anchor."""
@@ -241,7 +266,8 @@ class SliderStep:
         return self._latent_masks[key]
 
     def holds_outside(self, plan: StepPlan) -> bool:
-        return (plan.pair.mask is not None or plan.pair.region is not None) and plan.pair.mask_outside == "hold"
+        has_region = plan.pair.mask is not None or plan.pair.region is not None or bool(plan.pair.layers)
+        return has_region and plan.pair.mask_outside == "hold"
 
     def target(self, plan: StepPlan, teacher: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.preserving(plan):
