@@ -3,7 +3,7 @@
     loba train CONFIG.toml --out DIR [--resume CHECKPOINT|auto] [--model PATH|toyworld] [--set key=value ...]
                [--preview-every N [--preview-weights -1,0,1]] [--instant] [--num-processes N]
     accelerate launch [--multi_gpu|--use_fsdp ...] -m loba.cli train CONFIG.toml --out DIR   data-parallel, any launcher
-    loba demo --out DIR [--threads N] [--seeds 0,1,2] [--only sliders|unlearn]   the main job on the embedded toy models
+    loba demo --out DIR [--threads N] [--seeds 0,1,2] [--only sliders|unlearn|style]   the main job on the embedded toy models
     loba eval --slider FILE --spec SPEC.toml --out DIR [--weights TOYMODEL] [--device cpu]
     loba eval --model CKPT_OR_FOLDER --slider FILE --spec SPEC.toml --out DIR   any SD1/SD2/SDXL model (loba/eval)
     loba toyworld build|competence|export-diffusers ...
@@ -126,14 +126,17 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads while training and scoring (default 1: figures and train seconds reproducible)")
     parser.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
                         help="run each recipe once per training seed (e.g. 0,1,2) and report min / median / max over them")
-    parser.add_argument("--only", choices=("sliders", "unlearn"),
-                        help="run one part: the two sliders on the plain world, or U-LOBA's unlearning comparison on "
-                             "the entangled world (default: both; unlearn writes DIR/unlearn/)")
+    parser.add_argument("--only", choices=("sliders", "unlearn", "style"),
+                        help="run one part: the two sliders on the plain world, U-LOBA's unlearning comparison on "
+                             "the entangled world, or ST-LOBA's style shift there (default: sliders and unlearn; "
+                             "unlearn writes DIR/unlearn/, style DIR/style/)")
     parser.add_argument("--world", type=_world_list, default=("toyworld",), metavar="NAME,...",
                         help="which toy worlds the sliders run on: toyworld (SD1), flow (a toy Flux transformer, flow "
                              "matching) or toyworld,flow (both, side by side in one table)")
     parser.add_argument("--unlearn-cases", type=_case_list, default=("triangle",), metavar="NAME,...",
                         help="which entangled-world biases the unlearn part re-attaches: triangle, square, large or all")
+    parser.add_argument("--style-cases", type=_style_list, default=("pastel",), metavar="NAME,...",
+                        help="which render styles the style part shifts to: pastel, outlined or all")
 
 
 def _world_list(text: str) -> tuple[str, ...]:
@@ -158,11 +161,24 @@ def _case_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _style_list(text: str) -> tuple[str, ...]:
+    from ..toyworld.style_shift_demo import STYLE_CASES
+
+    names = tuple(STYLE_CASES) if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in STYLE_CASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown style {unknown[0] if unknown else text!r}; use "
+                                         f"{', '.join(STYLE_CASES)} or all")
+    return names
+
+
 def _demo(args) -> int:
     from ..toyworld.demo import run_demo
     from ..toyworld.unlearn_demo import run_unlearn
 
     objectives = ("loba",) + ((args.objective,) if args.objective else ())
+    if args.only == "style":
+        return _style_demo(args)
     if args.only != "unlearn":
         run_demo(args.out, args.weights, quick=args.quick, objectives=objectives, threads=args.threads, seeds=args.seeds,
                  worlds=args.world)
@@ -172,6 +188,17 @@ def _demo(args) -> int:
             folder = args.out / "unlearn" / (f"seed-{seed}" if len(seeds) > 1 else "")
             run_unlearn(folder, cases=args.unlearn_cases, quick=args.quick, threads=args.threads, seed=seed)
     print(f"demo results in {args.out} (summary.json, */eval/grid.png, unlearn/summary.json)")
+    return 0
+
+
+def _style_demo(args) -> int:
+    from ..toyworld.style_shift_demo import run_style
+
+    seeds = args.seeds or (0,)
+    for seed in seeds:
+        folder = args.out / "style" / (f"seed-{seed}" if len(seeds) > 1 else "")
+        run_style(folder, cases=args.style_cases, quick=args.quick, threads=args.threads, seed=seed)
+    print(f"demo results in {args.out} (style/summary.json, style/*/*/grid.png)")
     return 0
 
 
