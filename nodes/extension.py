@@ -16,12 +16,13 @@ def node_classes() -> list[type[io.ComfyNode]]:
     from .prompt_nodes import LoadPromptTomlNode, PreservationPromptNode, PromptPairNode, SliderTargetNode
     from .reattach_node import ReattachPromptNode
     from .region_node import AttentionRegionNode
+    from .style_shift_node import RegionLayerNode, StyleShiftNode
     from .timestep_node import TimestepScheduleNode
     from .toyworld_node import ToyWorldLoaderNode
     from .train_node import TrainSliderNode
 
     return [ToyWorldLoaderNode, PromptPairNode, SliderTargetNode, ReattachPromptNode, PreservationPromptNode, LoadPromptTomlNode, MaskNode,
-            TimestepScheduleNode, AttentionRegionNode,
+            TimestepScheduleNode, AttentionRegionNode, StyleShiftNode, RegionLayerNode,
             TargetingNode, LossNode, OptimizerNode, SamplingNode, TrainSliderNode, SaveSliderNode, LoadSliderNode, ApplySliderNode,
             SliderPreviewGridNode, MergeSlidersNode, BakeSliderNode, EvaluateSliderNode]
 

@@ -49,3 +49,4 @@ class TimestepSchedule:
 
 
 RegionSocket = io.Custom("LOBA_REGION")  # carries a loba.prompts.region.AttentionRegion
+LayersSocket = io.Custom("LOBA_LAYERS")  # carries a tuple of loba.prompts.layers.RegionLayer, bottom to top

@@ -7,7 +7,9 @@ figure is the styled reader on the same seeds at w = 0 and w = 1 (issue 15, poin
 - kept: content samples whose shape, color, size and background all match w = 0 (bar 0.95), and per attribute;
 - explicit_old: samples of explicit old-style prompts ("a red vivid circle") that show the old style, at w = 0
   and w = 1 (they must still obey);
-- base_style: the content samples that already show the new style at w = 0 (a style is drawn uniformly).
+- base_style: the content samples that already show the new style at w = 0 (a style is drawn uniformly);
+- ceiling: the styled prompts' own samples at w = 0 that show the new style (what the model draws when told the
+  style: a slider that acts like the style word reaches about this).
 Writes DIR/<case>/<variant>/ (slider, loss.csv, grid.png) and DIR/summary.json; prints the table.
 """
 
@@ -30,7 +32,7 @@ from .unlearn_demo import sample
 Log = Callable[[str], None]
 EVAL_SEED = 0
 QUICK_TRAIN = {"max_train_steps": 2, "max_denoising_steps": 3}
-COLUMNS = ("took_style", "base_style", "kept", "explicit_old_w0", "explicit_old_w1", "train_seconds")
+COLUMNS = ("took_style", "ceiling", "base_style", "kept", "explicit_old_w0", "explicit_old_w1", "train_seconds")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class StyleCase:
     old: str
     held_out: tuple[str, ...]  # content prompts the recipe never trains, scored beside its own
     explicit_old: tuple[str, ...]
+
+    def styled(self, prompt: str) -> str:
+        """The toy grammar's styled form of a content prompt (the style word in its place)."""
+        from .entangled_captions import compose_entangled, parse_entangled
+
+        return compose_entangled(**{**parse_entangled(prompt), self.attribute: self.new})
 
     def recipe(self, variant: str) -> str:
         return f"style-{self.name}" + ("" if variant == "layered" else f".{variant}")
@@ -76,6 +84,7 @@ def style_figures(case: StyleCase, content: list[str], base: dict, moved: dict) 
     pairs = [(b, m) for p in content for b, m in zip(base[p], moved[p])]
     kept_each = {a: float(np.mean([b[a] == m[a] for b, m in pairs])) for a in CONTENT}
     return {"took_style": float(np.mean([rate(moved[p], case.attribute, case.new) for p in content])),
+            "ceiling": float(np.mean([rate(base[case.styled(p)], case.attribute, case.new) for p in content])),
             "base_style": float(np.mean([rate(base[p], case.attribute, case.new) for p in content])),
             "kept": float(np.mean([all(b[a] == m[a] for a in CONTENT) for b, m in pairs])), "kept_each": kept_each,
             "explicit_old_w0": float(np.mean([rate(base[p], case.attribute, case.old) for p in case.explicit_old])),
@@ -115,7 +124,7 @@ def run_case(case: StyleCase, components_for: Callable[[], object], out: Path, v
     for variant in variants:
         table, folder, trained = recipe_prompts(case, variant)
         content = list(dict.fromkeys(trained + list(case.held_out)))
-        prompts = content + list(case.explicit_old)
+        prompts = list(dict.fromkeys(content + [case.styled(p) for p in content] + list(case.explicit_old)))
         if not results:
             log(f"style {case.name}: sampling the base model ({samples} samples x {len(prompts)} prompts)")
             base, base_images = sample(components_for(), prompts, samples, EVAL_SEED, steps=steps)
@@ -124,7 +133,8 @@ def run_case(case: StyleCase, components_for: Callable[[], object], out: Path, v
         log(f"style {case.name}: training {variant}")
         components = components_for()
         slider, seconds = train(table, folder, components, where, quick, seed, f"{case.recipe(variant)}")
-        moved, moved_images = sample(components, prompts, samples, EVAL_SEED, slider, steps=steps)
+        shown = content + list(case.explicit_old)  # the styled prompts are only needed at w = 0
+        moved, moved_images = sample(components, shown, samples, EVAL_SEED, slider, steps=steps)
         figures = {**style_figures(case, trained, base, moved), "train_seconds": seconds}
         figures["held_out"] = style_figures(case, list(case.held_out), base, moved)
         results[variant] = figures

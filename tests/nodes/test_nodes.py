@@ -27,8 +27,8 @@ NODE_IDS = ["LOBA_ApplySlider", "LOBA_AttentionRegion",
             "LOBA_BakeSlider", "LOBA_EvaluateSlider", "LOBA_LoadPromptToml", "LOBA_LoadSlider", "LOBA_Loss",
             "LOBA_Mask",
             "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_ReattachPrompt",
-            "LOBA_Sampling", "LOBA_SaveSlider",
-            "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_Targeting", "LOBA_TimestepSchedule", "LOBA_ToyWorldLoader",
+            "LOBA_RegionLayer", "LOBA_Sampling", "LOBA_SaveSlider",
+            "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_StyleShift", "LOBA_Targeting", "LOBA_TimestepSchedule", "LOBA_ToyWorldLoader",
             "LOBA_TrainSlider"]
 
 # -- the pack as ComfyUI loads it ---------------------------------------------------------------------
@@ -102,6 +102,29 @@ def test_attention_region_reaches_the_prompt_nodes_with_the_outside_held(pack):
     with pytest.raises(ValueError, match="LOBA Prompt Pair .*input 'region'.*not a word of the target prompt"):
         run_node(pack.nodes["LOBA_PromptPair"], target="a red square", action="erase", positive="", unconditional="",
                  neutral="", **common)
+
+
+def test_style_shift_node_takes_stacked_layers_and_styled_lines(pack):
+    region = run_node(pack.nodes["LOBA_AttentionRegion"], word="circle", invert=False, threshold=0.5, grow=1, feather=0.0).args[0]
+    base = run_node(pack.nodes["LOBA_RegionLayer"], weight=0.2, box="0, 0, 1, 1").args[0]
+    layers = run_node(pack.nodes["LOBA_RegionLayer"], weight=1.0, region=region, words="circle, square", layers=base).args[0]
+    assert len(base) == 1 and [layer.weight for layer in layers] == [0.2, 1.0]
+    common = dict(template="{content}, {style}", explicit="auto", schedule="linear", ramp=0.5, resolution=64, batch_size=2,
+                  weight=1.0)
+    out = run_node(pack.nodes["LOBA_StyleShift"], style="outlined", replaces="filled", layers=layers,
+                   content="a red circle\na blue square => a blue outlined square\n", prompts=pair(pack), **common).args[0]
+    pairs = out.pairs()[1:]
+    assert [(p.target, p.positive) for p in pairs] == [("a red circle", "a red circle, outlined"),
+                                                       ("a blue square", "a blue outlined square")]
+    assert [p.layers[1].region.word for p in pairs] == ["circle", "square"] and pairs[0].layers[1].region.grow == 1
+    assert all(p.mask_outside == "hold" for p in pairs)
+    assert [a.prompt for a in out.training_anchors()] == ["a red circle, filled", "a blue square, filled"]
+    with pytest.raises(ValueError, match="LOBA Style Shift.*input 'layers'.*none of \\['circle', 'square'\\]"):
+        run_node(pack.nodes["LOBA_StyleShift"], style="outlined", replaces="", layers=layers, content="a triangle", **common)
+    with pytest.raises(ValueError, match="LOBA Region Layer.*input 'weight'"):
+        run_node(pack.nodes["LOBA_RegionLayer"], weight=1.5, box="0, 0, 1, 1")
+    with pytest.raises(ValueError, match="LOBA Style Shift.*input 'content'"):
+        run_node(pack.nodes["LOBA_StyleShift"], style="outlined", replaces="", content="", **common)
 
 
 def test_load_prompt_toml_reads_sd_scripts_format_from_text_and_file(pack):
