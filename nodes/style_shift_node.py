@@ -12,8 +12,8 @@ from ..loba.errors import SpecError
 from ..loba.models.buckets import SQUARE
 from ..loba.objectives.redirect_schedules import DEFAULT_REDIRECT_SCHEDULE, REDIRECT_SCHEDULES
 from ..loba.prompts.layers import MAX_LAYERS, RegionLayer
-from ..loba.prompts.region import AttentionRegion
 from ..loba.prompts.reattach import AUTO
+from ..loba.prompts.region import AttentionRegion
 from ..loba.prompts.style_shift import DEFAULT_TEMPLATE, StyleShiftEntry
 from .node_errors import fail, reported_as
 from .prompt_nodes import CATEGORY, RESOLUTION_TIP, WIDGET_NAMES, bucket_input, chain_input, extend, prompts_output, single_mask

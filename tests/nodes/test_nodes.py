@@ -28,7 +28,8 @@ NODE_IDS = ["LOBA_ApplySlider", "LOBA_AttentionRegion",
             "LOBA_Mask",
             "LOBA_MergeSliders", "LOBA_Optimizer", "LOBA_PreservationPrompt", "LOBA_PromptPair", "LOBA_ReattachPrompt",
             "LOBA_RegionLayer", "LOBA_Sampling", "LOBA_SaveSlider",
-            "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_StyleShift", "LOBA_Targeting", "LOBA_TimestepSchedule", "LOBA_ToyWorldLoader",
+            "LOBA_SliderPreviewGrid", "LOBA_SliderTarget", "LOBA_StyleShift", "LOBA_Targeting", "LOBA_TimestepSchedule",
+            "LOBA_ToyWorldLoader",
             "LOBA_TrainSlider"]
 
 # -- the pack as ComfyUI loads it ---------------------------------------------------------------------
