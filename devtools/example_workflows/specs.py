@@ -223,6 +223,41 @@ def region_example() -> Example:
     return Example("loba_region_background_slider", note, nodes, thumbnail_node=12)
 
 
+def style_shift_example() -> Example:
+    """ST-LOBA on the entangled world: content prompts migrated to the pastel palette, the object's region taking
+    all of the change and the background a fifth of it (over-layered regions)."""
+    x = 2 * COL
+    content = ("a circle => a pastel circle\na red circle => a pastel red circle\na yellow circle => a pastel yellow "
+               "circle\na square => a pastel square\na large red square => a large pastel red square\n"
+               "a triangle => a pastel triangle")
+    nodes = [Node(1, "LOBA_ToyWorldLoader", (0, 120), {"world": "entangled"}),
+             Node(3, "LOBA_AttentionRegion", (0, 520), {"word": "circle", "threshold": 0.5, "grow": 1}),
+             Node(4, "LOBA_RegionLayer", (0, 800), {"weight": 0.2, "box": "0, 0, 1, 1"}),
+             Node(6, "LOBA_RegionLayer", (0, 1040), {"weight": 1.0, "region": Ref(3, 0), "words": "circle, square, triangle",
+                                                    "layers": Ref(4, 0)}),
+             Node(2, "LOBA_StyleShift", (COL, 0), {"style": "pastel", "content": content, "replaces": "vivid",
+                                                  "explicit": "a vivid red circle\na vivid yellow circle",
+                                                  "resolution": 64, "batch_size": 2, "layers": Ref(6, 0)}),
+             Node(7, "LOBA_PreservationPrompt", (COL, 700), {"prompt": "", "prompts": Ref(2, 0)}),
+             Node(8, "LOBA_Targeting", (COL, 870), {"preset": "cross_attention_kv", "network_dim": 4, "network_alpha": 4.0}),
+             Node(9, "LOBA_Loss", (COL, 1170), {"preservation_weight": 5.0}),
+             Node(5, "LOBA_Sampling", (COL, 1390), {"trajectory_cache": 4, "trajectory_refresh_every": 48}),
+             train(10, Ref(7, 0), "loba/style-pastel", (x, 0), steps=100, max_denoising_steps=25, learning_rate=5e-3,
+                   targeting=Ref(8, 0), loss=Ref(9, 0), sampling=Ref(5, 0), preview_weights="0, 1"),
+             grid(11, Ref(10, 0), "a circle\na red circle\na large red square\na vivid red circle", "0, 0.5, 1",
+                  (x + COL + 40, 0)),
+             preview(12, Ref(11, 0), (x + 2 * COL + 80, 0)), preview(13, Ref(10, 1), (x + COL + 40, 560))]
+    note = ("## Style shift (ST-LOBA): one render style for every prompt\nOn the *entangled* toy world every scene has a "
+            "palette (vivid or pastel) that prompts may name. **LOBA Style Shift** re-attaches each content prompt to its "
+            "styled form (`a red circle => a pastel red circle`), so at weight 1 the content prompts draw pastel and keep "
+            "what they name; the explicit old-style prompts (*a vivid red circle*) keep their output. Two **LOBA Region "
+            "Layer** nodes stack the regions: the whole image at 0.2 below, the object (attention to its shape word, grown "
+            "by one latent pixel) at 1 on top, so the object takes all of the change and the background a fifth. Grid "
+            "rows: content prompts and an explicit vivid prompt; columns: weights 0 / 0.5 / 1. On a real model: style "
+            "`watercolor`, template `{content}, {style}`, content your usual prompts, explicit the old style's tag.")
+    return Example("loba_style_shift", note, nodes, thumbnail_node=12)
+
+
 def flux_example() -> Example:
     """A Flux slider: the flow toy world (a toy Flux.1 transformer in ComfyUI's own Flux class), small <-> large."""
     x = 2 * COL
@@ -248,4 +283,4 @@ def flux_example() -> Example:
 
 
 EXAMPLES = [ERASE, ENHANCE, SLIDER, MASKED, RESUME, merge_example(), saved_grid_example(), reattach_example(),
-            region_example(), flux_example()]
+            region_example(), flux_example(), style_shift_example()]

@@ -9,7 +9,9 @@ figure is the styled reader on the same seeds at w = 0 and w = 1 (issue 15, poin
   and w = 1 (they must still obey);
 - base_style: the content samples that already show the new style at w = 0 (a style is drawn uniformly);
 - ceiling: the styled prompts' own samples at w = 0 that show the new style (what the model draws when told the
-  style: a slider that acts like the style word reaches about this).
+  style: a slider that acts like the style word reaches about this);
+- prompted_kept: the same-seed samples of the styled prompt (w = 0) whose shape, color, size and background match
+  the content prompt's: what the model itself keeps when told the style (every seed shares its noise).
 Writes DIR/<case>/<variant>/ (slider, loss.csv, grid.png) and DIR/summary.json; prints the table.
 """
 
@@ -32,7 +34,7 @@ from .unlearn_demo import sample
 Log = Callable[[str], None]
 EVAL_SEED = 0
 QUICK_TRAIN = {"max_train_steps": 2, "max_denoising_steps": 3}
-COLUMNS = ("took_style", "ceiling", "base_style", "kept", "explicit_old_w0", "explicit_old_w1", "train_seconds")
+COLUMNS = ("took_style", "ceiling", "base_style", "kept", "prompted_kept", "explicit_old_w0", "explicit_old_w1", "train_seconds")
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,13 @@ def style_figures(case: StyleCase, content: list[str], base: dict, moved: dict) 
         return float(np.mean([r[attribute] == value for r in reads]))
 
     pairs = [(b, m) for p in content for b, m in zip(base[p], moved[p])]
+    prompted = [(b, m) for p in content for b, m in zip(base[p], base[case.styled(p)])]
     kept_each = {a: float(np.mean([b[a] == m[a] for b, m in pairs])) for a in CONTENT}
     return {"took_style": float(np.mean([rate(moved[p], case.attribute, case.new) for p in content])),
             "ceiling": float(np.mean([rate(base[case.styled(p)], case.attribute, case.new) for p in content])),
             "base_style": float(np.mean([rate(base[p], case.attribute, case.new) for p in content])),
             "kept": float(np.mean([all(b[a] == m[a] for a in CONTENT) for b, m in pairs])), "kept_each": kept_each,
+            "prompted_kept": float(np.mean([all(b[a] == m[a] for a in CONTENT) for b, m in prompted])),
             "explicit_old_w0": float(np.mean([rate(base[p], case.attribute, case.old) for p in case.explicit_old])),
             "explicit_old_w1": float(np.mean([rate(moved[p], case.attribute, case.old) for p in case.explicit_old])),
             "per_prompt": {p: {"took_style": rate(moved[p], case.attribute, case.new),

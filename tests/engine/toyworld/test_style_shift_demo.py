@@ -33,12 +33,13 @@ def test_figures_against_hand_computation():
     read = lambda palette, color="red": {"shape": "circle", "color": color, "size": "small", "background": "dark",  # noqa: E731
                                          "palette": palette, "linework": "filled"}
     base = {"a red circle": [read("vivid"), read("vivid"), read("pastel"), read("vivid")],
-            "a pastel red circle": [read("pastel"), read("pastel"), read("pastel"), read("vivid")],
+            "a pastel red circle": [read("pastel"), read("pastel"), read("pastel", "blue"), read("vivid", "blue")],
             **{p: [read("vivid")] * 4 for p in case.explicit_old}}
     moved = {"a red circle": [read("pastel"), read("pastel", "blue"), read("pastel"), read("vivid")],
              **{p: [read("vivid"), read("vivid"), read("pastel"), read("vivid")] for p in case.explicit_old}}
     figures = style_figures(case, ["a red circle"], base, moved)
     assert figures["took_style"] == 0.75 and figures["base_style"] == 0.25 and figures["ceiling"] == 0.75
+    assert figures["prompted_kept"] == 0.5  # the styled prompt at the same seeds draws two of the circles blue
     assert figures["kept"] == 0.75 and figures["kept_each"]["color"] == 0.75 and figures["kept_each"]["shape"] == 1.0
     assert figures["explicit_old_w0"] == 1.0 and figures["explicit_old_w1"] == 0.75
 
