@@ -11,7 +11,7 @@ Explicit requests of the old style ("a red filled circle") are anchors: they kee
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Union
+from typing import Any, Union
 
 from ..objectives.timestep_curves import TIMESTEP_RANGE
 from .checks import Resolution, as_text, require, set_field
@@ -26,8 +26,6 @@ MAX_CONTENT = 256
 @dataclass(frozen=True)
 class StyleShiftPair(ReattachPair):
     """A re-attach pair (target = content prompt, positive = its styled form) built by a style shift."""
-
-    OWN_ACTIONS: ClassVar[frozenset[str]] = frozenset({"reattach"})
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ class StyleShiftEntry:
             return self.explicit
         if not self.replaces:
             return ()
-        return tuple(self.template.format(content=prompt, style=self.replaces) for prompt, _ in self.content)
+        return tuple(fill(self.template, prompt, self.replaces) for prompt, _ in self.content)
 
     def expand(self) -> list[StyleShiftPair]:
         """One re-attach pair per content prompt; loss weights average to the entry's weight."""
@@ -114,6 +112,11 @@ class StyleShiftEntry:
         return data
 
 
+def fill(template: str, content: str, style: str) -> str:
+    """The template with its two fields filled (plain replacement: other braces in a prompt template stay as typed)."""
+    return template.replace("{content}", content).replace("{style}", style)
+
+
 def check_content(value: Any, style: str, template: str, entry: str) -> tuple[tuple[str, str], ...]:
     """[(prompt, styled)] from prompts (styled by the template) or {prompt, styled} tables."""
     hint = ('e.g. content = ["a circle", "a red square"] or [{ prompt = "a red circle", styled = "a red outlined '
@@ -136,7 +139,7 @@ def check_content(value: Any, style: str, template: str, entry: str) -> tuple[tu
             prompt, styled = item, None
         prompt = as_text(prompt, entry, f"{field}.prompt").strip()
         require(prompt, entry, f"{field}.prompt", f"is empty; {hint}")
-        styled = template.format(content=prompt, style=style) if styled is None else as_text(styled, entry, f"{field}.styled").strip()
+        styled = fill(template, prompt, style) if styled is None else as_text(styled, entry, f"{field}.styled").strip()
         require(styled != prompt, entry, f"{field}.styled",
                 f"{styled!r} is the content prompt itself, so nothing would shift; name the style in it")
         content.append((prompt, styled))

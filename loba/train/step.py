@@ -18,16 +18,14 @@ from ..adapters.text_encoder import has_text_encoder
 from ..config.train_config import TrainConfig
 from ..diffusion.noise import initial_noise
 from ..diffusion.sampler import cfg_ddim
-from ..errors import SpecError
 from ..models.backend import Conditioning, ModelBackend, SizeConditioning
 from ..objectives.actions import OBJECTIVES, TargetContext
 from ..objectives.losses import compute_loss
 from ..prompts import PromptPair, PromptSet
-from ..prompts.layers import layer_latent_mask, stack_layers
 from ..prompts.masks import mask_to_latent
-from .attention_maps import AttentionCapture, cross_attention_layers, region_mask
 from .microbatch import in_micro_batches
 from .phases import PhaseClock
+from .step_regions import StepRegions
 from .timestep_draws import allowed_indices, draw_index, pair_draws
 from .trajectories import MIB, TrajectoryCache
 
@@ -94,8 +92,7 @@ class SliderStep:
         self.should_stop: Callable[[], bool] = lambda: False
         # finished steps / max_train_steps, set by the trainer before each step (objectives that move over training).
         self.progress = 0.0
-        self._latent_masks: dict[tuple, torch.Tensor] = {}
-        self._region_setup()
+        self.regions = StepRegions(backend, self.pairs)
         self.cache = TrajectoryCache(sampling.trajectory_cache, sampling.trajectory_refresh_every, config.seed, backend.dtype,
                                      sampling.trajectory_cache_mb * MIB, backend.device) if sampling.trajectory_cache else None
 
@@ -183,22 +180,6 @@ class SliderStep:
         """True where the slider must leave the target prompt as the frozen model predicts it."""
         return plan.timestep >= self.config.sampling.preserve_from_timestep
 
-    def _region_setup(self) -> None:
-        """Attention regions: the cross-attention layers and each region word's context positions, found once."""
-        self._region_positions: dict[tuple[str, str], list[int]] = {}
-        regions = [(p, p.region) for p in self.pairs if p.region is not None]
-        regions += [(p, layer.region) for p in self.pairs for layer in p.layers if layer.region is not None]
-        self._attention_layers = cross_attention_layers(self.backend.denoiser()) if regions else []
-        for pair, region in regions:
-            key = (pair.target, region.word)
-            if key not in self._region_positions:
-                positions = self.backend.token_positions(pair.target, region.word)
-                if not positions:
-                    raise SpecError(pair.name or "prompt pair", "region.word",
-                                    f"{region.word!r} is not among the tokens of {pair.target!r} as the text encoder "
-                                    "reads it; name a whole word of the prompt")
-                self._region_positions[key] = positions
-
     @torch.no_grad()
     def teachers(self, plan: StepPlan, x_t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The frozen model (adapter off) for every prompt the pair and the anchors need, in one batch; attention
@@ -209,44 +190,15 @@ class SliderStep:
         prompts = list(dict.fromkeys(needed + tuple(a.prompt for a in self.anchors)))
         self.network.multiplier = 0.0
         x_in, cond = self._batched(prompts, x_t)
-        captures = self._captures(plan, prompts, x_t.shape[0])
+        captures = {} if self.preserving(plan) else self.regions.captures(plan.pair, prompts, x_t.shape[0])
         with contextlib.ExitStack() as hooks:
             for capture in captures.values():
                 hooks.enter_context(capture.hooked())
             out = in_micro_batches(lambda x, c: self._predict(x, plan.timestep, c, plan.size), x_in, cond,
                                    self.config.sampling.teacher_batch_size).chunk(len(prompts))
         if not self.preserving(plan):
-            plan.region_mask = self._region_map(plan, captures, tuple(x_t.shape[-2:]))
+            plan.region_mask = self.regions.region_map(plan.pair, plan.pair_index, captures, tuple(x_t.shape[-2:]))
         return dict(zip(prompts, out))
-
-    def _captures(self, plan: StepPlan, prompts: list[str], n: int) -> dict[str, AttentionCapture]:
-        """One capture per attention-region word the pair needs (its region, or its layers' regions)."""
-        if self.preserving(plan):
-            return {}
-        regions = [plan.pair.region] if plan.pair.region is not None else [
-            layer.region for layer in plan.pair.layers if layer.region is not None]
-        if not regions:
-            return {}
-        first = prompts.index(plan.pair.target) * n  # _batched stacks the prompts' blocks of n rows in order
-        return {region.word: AttentionCapture(self._attention_layers, self._region_positions[(plan.pair.target, region.word)],
-                                              first, first + n) for region in regions}
-
-    def _region_map(self, plan: StepPlan, captures: dict[str, AttentionCapture], latent_hw: tuple[int, int]):
-        """[B or 1, 1, h, w]: the pair's attention region, or its layers stacked (None: neither)."""
-        if plan.pair.region is not None:
-            return region_mask(captures[plan.pair.region.word].maps, latent_hw, plan.pair.region)
-        if not plan.pair.layers:
-            return None
-        masks = []
-        for index, layer in enumerate(plan.pair.layers):
-            if layer.region is not None:
-                masks.append(region_mask(captures[layer.region.word].maps, latent_hw, layer.region))
-                continue
-            key = (plan.pair_index, index, *latent_hw)
-            if key not in self._latent_masks:
-                self._latent_masks[key] = layer_latent_mask(layer, latent_hw).to(self.backend.device, torch.float32)
-            masks.append(self._latent_masks[key])
-        return stack_layers([layer.weight for layer in plan.pair.layers], masks)
 
     def student(self, plan: StepPlan, x_t: torch.Tensor) -> list[torch.Tensor]:
         """The model with the adapter at the pair's multiplier, for the target and every anchor."""
@@ -260,10 +212,7 @@ class SliderStep:
     def latent_mask(self, plan: StepPlan, latent_hw: tuple[int, int]) -> Optional[torch.Tensor]:
         if plan.pair.mask is None:
             return None
-        key = (plan.pair_index, *latent_hw)
-        if key not in self._latent_masks:
-            self._latent_masks[key] = mask_to_latent(plan.pair.mask, latent_hw).to(self.backend.device, torch.float32)
-        return self._latent_masks[key]
+        return self.regions.latent_mask((plan.pair_index, *latent_hw), lambda: mask_to_latent(plan.pair.mask, latent_hw))
 
     def holds_outside(self, plan: StepPlan) -> bool:
         has_region = plan.pair.mask is not None or plan.pair.region is not None or bool(plan.pair.layers)

@@ -7,11 +7,12 @@ page reload mid-run. Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from support.browser import APP_READY, ARTIFACTS, CHROMIUM_ARGS, browser_skip_reason, chromium_path, is_baseline_error
-from support.comfy import COMFY_MARKS, require_comfyui
+from support.comfy import COMFY_MARKS, REPO_ROOT, require_comfyui
 
 from devtools.comfy_server import get_json, post_json, start_server, stop_server
 from devtools.example_workflows.builder import load_workflow, prepare_inputs
@@ -83,7 +84,8 @@ def test_loba_nodes_in_the_node_library_with_tooltips(page, server):
     shot(page, "node-library")
     library = page.inner_text(".side-bar-panel")
     lobas = {name: info for name, info in server.object_info.items() if name.startswith("LOBA_")}
-    assert len(lobas) == 21
+    declared = {m for f in (REPO_ROOT / "nodes").glob("*.py") for m in re.findall(r'node_id="(\w+)"', f.read_text())}
+    assert set(lobas) == declared  # every node the pack declares, and nothing else
     missing = [info["display_name"] for info in lobas.values() if info["display_name"] not in library]
     assert not missing, f"not in the node library's LOBA search: {missing}"
     page.get_by_text("LOBA Train Slider", exact=True).first.hover()

@@ -33,6 +33,11 @@ def test_each_content_prompt_becomes_a_reattach_pair_to_its_styled_form():
     assert all(isinstance(p, StyleShiftPair) and p.weight == 1.0 and p.mask_outside == "ignore" for p in pairs)
 
 
+def test_templates_fill_only_their_two_fields():
+    [pair] = entry(content=("a cat",), template="{style} painting of {content} {seed}").expand()
+    assert pair.positive == "outlined painting of a cat {seed}"  # other braces stay as typed, never a format error
+
+
 def test_explicit_old_style_requests_are_anchors():
     anchors = PromptSet((entry(),), (AnchorPrompt(""),)).training_anchors()
     assert [a.prompt for a in anchors] == ["", "a red circle, filled", "a blue square, filled"]
