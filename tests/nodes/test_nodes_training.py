@@ -129,7 +129,7 @@ def test_failures_in_a_run_leave_the_model_alone(pack, comfy, toy, monkeypatch, 
 
 def test_a_nan_loss_fails_with_the_node_name_and_leaves_the_model_alone(pack, comfy, toy, monkeypatch):
     before = snapshot(comfy, toy.model)
-    step_module = pack.module.loba.train.step
+    step_module = pack.module.loba.train.step_regions
     original = step_module.SliderStep.run
 
     def poisoned(self, plan, clock=None, rows=None):
@@ -211,7 +211,7 @@ def test_an_attention_region_trains_through_comfyuis_cross_attention(pack, comfy
     prompts = run_node(pack.nodes["LOBA_SliderTarget"], target_class="a circle", positive="a circle on a light background",
                        negative="a circle on a dark background", neutrals="", guidance_scale=1.0, resolution=64,
                        batch_size=1, weight=1.0, multiplier=1.0, region=region, mask_outside="hold").args[0]
-    step_module = pack.module.loba.train.step
+    step_module = pack.module.loba.train.step_regions
     masks, original = [], step_module.region_mask
     step_module.region_mask = lambda *a, **k: masks.append(original(*a, **k)) or masks[-1]
     try:
