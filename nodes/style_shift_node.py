@@ -16,7 +16,17 @@ from ..loba.prompts.reattach import AUTO
 from ..loba.prompts.region import AttentionRegion
 from ..loba.prompts.style_shift import DEFAULT_TEMPLATE, StyleShiftEntry
 from .node_errors import fail, reported_as
-from .prompt_nodes import CATEGORY, RESOLUTION_TIP, WIDGET_NAMES, bucket_input, chain_input, extend, prompts_output, single_mask
+from .prompt_nodes import (
+    CATEGORY,
+    RESOLUTION_TIP,
+    WIDGET_NAMES,
+    bucket_input,
+    chain_input,
+    extend,
+    prompts_output,
+    resolutions,
+    single_mask,
+)
 from .reattach_node import SCHEDULE_TIP, parse_explicit
 from .region_node import MASK_OUTSIDE_TIP, REGION_WIDGETS, region_value
 from .timestep_node import schedule_fields, timesteps_input
@@ -133,8 +143,6 @@ class StyleShiftNode(io.ComfyNode):
     @classmethod
     def execute(cls, style, content, replaces, template, explicit, schedule, ramp, resolution, batch_size, weight,
                 prompts=None, layers=None, mask_outside="hold", bucket=SQUARE, timesteps=None) -> io.NodeOutput:
-        from .prompt_nodes import resolutions
-
         name = f"{cls.DISPLAY} '{style[:40]}'"
         with reported_as(cls.DISPLAY, widget_names=STYLE_WIDGETS):
             try:
