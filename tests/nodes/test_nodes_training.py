@@ -129,7 +129,7 @@ def test_failures_in_a_run_leave_the_model_alone(pack, comfy, toy, monkeypatch, 
 
 def test_a_nan_loss_fails_with_the_node_name_and_leaves_the_model_alone(pack, comfy, toy, monkeypatch):
     before = snapshot(comfy, toy.model)
-    step_module = pack.module.loba.train.step_regions
+    step_module = pack.module.loba.train.step
     original = step_module.SliderStep.run
 
     def poisoned(self, plan, clock=None, rows=None):
