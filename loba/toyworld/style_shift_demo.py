@@ -18,7 +18,6 @@ Writes DIR/<case>/<variant>/ (slider, loss.csv, grid.png) and DIR/summary.json; 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..sliders.atomic import atomic_write_text
 from .unlearn_cases import CONTENT
-from .unlearn_demo import sample
+from .unlearn_demo import sample, save_rows, train_table
 
 Log = Callable[[str], None]
 EVAL_SEED = 0
@@ -98,29 +97,6 @@ def style_figures(case: StyleCase, content: list[str], base: dict, moved: dict) 
                            for p in content}}
 
 
-def train(table: dict, folder: Path, components, out: Path, quick: bool, seed: Optional[int], label: str) -> tuple[Path, float]:
-    from ..config.runfile import split_run_table
-    from ..train.run import RunRequest, run_training
-    from .backend import toy_backend
-
-    _, config, prompts = split_run_table(table, folder, label)
-    if seed is not None:
-        config = config.replace(seed=seed)
-    if quick:
-        config = config.replace(**QUICK_TRAIN)
-    started = time.perf_counter()
-    slider = run_training(RunRequest(prompts, config, backend=toy_backend(components), out_dir=out))
-    return slider.save(out / "slider.safetensors"), time.perf_counter() - started
-
-
-def save_grid(path: Path, prompts: list[str], base_images: dict, moved_images: dict, columns: int = 4) -> None:
-    from PIL import Image
-
-    strips = [np.concatenate([*base_images[p][:columns], np.full((64, 8, 3), 255, np.uint8), *moved_images[p][:columns]], axis=1)
-              for p in prompts]
-    Image.fromarray(np.concatenate(strips, axis=0)).save(path)
-
-
 def run_case(case: StyleCase, components_for: Callable[[], object], out: Path, variants, samples: int, seed: int,
              quick: bool, log: Log) -> dict:
     steps = 2 if quick else None
@@ -136,13 +112,14 @@ def run_case(case: StyleCase, components_for: Callable[[], object], out: Path, v
         where.mkdir(parents=True, exist_ok=True)
         log(f"style {case.name}: training {variant}")
         components = components_for()
-        slider, seconds = train(table, folder, components, where, quick, seed, f"{case.recipe(variant)}")
+        slider, seconds = train_table(table, folder, case.recipe(variant), components, where, QUICK_TRAIN if quick else None,
+                                      seed)
         shown = content + list(case.explicit_old)  # the styled prompts are only needed at w = 0
         moved, moved_images = sample(components, shown, samples, EVAL_SEED, slider, steps=steps)
         figures = {**style_figures(case, trained, base, moved), "train_seconds": seconds}
         figures["held_out"] = style_figures(case, list(case.held_out), base, moved)
         results[variant] = figures
-        save_grid(where / "grid.png", [*trained[:3], *case.held_out[:2], case.explicit_old[0]], base_images, moved_images)
+        save_rows(where / "grid.png", [*trained[:3], *case.held_out[:2], case.explicit_old[0]], base_images, moved_images)
         log(f"style {case.name} {variant}: " + ", ".join(f"{k} {figures[k]:.3f}" for k in COLUMNS)
             + f", held-out took {figures['held_out']['took_style']:.3f} kept {figures['held_out']['kept']:.3f}")
     return {"attribute": case.attribute, "new": case.new, "old": case.old, "samples": samples, "variants": results}

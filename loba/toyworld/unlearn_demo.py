@@ -51,16 +51,22 @@ def recipe_table(case: UnlearnCase, method: str) -> tuple[dict, Path]:
 
 
 def train_method(case: UnlearnCase, method: str, components, out: Path, quick: bool, seed: Optional[int]) -> tuple[Path, float]:
+    table, folder = recipe_table(case, method)
+    return train_table(table, folder, f"{case.recipe} ({method})", components, out, QUICK_TRAIN if quick else None, seed)
+
+
+def train_table(table: dict, folder: Path, label: str, components, out: Path, quick: Optional[dict],
+                seed: Optional[int]) -> tuple[Path, float]:
+    """(the saved slider, train seconds) of a run table on the toy components; `quick` overrides for smoke runs."""
     from ..config.runfile import split_run_table
     from ..train.run import RunRequest, run_training
     from .backend import toy_backend
 
-    table, folder = recipe_table(case, method)
-    _, config, prompts = split_run_table(table, folder, f"{case.recipe} ({method})")
+    _, config, prompts = split_run_table(table, folder, label)
     if seed is not None:
         config = config.replace(seed=seed)
     if quick:
-        config = config.replace(**QUICK_TRAIN)
+        config = config.replace(**quick)
     started = time.perf_counter()
     slider = run_training(RunRequest(prompts, config, backend=toy_backend(components), out_dir=out))
     seconds = time.perf_counter() - started
@@ -100,9 +106,13 @@ def sample(components, prompts: list[str], samples: int, seed: int, slider_path:
 
 def save_grid(path: Path, case: UnlearnCase, base_images: dict, moved_images: dict, columns: int = 4) -> None:
     """Rows: caption, the explicit prompts, two controls; each row w = 0 samples then the method's, same seeds."""
+    save_rows(path, [case.caption, *case.explicit, *case.control[:2]], base_images, moved_images, columns)
+
+
+def save_rows(path: Path, rows: list[str], base_images: dict, moved_images: dict, columns: int = 4) -> None:
+    """One row per prompt: its first w = 0 samples, a white gap, the same seeds' samples with the slider."""
     from PIL import Image
 
-    rows = [case.caption, *case.explicit, *case.control[:2]]
     strips = [np.concatenate([*base_images[p][:columns], np.full((64, 8, 3), 255, np.uint8), *moved_images[p][:columns]], axis=1)
               for p in rows]
     Image.fromarray(np.concatenate(strips, axis=0)).save(path)
