@@ -150,26 +150,26 @@ def _world_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _names_or_all(text: str, known, what: str) -> tuple[str, ...]:
+    """Comma-separated names from `known` (or "all"), refused with the list when one is unknown."""
+    names = tuple(known) if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown {what} {unknown[0] if unknown else text!r}; use "
+                                         f"{', '.join(known)} or all")
+    return names
+
+
 def _case_list(text: str) -> tuple[str, ...]:
     from ..toyworld.unlearn_cases import UNLEARN_CASES
 
-    names = tuple(UNLEARN_CASES) if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in UNLEARN_CASES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown case {unknown[0] if unknown else text!r}; use "
-                                         f"{', '.join(UNLEARN_CASES)} or all")
-    return names
+    return _names_or_all(text, UNLEARN_CASES, "case")
 
 
 def _style_list(text: str) -> tuple[str, ...]:
     from ..toyworld.style_shift_demo import STYLE_CASES
 
-    names = tuple(STYLE_CASES) if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in STYLE_CASES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown style {unknown[0] if unknown else text!r}; use "
-                                         f"{', '.join(STYLE_CASES)} or all")
-    return names
+    return _names_or_all(text, STYLE_CASES, "style")
 
 
 def _demo(args) -> int:
