@@ -13,14 +13,13 @@ first of them it contains, so one layer fits a list of content prompts.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import SpecError
 from .checks import as_number, check_mask, require, set_field
 from .masks import box_mask
-from .region import REGION_KEYS, AttentionRegion
+from .region import AttentionRegion, is_whole_word, region_from
 
 if TYPE_CHECKING:
     import torch
@@ -62,10 +61,7 @@ class RegionLayer:
 
     def word_for(self, prompt: str) -> Optional[str]:
         """The first of the layer's words that is a whole word of `prompt` (None: none is)."""
-        for word in self.words:
-            if re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", prompt.lower()):
-                return word
-        return None
+        return next((word for word in self.words if is_whole_word(word, prompt)), None)
 
     def for_prompt(self, prompt: str, entry: str) -> RegionLayer:
         """This layer with its attention region's word chosen for `prompt` (other sources unchanged)."""
@@ -113,16 +109,15 @@ def layer_from(value: Any, entry: str, index: int, mask_reader=None) -> RegionLa
 
 
 def _region_with_words(value: Any, name: str) -> tuple[AttentionRegion, tuple[str, ...]]:
-    require(isinstance(value, dict), name, "region", 'must be a table, e.g. region = { word = "circle" }')
-    unknown = sorted(set(value) - set(REGION_KEYS))
-    require(not unknown, name, f"region.{unknown[0] if unknown else ''}", f"unknown key; known: {', '.join(REGION_KEYS)}")
-    require("word" in value, name, "region.word", 'is missing: name a word of the prompts, e.g. word = "circle"')
-    raw = value["word"]
-    words = (raw,) if isinstance(raw, str) else tuple(raw) if isinstance(raw, (list, tuple)) else None
-    require(words and all(isinstance(w, str) and w.strip() for w in words), name, "region.word",
+    """An attention region table whose `word` may be a list of alternatives: (the region on the first, the words)."""
+    raw = value.get("word") if isinstance(value, dict) else None
+    if not isinstance(raw, (list, tuple)):
+        region = region_from(value, name)  # one word (or a table region_from refuses, naming the field)
+        return region, (region.word,)
+    require(raw and all(isinstance(w, str) and w.strip() for w in raw), name, "region.word",
             f'must be a word or a list of words, e.g. word = ["circle", "square", "triangle"]; got {raw!r}')
-    words = tuple(w.strip() for w in words)
-    return AttentionRegion(**{**value, "word": words[0]}, entry=name), words
+    words = tuple(w.strip() for w in raw)
+    return region_from({**value, "word": words[0]}, name), words
 
 
 def check_layers(layers: Any, entry: str) -> tuple[RegionLayer, ...]:

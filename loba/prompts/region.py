@@ -46,14 +46,18 @@ class AttentionRegion:
 
     def check_prompt(self, prompt: str, entry: str) -> None:
         """The word must be a whole word of the prompt whose attention it reads (before any model work)."""
-        found = re.search(rf"(?<![\w]){re.escape(self.word.lower())}(?![\w])", prompt.lower())
-        require(found is not None, entry, "region.word",
+        require(is_whole_word(self.word, prompt), entry, "region.word",
                 f"{self.word!r} is not a word of the target prompt {prompt!r}: the region is that word's attention "
                 "in the target prompt; name one of its words")
 
     def to_dict(self) -> dict:
         return {"word": self.word, "invert": self.invert, "threshold": self.threshold, "grow": self.grow,
                 "feather": self.feather}
+
+
+def is_whole_word(word: str, prompt: str) -> bool:
+    """`word` stands in `prompt` as a whole word (case-insensitive; a part of a word does not count)."""
+    return re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", prompt.lower()) is not None
 
 
 def region_from(value: Any, entry: str) -> AttentionRegion | None:

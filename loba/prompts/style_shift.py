@@ -15,7 +15,7 @@ from typing import Any, Union
 
 from ..objectives.timestep_curves import TIMESTEP_RANGE
 from .checks import Resolution, as_text, require, set_field
-from .layers import RegionLayer, check_layers
+from .layers import RegionLayer
 from .reattach import AUTO, ReattachPair, check_explicit, check_ramp, check_schedule
 from .spec import AnchorPrompt, common_fields, normalize_common_fields
 
@@ -68,8 +68,8 @@ class StyleShiftEntry:
         set_field(self, "ramp", check_ramp(self.ramp, entry))
         require(self.mask is None and self.region is None, entry, "layers",
                 "a style shift takes its regions as layers = [{ region = ..., weight = ... }, ...], not mask / region")
-        set_field(self, "layers", check_layers(tuple(replace(layer, name=f"{entry} layers[{i}]")
-                                                     for i, layer in enumerate(self.layers)), entry))
+        # Named for messages; normalize_common_fields checks the stack.
+        set_field(self, "layers", tuple(replace(layer, name=f"{entry} layers[{i}]") for i, layer in enumerate(self.layers)))
         for prompt, _ in self.content:
             for layer in self.layers:
                 layer.for_prompt(prompt, entry)
