@@ -8,12 +8,15 @@ are random tensors of SDXL's shapes (2048-wide context, 1280 pooled), and the re
 bytes are added to the whole-run figure by the parent. One process per run, so peaks never mix.
 
 CPU: peak RSS (getrusage; includes the interpreter and libraries, an upper bound for what training
-adds). CUDA: torch.cuda.max_memory_allocated.
+adds) and the allocator's peak (benchmarks/allocator_peak.py: the bytes live tensors hold, counted from
+torch.profiler's allocation events over the build and the training; the figure a GPU's
+max_memory_allocated gives), with the step's phase it happened in. CUDA: torch.cuda.max_memory_allocated.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -24,6 +27,8 @@ import types
 from pathlib import Path
 
 import torch
+
+from benchmarks.allocator_peak import AllocatorTrace
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -46,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "comfy" / "ComfyUI")))
     parser.add_argument("--comfy-attention", choices=("pytorch", "default"), default="pytorch",
                         help="ComfyUI's attention: pytorch (its choice on NVIDIA) or default (its CPU-mode choice)")
+    parser.add_argument("--allocator-trace", type=int, default=1,
+                        help="CPU: count live tensor bytes with torch.profiler (1; its records add to the RSS) "
+                        "or only read peak RSS (0)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -156,26 +164,53 @@ def main(argv=None) -> None:
     dtype = DTYPES[args.precision]
     baseline = rss_bytes()
     started = time.perf_counter()
-    build = comfy_backend if args.backend == "comfy" else diffusers_backend
-    backend, engine, unet = build(args, device, dtype)
-    backend.encode_prompts = fake_embeddings(engine, device, dtype)
-    weights = sum(t.numel() * t.element_size() for t in [*unet.parameters(), *unet.buffers()])
-    loaded = rss_bytes()
+    tracing = device.type == "cpu" and bool(args.allocator_trace)
+    with (AllocatorTrace() if tracing else contextlib.nullcontext()) as trace:
+        with AllocatorTrace.range("build"):
+            build = comfy_backend if args.backend == "comfy" else diffusers_backend
+            backend, engine, unet = build(args, device, dtype)
+        backend.encode_prompts = fake_embeddings(engine, device, dtype)
+        weights = sum(t.numel() * t.element_size() for t in [*unet.parameters(), *unet.buffers()])
+        loaded = rss_bytes()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        if tracing:
+            label_phases(engine)
+        with AllocatorTrace.range("training"):
+            trained = train_once(args, backend, engine)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss_bytes()
+    allocator = allocator_figures(trace.summary(), weights) if tracing else {}
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    trained = train_once(args, backend, engine)
-    if device.type == "cuda":
-        peak, allocator_peak = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_allocated(device)
-    else:
-        peak, allocator_peak = rss_bytes(), None  # the CPU allocator keeps no peak statistics
+        allocator = {"allocator_peak_bytes": peak, "allocator_peak_over_weights_bytes": peak - weights}
     Path(args.out).write_text(json.dumps({
         "backend": args.backend, "device": device.type, "size": args.size, "resolution": args.resolution,
         "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
         "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
         "teacher_batch_size": args.teacher_batch_size,
         "weights_bytes": weights, "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
-        "allocator_peak_bytes": allocator_peak, "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded,
+        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded, **allocator,
         "seconds": time.perf_counter() - started, **trained}, indent=1))
+
+
+def label_phases(engine) -> None:
+    """Every phase of the step (denoise, teachers, student_forward, backward, optimizer) becomes a traced range."""
+    phases = importlib.import_module(f"{engine.__name__}.train.phases")
+    original = phases.PhaseClock.__call__
+
+    @contextlib.contextmanager
+    def labelled(clock, name):
+        with AllocatorTrace.range(name), original(clock, name):
+            yield
+    phases.PhaseClock.__call__ = labelled
+
+
+def allocator_figures(summary: dict, weights: int) -> dict:
+    """The training's allocator peak (tensors built before it, the weights among them, included), per phase too."""
+    peaks = summary["range_peaks"]
+    return {"allocator_peak_bytes": peaks["training"], "allocator_peak_over_weights_bytes": peaks["training"] - weights,
+            "allocator_loaded_bytes": summary["range_start_bytes"]["training"], "allocator_peak_in": summary["peak_in"],
+            "allocator_phase_peaks_bytes": {name: value for name, value in peaks.items()
+                                            if name not in ("build", "training")}}
 
 
 if __name__ == "__main__":

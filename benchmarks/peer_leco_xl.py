@@ -9,7 +9,8 @@ peak RSS. Changed in LECO, only what cannot run here: the device (its hard-coded
 no-op), wandb (not installed: an empty module, LECO only calls it with use_wandb), a bug of LECO's (it
 passes the (text, pooled) tuple as one argument to PromptEmbedsXL, which then fails), and model loading: the
 UNet is read from the folder, and the text encoders are not run: each prompt gets random embeddings of
-SDXL's shapes (2048-wide context, 1280 pooled), as benchmarks.memory does. LECO's loop, denoise (CFG 3,
+SDXL's shapes (2048-wide context, 1280 pooled), as benchmarks.memory does. On a CPU a second, traced run
+gives the allocator's peak after the UNet is loaded (benchmarks/allocator_peak.py). LECO's loop, denoise (CFG 3,
 adapter on), teachers (three batch-2 forwards: uncond + prompt each), student (batch 2, with grad; LECO
 has no gradient checkpointing) and LoRA are untouched. Runs under this venv's diffusers (LECO pins 0.20).
 """
@@ -17,6 +18,7 @@ has no gradient checkpointing) and LoRA are untouched. Runs under this venv's di
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.machinery
 import json
 import resource
@@ -28,6 +30,8 @@ import types
 from pathlib import Path
 
 import torch
+
+from benchmarks.allocator_peak import with_allocator_figures
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -48,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True)
     parser.add_argument("--save", default="", help="internal: build the random UNet and save it to this folder")
     parser.add_argument("--run", default="", help="internal: train LECO on the UNet folder given")
+    parser.add_argument("--trace", type=int, default=0, help="internal: train under the allocator trace")
+    parser.add_argument("--no-allocator-trace", action="store_true", help="CPU: skip the traced second run")
     return parser.parse_args(argv)
 
 
@@ -66,7 +72,7 @@ def save_unet(args) -> None:
     unet.save_pretrained(Path(args.save) / "unet")
 
 
-def patch_leco(args, loaded: dict) -> None:
+def patch_leco(args, loaded: dict, trace=None) -> None:
     """CPU instead of cuda:0, no wandb, the UNet from the folder and random prompt embeddings."""
     wandb = types.ModuleType("wandb")
     wandb.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
@@ -86,6 +92,8 @@ def patch_leco(args, loaded: dict) -> None:
     def load_models_xl(path, scheduler_name, weight_dtype=torch.float32):
         unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=DTYPES[args.precision])
         loaded.update(rss=rss_bytes(), weights=sum(t.numel() * t.element_size() for t in [*unet.parameters(), *unet.buffers()]))
+        if trace is not None:
+            trace.mark("loaded")
         return [None, None], [torch.nn.Identity(), torch.nn.Identity()], unet, model_util.create_noise_scheduler(scheduler_name)
 
     def encode_prompts_xl(tokenizers, text_encoders, prompts, num_images_per_prompt=1):
@@ -102,11 +110,31 @@ def patch_leco(args, loaded: dict) -> None:
 
 
 def run_leco(args) -> None:
-    import yaml
+    from benchmarks.allocator_peak import AllocatorTrace
 
     loaded: dict = {}
     baseline = rss_bytes()
-    patch_leco(args, loaded)
+    with (AllocatorTrace() if args.trace else contextlib.nullcontext()) as trace:
+        train_leco(args, loaded, trace)
+    peak = rss_bytes()
+    result = {
+        "peer": "p1atdev/LECO train_lora_xl", "resolution": args.resolution, "precision": args.precision,
+        "rank": args.rank, "steps": args.steps, "denoising_steps": args.denoising_steps, "gradient_checkpointing": False,
+        "weights_bytes": loaded["weights"], "peak_bytes": peak, "peak_over_weights_bytes": peak - loaded["weights"],
+        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded["rss"],
+        "peak_over_loaded_bytes": peak - loaded["rss"], "seconds": loaded["seconds"]}
+    if trace is not None:
+        summary = trace.summary()
+        result.update(allocator_peak_bytes=summary["peak_after_mark"]["loaded"],
+                      allocator_peak_over_weights_bytes=summary["peak_after_mark"]["loaded"] - loaded["weights"],
+                      allocator_loaded_bytes=summary["bytes_at_mark"]["loaded"], allocator_peak_in=summary["peak_in"])
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+def train_leco(args, loaded: dict, trace) -> None:
+    import yaml
+
+    patch_leco(args, loaded, trace)
     import config_util
     import prompt_util
     import train_lora_xl
@@ -124,13 +152,7 @@ def run_leco(args) -> None:
         logging={"use_wandb": False, "verbose": False}, other={"use_xformers": False})
     started = time.perf_counter()
     train_lora_xl.train(config, prompt_util.load_prompts_from_yaml(str(prompts_file)))
-    peak = rss_bytes()
-    Path(args.out).write_text(json.dumps({
-        "peer": "p1atdev/LECO train_lora_xl", "resolution": args.resolution, "precision": args.precision,
-        "rank": args.rank, "steps": args.steps, "denoising_steps": args.denoising_steps, "gradient_checkpointing": False,
-        "weights_bytes": loaded["weights"], "peak_bytes": peak, "peak_over_weights_bytes": peak - loaded["weights"],
-        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded["rss"],
-        "peak_over_loaded_bytes": peak - loaded["rss"], "seconds": time.perf_counter() - started}, indent=1))
+    loaded["seconds"] = time.perf_counter() - started
 
 
 def main(argv=None) -> None:
@@ -149,6 +171,9 @@ def main(argv=None) -> None:
         subprocess.run([*me, "--save", folder], cwd=REPO, check=True)
         subprocess.run([*me, "--run", folder], cwd=REPO, check=True)
         result = json.loads(out.read_text())
+        if not args.no_allocator_trace:  # the RSS above comes from the untraced run; the allocator's from this one
+            subprocess.run([*me, "--run", folder, "--trace", "1"], cwd=REPO, check=True)
+            result = with_allocator_figures(result, json.loads(out.read_text()))
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"LECO (no ckpt) {args.resolution}: weights {result['weights_bytes'] / 1e9:.2f} GB, peak {result['peak_bytes'] / 1e9:.2f} GB, "
           f"peak-weights {result['peak_over_weights_bytes'] / 1e9:.2f} GB, peak-loaded {result['peak_over_loaded_bytes'] / 1e9:.2f} GB")

@@ -3,8 +3,10 @@ weights, benchmarks/sdxl_arch.py), seconds per step and peak memory for each var
 alternating the order round by round. Variants: weights dtype (bf16, fp16, fp32) joined by + with any of
 cache (trajectory cache), gc (gradient checkpointing), compile (torch.compile), channels_last, single_step.
 
-Peers: sd-scripts' sdxl_train_leco.py is not driven here yet (it needs a checkout, its requirements and an SDXL
-checkpoint file); the figures are LOBA's variants against each other.
+Peers: with --peer-sd-scripts DIR (and --peer-sd-scripts-python PY, a Python with its requirements) the rows
+"sd-scripts" and "sd-scripts+gc" run kohya-ss/sd-scripts' sdxl_train_leco.py at the same resolution, rank,
+steps and denoise steps on its own SDXL UNet with random weights (benchmarks/peer_sdscripts_xl.py), in the
+same alternation; its step time is read between its scheduler steps, its peak as LOBA's (RSS, or the card's).
 """
 
 from __future__ import annotations
@@ -26,14 +28,37 @@ def sdxl_command(s, variant: str, out: Path) -> list[str]:
             "--threads", str(s.threads)]
 
 
+PEER_VARIANTS = ("sd-scripts", "sd-scripts+gc")
+
+
+def peer_command(s, variant: str, out: Path) -> list[str]:
+    """sd-scripts' LECO at this run's settings; its JSON gives step_seconds, peak_mb, loaded_mb, device."""
+    return [sys.executable, "-m", "benchmarks.peer_sdscripts_xl", "--sd-scripts", str(s.peer_sd_scripts),
+            "--python", s.peer_sd_scripts_python, "--resolution", str(s.resolution), "--rank", str(s.rank),
+            "--steps", str(s.steps), "--denoising-steps", str(s.denoise_steps), "--no-allocator-trace",
+            "--out", str(out), *(["--gradient-checkpointing"] if variant.endswith("+gc") else [])]
+
+
+def peer_row(result: dict) -> dict:
+    return {**result, "peak_mb": result["peak_bytes"] / 1e6, "loaded_mb": result["rss_after_build_bytes"] / 1e6}
+
+
+def run_variant(s, variant: str, out: Path, env: dict) -> dict:
+    if variant in PEER_VARIANTS:
+        return peer_row(run_json(peer_command(s, variant, out), out, env))
+    return run_json(sdxl_command(s, variant, out), out, env)
+
+
 def sdxl_speed(s, work: Path, env: dict) -> dict:
     variants = tuple(s.variants.split(",")) if s.variants else GPU_VARIANTS
+    if getattr(s, "peer_sd_scripts", None):
+        variants += PEER_VARIANTS
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for round_index in range(s.rounds):
         for variant in (variants if round_index % 2 == 0 else tuple(reversed(variants))):
             out = work / f"sdxl-{variant}-{round_index}.json"
             try:
-                runs[variant].append(run_json(sdxl_command(s, variant, out), out, env))
+                runs[variant].append(run_variant(s, variant, out, env))
             except subprocess.CalledProcessError as error:  # e.g. out of memory: the other variants still count
                 runs[variant].append({"failed": f"exit status {error.returncode}"})
             print(f"round {round_index + 1}/{s.rounds}: sdxl {variant} done", flush=True)
@@ -63,5 +88,7 @@ def sdxl_table(r: dict) -> str:
             continue
         lines.append(f"{variant:34}{row['s_per_step']:>10.2f}{row['first_step_s']:>14.2f}{row['peak_mb']:>10.0f}"
                      f"{row['loaded_mb']:>11.0f}")
-    lines.append(f"device: {next(iter(r['sdxl_rows'].values())).get('device', '?')}; LECO peers (sd-scripts sdxl_train_leco.py): not run")
+    peers = "sd-scripts' sdxl_train_leco.py (its default LoRA targets)" if any(v in r["sdxl_rows"] for v in PEER_VARIANTS) \
+        else "not run (--peer-sd-scripts DIR)"
+    lines.append(f"device: {next(iter(r['sdxl_rows'].values())).get('device', '?')}; LECO peers: {peers}")
     return "\n".join(lines)

@@ -100,6 +100,9 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--peer-python", default=os.environ.get("LECO_PYTHON", sys.executable),
                         help="Python with LECO's pinned requirements (diffusers 0.20, transformers 4.33)")
     parser.add_argument("--peer-method", default="full", help="LECO training_method; 'full' = LOBA's all_linear")
+    parser.add_argument("--peer-sd-scripts", type=Path, default=None,
+                        help="with --family sdxl: a kohya-ss/sd-scripts checkout with sdxl_train_leco.py (peer rows)")
+    parser.add_argument("--peer-sd-scripts-python", default=sys.executable, help="a Python with sd-scripts' requirements")
     parser.add_argument("--preset", default="all_linear")
     parser.add_argument("--model", type=Path, default=None, help="diffusers folder (default: the toy world's export)")
     parser.add_argument("--out", type=Path, required=True)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from support.comfy import REPO_ROOT
@@ -46,6 +47,27 @@ def test_sdxl_variants_parse_and_unknown_words_are_refused():
         "bf16": {"s_per_step": 3.0, "first_step_s": 5.0, "peak_mb": 6000, "loaded_mb": 5000, "device": "cpu"},
         "fp32": {"failed": "exit status 137"}}})
     assert "REDUCED" in text and "failed: exit status 137" in text and "3.00" in text
+    assert "not run (--peer-sd-scripts DIR)" in text
+
+
+def test_sd_scripts_rows_run_its_trainer_at_the_run_s_settings_and_read_like_loba_s():
+    from types import SimpleNamespace
+
+    from benchmarks.sdxl_speed import peer_command, peer_row
+
+    s = SimpleNamespace(peer_sd_scripts="/sd-scripts", peer_sd_scripts_python="/py", resolution=256, rank=16, steps=3,
+                        denoise_steps=2)
+    line = peer_command(s, "sd-scripts+gc", Path("x.json"))
+    assert line[2] == "benchmarks.peer_sdscripts_xl" and "--gradient-checkpointing" in line
+    assert "--gradient-checkpointing" not in peer_command(s, "sd-scripts", Path("x.json"))
+    value = {key: line[i + 1] for i, key in enumerate(line) if key.startswith("--") and i + 1 < len(line)}
+    assert value["--resolution"] == "256" and value["--rank"] == "16" and value["--steps"] == "3"
+    assert value["--denoising-steps"] == "2" and value["--python"] == "/py"
+    row = peer_row({"step_seconds": [2.0, 1.0], "peak_bytes": 7e9, "rss_after_build_bytes": 6e9, "device": "cpu"})
+    assert row["peak_mb"] == 7000 and row["loaded_mb"] == 6000
+    text = sdxl_table({"resolution": 256, "reduced": True, "sdxl_rows": {"sd-scripts": {
+        "s_per_step": 1.0, "first_step_s": 2.0, "peak_mb": 7000, "loaded_mb": 6000, "device": "cpu"}}})
+    assert "sd-scripts' sdxl_train_leco.py" in text
 
 
 def test_an_sdxl_run_reports_steps_and_memory_on_a_shrunk_architecture(tmp_path, monkeypatch):

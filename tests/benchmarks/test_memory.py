@@ -10,7 +10,8 @@ import pytest
 import torch
 from support.comfy import REPO_ROOT
 
-from benchmarks.memory import parse_args, run_peer, runs, table, with_totals
+from benchmarks import peer_sdscripts_xl
+from benchmarks.memory import parse_args, run_peer, run_sd_scripts_peer, runs, table, with_totals
 from benchmarks.sdxl_architecture import comfy_unet_config, diffusers_unet_config, text_encoder_bytes
 
 
@@ -42,6 +43,11 @@ def test_totals_add_the_text_encoders_and_check_the_targets():
     total = with_totals(run, int(1.6e9))
     assert total["whole_run_bytes"] == 9.6e9 and total["peak_over_loaded_bytes"] == 2e9
     assert total["targets_met"] == {"peak_over_weights_bytes": True, "whole_run_bytes": True}
+    traced = with_totals({**run, "allocator_peak_bytes": 11e9, "allocator_peak_over_weights_bytes": 6e9}, int(1.6e9))
+    assert traced["allocator_whole_run_bytes"] == 12.6e9
+    assert traced["targets_met"] == {"peak_over_weights_bytes": True, "whole_run_bytes": True,
+                                     "allocator_peak_over_weights_bytes": False, "allocator_whole_run_bytes": False}
+    assert "6.00" in table([traced]) and "12.60" in table([traced])
     assert "9.60" in table([total]) and "failed: boom" in table([{**run, "error": "boom"}])
 
 
@@ -58,6 +64,11 @@ def test_a_tiny_run_through_both_backends_reports_peaks(tmp_path):
         assert run["steps_done"] == 1 and run["gradient_checkpointing"] and run["trajectory_cache"] == 1
         assert run["peak_bytes"] >= run["rss_after_build_bytes"] > run["weights_bytes"] > 0
         assert run["peak_over_weights_bytes"] == run["peak_bytes"] - run["weights_bytes"]
+        # The allocator counts the weights (built inside the trace) and what training adds, never less.
+        assert run["allocator_peak_bytes"] >= run["allocator_loaded_bytes"] >= run["weights_bytes"]
+        assert run["allocator_peak_over_weights_bytes"] == run["allocator_peak_bytes"] - run["weights_bytes"]
+        assert set(run["allocator_phase_peaks_bytes"]) >= {"denoise", "teachers", "student_forward", "backward", "optimizer"}
+        assert run["traced_seconds"] > 0, "the allocator's figures come from a second, traced run"
     assert "comfy" in report["table"] and "diffusers" in report["table"]
 
 
@@ -67,3 +78,24 @@ def test_a_peer_that_cannot_run_is_a_failed_row_of_the_table(tmp_path):
     row = run_peer(args, tmp_path)
     assert row["backend"] == "LECO" and not row["gradient_checkpointing"] and "error" in row
     assert "LECO" in table([with_totals(row, 0)]) and "failed" in table([row])
+
+
+def test_an_sd_scripts_peer_that_cannot_run_is_a_failed_row_of_the_table(tmp_path):
+    args = parse_args(["--peer-sd-scripts", str(tmp_path / "no-sd-scripts-here"), "--gradient-checkpointing",
+                       "--resolution", "64", "--steps", "1", "--out", "x"])
+    row = run_sd_scripts_peer(args, tmp_path)
+    assert row["backend"] == "sd-scripts" and row["gradient_checkpointing"] and "error" in row
+    assert "sd-scripts" in table([with_totals(row, 0)]) and "failed" in table([row])
+
+
+def test_sd_scripts_is_given_loba_s_settings_in_its_own_arguments(tmp_path):
+    args = peer_sdscripts_xl.parse_args(["--sd-scripts", "x", "--resolution", "1024", "--rank", "16", "--steps", "2",
+                                         "--denoising-steps", "2", "--gradient-checkpointing", "--out", "y"])
+    line = peer_sdscripts_xl.command_line(args, tmp_path)
+    value = {key: line[i + 1] for i, key in enumerate(line) if key.startswith("--") and i + 1 < len(line)}
+    assert value["--network_dim"] == "16" and value["--network_alpha"] == "1" and value["--mixed_precision"] == "bf16"
+    assert value["--max_train_steps"] == "2" and value["--max_denoising_steps"] == "2"
+    assert value["--optimizer_type"] == "AdamW" and value["--learning_rate"] == "1e-4"
+    assert line[-1] == "--gradient_checkpointing"
+    prompts = (tmp_path / "prompts.toml").read_text()
+    assert 'action = "enhance"' in prompts and "resolution = 1024" in prompts
