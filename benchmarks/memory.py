@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=1024)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    parser.add_argument("--fp8-base", action="store_true",
+                        help="the diffusers backend's frozen base stored in fp8, computed in --precision (run files' fp8_base)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="with --gradient-checkpointing: skip the runs without it")
     parser.add_argument("--baseline-resolution", type=int, default=0, help="resolution of the runs without checkpointing")
@@ -98,7 +100,7 @@ def run_memory(args, run: dict, out: Path, trace: bool) -> dict:
                "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
                "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
                "--comfy-attention", args.comfy_attention, "--teacher-batch-size", str(args.teacher_batch_size),
-               "--allocator-trace", str(int(trace)), "--out", str(out)]
+               "--allocator-trace", str(int(trace)), "--fp8-base", str(int(args.fp8_base)), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -110,7 +112,8 @@ def run_flux(args, run: dict, out: Path) -> dict:
                "--rank", str(args.rank), "--precision", args.precision,
                "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
                "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
-               "--teacher-batch-size", str(args.teacher_batch_size), "--text-tokens", str(args.text_tokens), "--out", str(out)]
+               "--teacher-batch-size", str(args.teacher_batch_size), "--text-tokens", str(args.text_tokens),
+               "--fp8-base", str(int(args.fp8_base)), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -182,6 +185,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.family == "flux" and args.backends == "comfy,diffusers":
         args.backends = "diffusers"  # ComfyUI's Flux path is not measured by this benchmark yet
+    if args.fp8_base and "comfy" in args.backends.split(",") and args.family == "sdxl":
+        raise SystemExit("--fp8-base is the diffusers backend's (in ComfyUI the loader sets the weights' dtype): "
+                         "add --backends diffusers")
     if args.size == "wide" and args.family != "flux":
         raise SystemExit("--size wide is for --family flux")
     sys.path.insert(0, str(REPO))

@@ -54,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--allocator-trace", type=int, default=1,
                         help="CPU: count live tensor bytes with torch.profiler (1; its records add to the RSS) "
                         "or only read peak RSS (0)")
+    parser.add_argument("--fp8-base", type=int, default=0, help="the frozen base stored in fp8 (loba/models/fp8_base.py)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -170,6 +171,8 @@ def main(argv=None) -> None:
             build = comfy_backend if args.backend == "comfy" else diffusers_backend
             backend, engine, unet = build(args, device, dtype)
         backend.encode_prompts = fake_embeddings(engine, device, dtype)
+        if args.fp8_base:
+            store_in_fp8(args, engine, backend)
         weights = sum(t.numel() * t.element_size() for t in [*unet.parameters(), *unet.buffers()])
         loaded = rss_bytes()
         if device.type == "cuda":
@@ -186,10 +189,16 @@ def main(argv=None) -> None:
         "backend": args.backend, "device": device.type, "size": args.size, "resolution": args.resolution,
         "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
         "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
-        "teacher_batch_size": args.teacher_batch_size,
+        "teacher_batch_size": args.teacher_batch_size, "fp8_base": bool(args.fp8_base),
         "weights_bytes": weights, "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
         "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded, **allocator,
         "seconds": time.perf_counter() - started, **trained}, indent=1))
+
+
+def store_in_fp8(args, engine, backend) -> None:
+    if args.backend != "diffusers":
+        raise SystemExit("--fp8-base is the diffusers backend's (in ComfyUI the loader sets the weights' dtype)")
+    importlib.import_module(f"{engine.__name__}.models.fp8_base").store_base_in_fp8(backend)
 
 
 def label_phases(engine) -> None:

@@ -34,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--teacher-batch-size", type=int, default=0)
     parser.add_argument("--text-tokens", type=int, default=512, help="T5 tokens per prompt (FluxPipeline: 512 on dev)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--fp8-base", type=int, default=0, help="the frozen base stored in fp8 (loba/models/fp8_base.py)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -76,6 +77,10 @@ def main(argv=None) -> None:
     baseline = rss_bytes()
     started = time.perf_counter()
     backend, engine, transformer = flux_backend(args, device, dtype)
+    if args.fp8_base:
+        from loba.models.fp8_base import store_base_in_fp8
+
+        store_base_in_fp8(backend)
     weights = sum(t.numel() * t.element_size() for t in [*transformer.parameters(), *transformer.buffers()])
     loaded = rss_bytes()
     if device.type == "cuda":
@@ -88,7 +93,7 @@ def main(argv=None) -> None:
         "backend": args.backend, "family": "flux", "device": device.type, "size": args.size, "resolution": args.resolution,
         "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
         "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
-        "teacher_batch_size": args.teacher_batch_size, "text_tokens": args.text_tokens,
+        "teacher_batch_size": args.teacher_batch_size, "text_tokens": args.text_tokens, "fp8_base": bool(args.fp8_base),
         "weights_bytes": weights, "parameters": sum(p.numel() for p in transformer.parameters()),
         "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
         "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded,

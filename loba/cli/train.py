@@ -107,7 +107,7 @@ def run_train(config_path: Path, out_dir: Optional[Path], *, resume: Optional[st
     weights = tuple(parse_weights(preview_weights, "--preview-weights")) if preview_every else ()
     source = ModelSource(run.model, run.prediction_type, run.sdxl, run.model_dtype, run.model_config, run.device,
                          with_vae=bool(preview_every), clip_skip=run.clip_skip,
-                         zero_terminal_snr=run.zero_terminal_snr, hub=run.hub,
+                         zero_terminal_snr=run.zero_terminal_snr, hub=run.hub, fp8_base=run.fp8_base,
                          guidance=getattr(run.config.sampling, "guidance", None))  # Flux dev's, where the config has it
     _check_push(run)
     world = current_world()

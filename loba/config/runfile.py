@@ -28,6 +28,8 @@ MODEL_KEYS = {
     "zero_terminal_snr": "rescale the noise schedule to zero terminal SNR as diffusers does (v-prediction models only; "
                          "pair it with timestep_spacing = trailing so that training reaches t = 999)",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
+    "fp8_base": "store the frozen UNet / Flux transformer's weights as float8 (e4m3), computed in model_dtype: half a "
+                "bf16 base's memory (sd-scripts' name; diffusers' layerwise casting; headless only)",
     "device": "cpu, cuda, cuda:1, mps ...",
     "clip_skip": "text encoder layer counted from the end, as ComfyUI's CLIPSetLastLayer(-N): 1 last, 2 penultimate "
                  "(unset: the model's default, 1 for SD1, 2 for SD2 and SDXL)",
@@ -58,6 +60,7 @@ class RunFile:
     prediction_type: Optional[str] = None
     sdxl: Optional[bool] = None
     model_dtype: str = "float32"
+    fp8_base: bool = False
     model_config: Optional[str] = None
     device: str = "cpu"
     clip_skip: Optional[int] = None
@@ -103,6 +106,7 @@ def load_run_file(path: Path, overrides: Optional[dict[str, Any]] = None) -> Run
         prediction_type="v_prediction" if model_values.get("v_parameterization") else None,
         sdxl=None if "sdxl" not in model_values else bool(model_values["sdxl"]),
         model_dtype=str(model_values.get("model_dtype", "float32")),
+        fp8_base=_flag(model_values, "fp8_base"),
         model_config=model_values.get("model_config"),
         device=str(model_values.get("device", "cpu")),
         clip_skip=_clip_skip(model_values.get("clip_skip")),

@@ -122,7 +122,11 @@ class DiffusersBackend(ModelBackend):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        return getattr(self, "_compute_dtype", None) or next(self.unet.parameters()).dtype
+
+    def pin_compute_dtype(self, dtype: torch.dtype) -> None:
+        """The dtype the UNet computes in, whatever its parameters are stored in (fp8_base: loba/models/fp8_base.py)."""
+        self._compute_dtype = dtype
 
     def denoiser(self) -> nn.Module:
         return self.unet

@@ -124,6 +124,10 @@ class FluxBackend(ModelBackend):
     def dtype(self) -> torch.dtype:
         return self._dtype or next(self.transformer.parameters()).dtype
 
+    def pin_compute_dtype(self, dtype: torch.dtype) -> None:
+        """The dtype the transformer computes in, whatever its parameters are stored in (fp8_base)."""
+        self._dtype = dtype
+
     def denoiser(self) -> nn.Module:
         return self.transformer
 

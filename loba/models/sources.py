@@ -30,6 +30,7 @@ class ModelSource:
     zero_terminal_snr: bool = False  # rescale the schedule to zero terminal SNR (v-prediction models only)
     guidance: Optional[float] = None  # Flux dev's distilled guidance (None: 3.5); schnell has none and ignores it
     hub: HubLocation = HubLocation()  # folders and hub ids: revision, variant, subfolder, local_files_only
+    fp8_base: bool = False  # the frozen denoiser's weights stored as float8, computed in dtype (models/fp8_base.py)
 
 
 # Models a run can name instead of a path: they ship inside the package, so nothing is downloaded.
@@ -82,7 +83,17 @@ def _toyworld_flow(source: ModelSource) -> ModelBackend:
 
 
 def load_backend(source: ModelSource) -> ModelBackend:
-    """The backend of `source`; a path or id that cannot be loaded is a ConfigError naming the key."""
+    """The backend of `source` (its denoiser stored in fp8 with fp8_base); a path or id that cannot be loaded is
+    a ConfigError naming the key."""
+    backend = _load_backend(source)
+    if source.fp8_base:
+        from .fp8_base import store_base_in_fp8
+
+        store_base_in_fp8(backend)
+    return backend
+
+
+def _load_backend(source: ModelSource) -> ModelBackend:
     dtype = dtype_named(source.dtype, "model_dtype")
     if source.name_or_path in EMBEDDED_MODELS:
         return EMBEDDED_MODELS.get(source.name_or_path)(source)

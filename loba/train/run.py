@@ -23,6 +23,7 @@ from ..adapters.from_weights import StartWeights, network_from_weights
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..models.backend import ModelBackend
+from ..models.fp8_base import check_fp8_base
 from ..models.sources import ModelSource, load_backend
 from ..prompts import PromptSet
 from ..sliders.atomic import sweep_temp_files
@@ -70,6 +71,8 @@ def run_training(request: RunRequest) -> TrainedSlider:
     check_world(request.prompts, request.config, world)
     check_trackers(tuple(request.log_with))
     sharding = plan_sharding(world, request.config, request.model.dtype if request.model is not None else "float32")
+    if request.model is not None and request.model.fp8_base:
+        check_fp8_base(request.config, sharded=sharding is not None)
     # Every process reads the same checkpoint (a shared folder); only rank 0 writes anything.
     write_dir = out_dir if world.is_main else None
     # Before any model is loaded: a given backend already knows its native size; for a model still to load, a
