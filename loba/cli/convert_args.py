@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ConfigError
 
 SCRIPTS = {"train_leco.py": False, "sdxl_train_leco.py": True}
-FLAGS = {"v2", "v_parameterization", "zero_terminal_snr", "gradient_checkpointing", "sdpa", "xformers", "mem_eff_attn",
+FLAGS = {"v2", "v_parameterization", "zero_terminal_snr", "fp8_base", "gradient_checkpointing", "sdpa", "xformers", "mem_eff_attn",
          "dim_from_weights", "network_train_unet_only", "network_train_text_encoder_only", "no_metadata", "lowram",
          "highvram", "full_fp16", "full_bf16", "cache_latents", "cache_latents_to_disk", "deepspeed",
          "persistent_data_loader_workers", "scale_v_pred_loss_like_noise_pred", "no_half_vae"}

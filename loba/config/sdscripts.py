@@ -36,6 +36,7 @@ SUPPORT = {
     "v2": ("supported", "v2 (accepted; SD2 is detected from the model's weights)"),
     "v_parameterization": ("supported", "v_parameterization"),
     "zero_terminal_snr": ("supported", "zero_terminal_snr"),
+    "fp8_base": ("supported", "fp8_base (the frozen UNet / Flux transformer stored as float8 e4m3, computed in model_dtype)"),
     "save_model_as": ("supported", "safetensors only (ckpt/pt refused: pickles can run code when loaded)"),
     "save_precision": ("supported", "save_precision (float, fp16, bf16)"),
     "output_name": ("supported", "output_name (OUT/<output_name>.safetensors)"),

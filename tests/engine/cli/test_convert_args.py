@@ -17,7 +17,7 @@ SDXL_LINE = ('accelerate launch --mixed_precision bf16 sdxl_train_leco.py --pret
              '--learning_rate=1e-4 --optimizer_type="AdamW8bit" --max_train_steps=1000 --max_denoising_steps=40 '
              '--mixed_precision=bf16 --sdpa --gradient_checkpointing --save_every_n_steps=200 --save_precision fp16 '
              '--network_module lycoris.kohya --network_args algo=lokr conv_dim=4 conv_alpha=1 --optimizer_args weight_decay=0.01 '
-             '--clip_skip 2 --unet_lr=2e-4')
+             '--clip_skip 2 --unet_lr=2e-4 --fp8_base')
 PROMPTS = '[[targets]]\ntarget_class = "1girl"\npositive = "1girl, long hair"\nnegative = "1girl, short hair"\n'
 
 
@@ -31,6 +31,7 @@ def test_the_guides_sdxl_command_line_converts_and_loads(tmp_path, monkeypatch, 
     assert run.output_dir == "../output"  # sd-scripts' output_dir is the working folder's, the run file's own folder here
     config = run.config
     assert (run.model, run.sdxl, run.clip_skip, run.output_name) == ("sdxl_model.safetensors", True, 2, "my_sdxl_slider")
+    assert run.fp8_base is True
     assert (config.network.network_dim, config.network.network_alpha, config.network.algo, config.network.conv_dim) == (8, 4.0, "lokr", 4)
     assert (config.optimizer.optimizer, config.optimizer.learning_rate, config.optimizer.optimizer_args) == \
         ("adamw8bit", 2e-4, {"weight_decay": 0.01})
