@@ -108,12 +108,19 @@ def run_memory(args, run: dict, out: Path, trace: bool) -> dict:
 
 
 def run_flux(args, run: dict, out: Path) -> dict:
+    result = run_flux_once(args, run, out, trace=False)
+    if "error" in result or result["device"] != "cpu" or args.no_allocator_trace:
+        return result
+    return with_allocator_figures(result, run_flux_once(args, run, out.with_suffix(".traced.json"), trace=True))
+
+
+def run_flux_once(args, run: dict, out: Path, trace: bool) -> dict:
     command = [sys.executable, "-m", "benchmarks.memory_run_flux", "--size", args.size, "--resolution", str(run["resolution"]),
                "--rank", str(args.rank), "--precision", args.precision,
                "--gradient-checkpointing", str(int(run["gradient_checkpointing"])), "--steps", str(args.steps),
                "--denoising-steps", str(args.denoising_steps), "--cache", str(args.cache), "--device", args.device,
                "--teacher-batch-size", str(args.teacher_batch_size), "--text-tokens", str(args.text_tokens),
-               "--fp8-base", str(int(args.fp8_base)), "--out", str(out)]
+               "--fp8-base", str(int(args.fp8_base)), "--allocator-trace", str(int(trace)), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         return {**run, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}

@@ -5,19 +5,21 @@ in the run's dtype (bf16: the frozen base; the adapters keep float32 masters, lo
 FluxBackend (packed 2x2 latents, guidance 3.5, the resolution's shifted sigmas) and trains `--steps` steps through the
 engine. The text encoders are not run: the prompts' embeddings are random tensors of Flux's shapes (T5 context
 [1, --text-tokens, 4096], CLIP pooled [1, 768]); their real weight bytes are added to the whole-run figure by the
-parent. CPU: peak RSS; CUDA: torch.cuda.max_memory_allocated. ComfyUI's Flux path is not measured here.
+parent. CPU: peak RSS and, traced, the allocator's peak; CUDA: torch.cuda.max_memory_allocated. ComfyUI's Flux path is not measured here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.memory_run import DTYPES, rss_bytes, train_once
+from benchmarks.allocator_peak import AllocatorTrace
+from benchmarks.memory_run import DTYPES, allocator_figures, label_phases, rss_bytes, train_once
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--text-tokens", type=int, default=512, help="T5 tokens per prompt (FluxPipeline: 512 on dev)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fp8-base", type=int, default=0, help="the frozen base stored in fp8 (loba/models/fp8_base.py)")
+    parser.add_argument("--allocator-trace", type=int, default=1, help="CPU: count live tensor bytes (benchmarks/allocator_peak.py)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -76,19 +79,27 @@ def main(argv=None) -> None:
     dtype = DTYPES[args.precision]
     baseline = rss_bytes()
     started = time.perf_counter()
-    backend, engine, transformer = flux_backend(args, device, dtype)
-    if args.fp8_base:
-        from loba.models.fp8_base import store_base_in_fp8
+    tracing = device.type == "cpu" and bool(args.allocator_trace)
+    with (AllocatorTrace() if tracing else contextlib.nullcontext()) as trace:
+        backend, engine, transformer = flux_backend(args, device, dtype)
+        if args.fp8_base:
+            from loba.models.fp8_base import store_base_in_fp8
 
-        store_base_in_fp8(backend)
-    weights = sum(t.numel() * t.element_size() for t in [*transformer.parameters(), *transformer.buffers()])
-    loaded = rss_bytes()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    built = time.perf_counter()
-    trained = train_once(args, backend, engine)
-    seconds_training = time.perf_counter() - built
+            store_base_in_fp8(backend)
+        weights = sum(t.numel() * t.element_size() for t in [*transformer.parameters(), *transformer.buffers()])
+        loaded = rss_bytes()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        if tracing:
+            label_phases(engine)
+        built = time.perf_counter()
+        with AllocatorTrace.range("training"):
+            trained = train_once(args, backend, engine)
+        seconds_training = time.perf_counter() - built
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss_bytes()
+    allocator = allocator_figures(trace.summary(), weights) if tracing else {}
+    if device.type == "cuda":
+        allocator = {"allocator_peak_bytes": peak, "allocator_peak_over_weights_bytes": peak - weights}
     Path(args.out).write_text(json.dumps({
         "backend": args.backend, "family": "flux", "device": device.type, "size": args.size, "resolution": args.resolution,
         "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
@@ -96,7 +107,7 @@ def main(argv=None) -> None:
         "teacher_batch_size": args.teacher_batch_size, "text_tokens": args.text_tokens, "fp8_base": bool(args.fp8_base),
         "weights_bytes": weights, "parameters": sum(p.numel() for p in transformer.parameters()),
         "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
-        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded,
+        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded, **allocator,
         "seconds": time.perf_counter() - started, "seconds_per_step": seconds_training / max(args.steps, 1),
         **trained}, indent=1))
 

@@ -39,3 +39,17 @@ def test_a_tiny_flux_run_reports_peaks(tmp_path):
     assert run["steps_done"] == 1 and run["gradient_checkpointing"] and run["text_tokens"] == 8
     assert run["peak_bytes"] >= run["rss_after_build_bytes"] > run["weights_bytes"] > 0
     assert run["seconds_per_step"] > 0 and "targets_met" in run and set(run["targets_met"]) == {"peak_bytes"}
+    assert run["allocator_peak_bytes"] >= run["allocator_loaded_bytes"] >= run["weights_bytes"]
+
+
+def test_an_fp8_base_holds_its_linear_weights_in_one_byte(tmp_path):
+    rows = {}
+    for fp8 in (False, True):
+        out = tmp_path / f"memory-{fp8}.json"
+        subprocess.run([sys.executable, "-m", "benchmarks.memory", "--family", "flux", "--size", "tiny", "--resolution", "64",
+                        "--steps", "1", "--text-tokens", "8", "--gradient-checkpointing", "--no-baseline",
+                        "--no-allocator-trace", *(["--fp8-base"] if fp8 else []), "--out", str(out)],
+                       cwd=REPO_ROOT, check=True, capture_output=True)
+        (rows[fp8],) = json.loads(out.read_text())["runs"]
+    assert rows[True]["fp8_base"] and not rows[False]["fp8_base"] and rows[True]["steps_done"] == 1
+    assert rows[True]["weights_bytes"] < 0.6 * rows[False]["weights_bytes"], "bf16 linear weights at one byte each"
