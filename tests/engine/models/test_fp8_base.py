@@ -47,8 +47,8 @@ def test_the_base_is_stored_in_fp8_and_still_computes_in_its_own_dtype():
     assert stored == weight_bytes(backend.denoiser()) < 0.35 * full, "float32 weights to one byte each (norms kept)"
     after = prediction(backend)
     assert torch.isfinite(after).all() and not torch.equal(after, before)
-    # e4m3 keeps 3 mantissa bits: the prediction moves by its rounding, not by a broken layer.
-    assert float((after - before).norm() / before.norm()) < 0.2
+    # e4m3 keeps 3 mantissa bits: the prediction moves by its rounding (2-3% here), not by a broken layer.
+    assert float((after - before).norm() / before.norm()) < 0.06
 
 
 @pytest.mark.parametrize("layer", [torch.nn.Linear(6, 5), torch.nn.Conv2d(3, 4, 3, padding=1, stride=2)])
