@@ -163,36 +163,47 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     dtype = DTYPES[args.precision]
-    baseline = rss_bytes()
-    started = time.perf_counter()
-    tracing = device.type == "cpu" and bool(args.allocator_trace)
-    with (AllocatorTrace() if tracing else contextlib.nullcontext()) as trace:
-        with AllocatorTrace.range("build"):
-            build = comfy_backend if args.backend == "comfy" else diffusers_backend
-            backend, engine, unet = build(args, device, dtype)
+
+    def build():
+        backend, engine, unet = (comfy_backend if args.backend == "comfy" else diffusers_backend)(args, device, dtype)
         backend.encode_prompts = fake_embeddings(engine, device, dtype)
         if args.fp8_base:
             store_in_fp8(args, engine, backend)
-        weights = sum(t.numel() * t.element_size() for t in [*unet.parameters(), *unet.buffers()])
+        return backend, engine, unet
+
+    figures = measure(args, device, build)
+    Path(args.out).write_text(json.dumps({
+        "backend": args.backend, "device": device.type, "size": args.size, "resolution": args.resolution,
+        "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
+        "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
+        "teacher_batch_size": args.teacher_batch_size, "fp8_base": bool(args.fp8_base), **figures}, indent=1))
+
+
+def measure(args, device: torch.device, build) -> dict:
+    """Build (backend, engine, denoiser) and train: the memory figures of both, the allocator's under its trace
+    on a CPU (build included, so the weights count), and the seconds (training alone in seconds_training)."""
+    baseline, started = rss_bytes(), time.perf_counter()
+    tracing = device.type == "cpu" and bool(args.allocator_trace)
+    with (AllocatorTrace() if tracing else contextlib.nullcontext()) as trace:
+        with AllocatorTrace.range("build"):
+            backend, engine, denoiser = build()
+        weights = sum(t.numel() * t.element_size() for t in [*denoiser.parameters(), *denoiser.buffers()])
         loaded = rss_bytes()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         if tracing:
             label_phases(engine)
+        built = time.perf_counter()
         with AllocatorTrace.range("training"):
             trained = train_once(args, backend, engine)
+        training_seconds = time.perf_counter() - built
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss_bytes()
     allocator = allocator_figures(trace.summary(), weights) if tracing else {}
     if device.type == "cuda":
         allocator = {"allocator_peak_bytes": peak, "allocator_peak_over_weights_bytes": peak - weights}
-    Path(args.out).write_text(json.dumps({
-        "backend": args.backend, "device": device.type, "size": args.size, "resolution": args.resolution,
-        "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
-        "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
-        "teacher_batch_size": args.teacher_batch_size, "fp8_base": bool(args.fp8_base),
-        "weights_bytes": weights, "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
-        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded, **allocator,
-        "seconds": time.perf_counter() - started, **trained}, indent=1))
+    return {"weights_bytes": weights, "parameters": sum(p.numel() for p in denoiser.parameters()), "peak_bytes": peak,
+            "peak_over_weights_bytes": peak - weights, "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded,
+            **allocator, "seconds": time.perf_counter() - started, "seconds_training": training_seconds, **trained}
 
 
 def store_in_fp8(args, engine, backend) -> None:

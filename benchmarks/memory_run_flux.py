@@ -11,15 +11,12 @@ parent. CPU: peak RSS and, traced, the allocator's peak; CUDA: torch.cuda.max_me
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.allocator_peak import AllocatorTrace
-from benchmarks.memory_run import DTYPES, allocator_figures, label_phases, rss_bytes, train_once
+from benchmarks.memory_run import DTYPES, measure
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,39 +74,22 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     dtype = DTYPES[args.precision]
-    baseline = rss_bytes()
-    started = time.perf_counter()
-    tracing = device.type == "cpu" and bool(args.allocator_trace)
-    with (AllocatorTrace() if tracing else contextlib.nullcontext()) as trace:
+
+    def build():
         backend, engine, transformer = flux_backend(args, device, dtype)
         if args.fp8_base:
             from loba.models.fp8_base import store_base_in_fp8
 
             store_base_in_fp8(backend)
-        weights = sum(t.numel() * t.element_size() for t in [*transformer.parameters(), *transformer.buffers()])
-        loaded = rss_bytes()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        if tracing:
-            label_phases(engine)
-        built = time.perf_counter()
-        with AllocatorTrace.range("training"):
-            trained = train_once(args, backend, engine)
-        seconds_training = time.perf_counter() - built
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss_bytes()
-    allocator = allocator_figures(trace.summary(), weights) if tracing else {}
-    if device.type == "cuda":
-        allocator = {"allocator_peak_bytes": peak, "allocator_peak_over_weights_bytes": peak - weights}
+        return backend, engine, transformer
+
+    figures = measure(args, device, build)
     Path(args.out).write_text(json.dumps({
         "backend": args.backend, "family": "flux", "device": device.type, "size": args.size, "resolution": args.resolution,
         "precision": args.precision, "gradient_checkpointing": bool(args.gradient_checkpointing), "steps": args.steps,
         "denoising_steps": args.denoising_steps, "trajectory_cache": args.cache, "rank": args.rank,
         "teacher_batch_size": args.teacher_batch_size, "text_tokens": args.text_tokens, "fp8_base": bool(args.fp8_base),
-        "weights_bytes": weights, "parameters": sum(p.numel() for p in transformer.parameters()),
-        "peak_bytes": peak, "peak_over_weights_bytes": peak - weights,
-        "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded, **allocator,
-        "seconds": time.perf_counter() - started, "seconds_per_step": seconds_training / max(args.steps, 1),
-        **trained}, indent=1))
+        **figures, "seconds_per_step": figures["seconds_training"] / max(args.steps, 1)}, indent=1))
 
 
 if __name__ == "__main__":
