@@ -82,7 +82,7 @@ def patch_sd_scripts(args, seen: dict, trace) -> None:
     """The UNet built with random weights instead of read, no tokenizer download, random prompt embeddings."""
     import sdxl_train_leco
     import torch
-    from library import leco_train_util, sdxl_original_unet, sdxl_train_util, strategy_sdxl, train_util
+    from library import leco_train_util, sdxl_original_unet, sdxl_train_util, strategy_sdxl
 
     from benchmarks.sdxl_architecture import CONTEXT_DIM, POOLED_DIM, TOKENS, randomize
 
@@ -115,6 +115,17 @@ def patch_sd_scripts(args, seen: dict, trace) -> None:
         return leco_train_util.PromptEmbedsXL(torch.randn(1, TOKENS, CONTEXT_DIM, generator=generator).to(dtype),
                                               torch.randn(1, POOLED_DIM, generator=generator).to(dtype))
 
+    sdxl_train_util.load_target_model = load_target_model
+    strategy_sdxl.SdxlTokenizeStrategy = OfflineTokenizeStrategy
+    sdxl_train_leco.encode_prompt_sdxl = encode_prompt_sdxl
+    watch_training(seen)
+
+
+
+def watch_training(seen: dict) -> None:
+    """Count the adapter's parameters and time each step of sd-scripts' loop, through its own train_util calls."""
+    from library import train_util
+
     get_optimizer = train_util.get_optimizer
 
     def counted_optimizer(run_args, trainable_params):
@@ -139,9 +150,6 @@ def patch_sd_scripts(args, seen: dict, trace) -> None:
         return init_trackers(*a, **k)
 
     train_util.get_scheduler_fix, train_util.init_trackers = timed_scheduler, timed_init_trackers
-    sdxl_train_util.load_target_model = load_target_model
-    strategy_sdxl.SdxlTokenizeStrategy = OfflineTokenizeStrategy
-    sdxl_train_leco.encode_prompt_sdxl = encode_prompt_sdxl
 
 
 def run_sd_scripts(args) -> None:
