@@ -29,7 +29,7 @@ MODEL_KEYS = {
                          "pair it with timestep_spacing = trailing so that training reaches t = 999)",
     "model_dtype": "dtype of the frozen model: float32, fp16 or bf16",
     "fp8_base": "store the frozen UNet / Flux transformer's weights as float8 (e4m3), computed in model_dtype: half a "
-                "bf16 base's memory (sd-scripts' name; diffusers' layerwise casting; headless only)",
+                "bf16 base's memory (sd-scripts' name; headless only; loba/models/fp8_base.py)",
     "device": "cpu, cuda, cuda:1, mps ...",
     "clip_skip": "text encoder layer counted from the end, as ComfyUI's CLIPSetLastLayer(-N): 1 last, 2 penultimate "
                  "(unset: the model's default, 1 for SD1, 2 for SD2 and SDXL)",

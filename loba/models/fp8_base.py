@@ -60,7 +60,9 @@ def store_base_in_fp8(backend) -> int:
     backend.pin_compute_dtype(compute)  # the parameters' dtype reads fp8 from here on
     skip = [re.compile(p) for p in (*DEFAULT_SKIP, *(getattr(denoiser, "_skip_layerwise_casting_patterns", None) or ()))]
     for name, module in denoiser.named_modules():
-        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and not any(p.search(name) for p in skip):
+        # A conv that pads other than with zeros runs its own padding first: left in full precision.
+        plain = isinstance(module, torch.nn.Linear) or (isinstance(module, torch.nn.Conv2d) and module.padding_mode == "zeros")
+        if plain and not any(p.search(name) for p in skip):
             _store_layer(module, compute)
     return sum(t.numel() * t.element_size() for t in [*denoiser.parameters(), *denoiser.buffers()])
 
