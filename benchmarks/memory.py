@@ -45,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
     parser.add_argument("--fp8-base", action="store_true",
-                        help="the diffusers backend's frozen base stored in fp8, computed in --precision (run files' fp8_base)")
+                        help="the frozen base stored in fp8, computed in --precision: diffusers through run files' fp8_base, "
+                        "ComfyUI as its loader's weight_dtype fp8_e4m3fn")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="with --gradient-checkpointing: skip the runs without it")
     parser.add_argument("--baseline-resolution", type=int, default=0, help="resolution of the runs without checkpointing")
@@ -192,9 +193,6 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.family == "flux" and args.backends == "comfy,diffusers":
         args.backends = "diffusers"  # ComfyUI's Flux path is not measured by this benchmark yet
-    if args.fp8_base and "comfy" in args.backends.split(",") and args.family == "sdxl":
-        raise SystemExit("--fp8-base is the diffusers backend's (in ComfyUI the loader sets the weights' dtype): "
-                         "add --backends diffusers")
     if args.size == "wide" and args.family != "flux":
         raise SystemExit("--size wide is for --family flux")
     sys.path.insert(0, str(REPO))

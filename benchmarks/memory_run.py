@@ -54,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--allocator-trace", type=int, default=1,
                         help="CPU: count live tensor bytes with torch.profiler (1; its records add to the RSS) "
                         "or only read peak RSS (0)")
-    parser.add_argument("--fp8-base", type=int, default=0, help="the frozen base stored in fp8 (loba/models/fp8_base.py)")
+    parser.add_argument("--fp8-base", type=int, default=0, help="the frozen base stored in fp8: diffusers through "
+                        "loba/models/fp8_base.py, ComfyUI as its loader's weight_dtype fp8_e4m3fn (manual cast)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -91,7 +92,10 @@ def comfy_backend(args, device: torch.device, dtype: torch.dtype):
     mm = comfy.model_management
     with torch.inference_mode():
         config = comfy.supported_models.SDXL(comfy_unet_config(args.size, dtype))
-        config.set_inference_dtype(dtype, None)
+        if args.fp8_base:  # UNETLoader's weight_dtype fp8_e4m3fn: fp8 weights, manual cast to the compute dtype
+            config.set_inference_dtype(torch.float8_e4m3fn, dtype)
+        else:
+            config.set_inference_dtype(dtype, None)
         model = config.get_model({}, device=device)
         randomize(model.diffusion_model)
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
@@ -207,9 +211,9 @@ def measure(args, device: torch.device, build) -> dict:
 
 
 def store_in_fp8(args, engine, backend) -> None:
-    if args.backend != "diffusers":
-        raise SystemExit("--fp8-base is the diffusers backend's (in ComfyUI the loader sets the weights' dtype)")
-    importlib.import_module(f"{engine.__name__}.models.fp8_base").store_base_in_fp8(backend)
+    """diffusers: LOBA's fp8_base; ComfyUI: its loader already built the weights in fp8 (comfy_backend)."""
+    if args.backend == "diffusers":
+        importlib.import_module(f"{engine.__name__}.models.fp8_base").store_base_in_fp8(backend)
 
 
 def label_phases(engine) -> None:

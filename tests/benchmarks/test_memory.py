@@ -3,6 +3,7 @@
 `python -m benchmarks.memory`)."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -99,3 +100,20 @@ def test_sd_scripts_is_given_loba_s_settings_in_its_own_arguments(tmp_path):
     assert line[-1] == "--gradient_checkpointing"
     prompts = (tmp_path / "prompts.toml").read_text()
     assert 'action = "enhance"' in prompts and "resolution = 1024" in prompts
+
+
+@pytest.mark.usefixtures("comfy")
+def test_fp8_weights_train_through_both_backends_at_one_byte_per_weight(tmp_path):
+    """ComfyUI as its loader's weight_dtype fp8_e4m3fn gives them (manual cast), diffusers through fp8_base."""
+    rows = {}
+    for fp8 in (False, True):
+        out = tmp_path / f"memory-{fp8}.json"
+        subprocess.run([sys.executable, "-m", "benchmarks.memory", "--size", "tiny", "--resolution", "64", "--steps", "1",
+                        "--gradient-checkpointing", "--no-baseline", "--no-allocator-trace", *(["--fp8-base"] if fp8 else []),
+                        "--out", str(out)], cwd=REPO_ROOT, check=True, capture_output=True)
+        rows[fp8] = {r["backend"]: r for r in json.loads(out.read_text())["runs"]}
+    for backend in ("comfy", "diffusers"):
+        plain, fp8 = rows[False][backend], rows[True][backend]
+        assert "error" not in fp8, fp8
+        assert fp8["fp8_base"] and fp8["steps_done"] == 1 and all(math.isfinite(v) for v in fp8["losses"])
+        assert fp8["weights_bytes"] < 0.6 * plain["weights_bytes"], backend
