@@ -102,6 +102,14 @@ def open_at(ops: list[tuple[int, int, str]], time_ns: int) -> list[str]:
     return names[:3] + (["..."] if len(names) > 6 else []) + names[max(3, len(names) - 3):]
 
 
+def figures_after_mark(summary: dict, mark: str, weights: int) -> dict:
+    """A peer's allocator figures, counted from the mark at the end of its setup (its load is not training)."""
+    peak = summary["peak_after_mark"][mark]
+    return {"allocator_peak_bytes": peak, "allocator_peak_over_weights_bytes": peak - weights,
+            "allocator_loaded_bytes": summary["bytes_at_mark"][mark], "allocator_setup_peak_bytes": summary["peak_bytes"],
+            "allocator_peak_in": summary["peak_in"]}
+
+
 def with_allocator_figures(plain: dict, traced: dict) -> dict:
     """An untraced run's figures (its RSS is not inflated by the profiler's records) with the traced run's
     allocator_* figures; a traced run that failed is kept as allocator_error."""

@@ -110,7 +110,7 @@ def patch_leco(args, loaded: dict, trace=None) -> None:
 
 
 def run_leco(args) -> None:
-    from benchmarks.allocator_peak import AllocatorTrace
+    from benchmarks.allocator_peak import AllocatorTrace, figures_after_mark
 
     loaded: dict = {}
     baseline = rss_bytes()
@@ -124,10 +124,7 @@ def run_leco(args) -> None:
         "rss_before_build_bytes": baseline, "rss_after_build_bytes": loaded["rss"],
         "peak_over_loaded_bytes": peak - loaded["rss"], "seconds": loaded["seconds"]}
     if trace is not None:
-        summary = trace.summary()
-        result.update(allocator_peak_bytes=summary["peak_after_mark"]["loaded"],
-                      allocator_peak_over_weights_bytes=summary["peak_after_mark"]["loaded"] - loaded["weights"],
-                      allocator_loaded_bytes=summary["bytes_at_mark"]["loaded"], allocator_peak_in=summary["peak_in"])
+        result.update(figures_after_mark(trace.summary(), "loaded", loaded["weights"]))
     Path(args.out).write_text(json.dumps(result, indent=1))
 
 

@@ -154,7 +154,7 @@ def watch_training(seen: dict) -> None:
 
 def run_sd_scripts(args) -> None:
     sys.path[:0] = [str(Path(args.sd_scripts).resolve()), str(REPO)]
-    from benchmarks.allocator_peak import AllocatorTrace
+    from benchmarks.allocator_peak import AllocatorTrace, figures_after_mark
 
     folder, seen, baseline = Path(args.run), {}, rss_bytes()
     sys.argv = command_line(args, folder)
@@ -179,11 +179,7 @@ def run_sd_scripts(args) -> None:
     if cuda:
         result.update(allocator_peak_bytes=peak, allocator_peak_over_weights_bytes=peak - weights)
     elif trace is not None:
-        summary = trace.summary()
-        result.update(allocator_peak_bytes=summary["peak_after_mark"]["loaded"],
-                      allocator_peak_over_weights_bytes=summary["peak_after_mark"]["loaded"] - weights,
-                      allocator_loaded_bytes=summary["bytes_at_mark"]["loaded"],
-                      allocator_setup_peak_bytes=summary["peak_bytes"], allocator_peak_in=summary["peak_in"])
+        result.update(figures_after_mark(trace.summary(), "loaded", weights))
     (folder / "result.json").write_text(json.dumps(result, indent=1))
 
 
